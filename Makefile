@@ -1,0 +1,65 @@
+# Kubescribe: `make demo` runs the main job on a local cluster, `make test` runs every check.
+# Both install what they need: a virtual environment, Debian packages, the pinned binaries.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN_PATH = $(shell hack/build-binaries.sh --path | paste -sd:)
+LOCALCLUSTER = $(PY) -m kubescribe.localcluster --bin-path "$(BIN_PATH)"
+DEBIAN_PACKAGES := espeak-ng sox ffmpeg
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help test lint unit integration up down clean logs demo binaries system-packages
+
+help:
+	@echo "make demo     bring the local cluster up and run the main job"
+	@echo "make test     lint, type-check and run every test (installs what it needs)"
+	@echo "make up       start the local cluster (.local/env has its exports)"
+	@echo "make down     stop every process of the local cluster"
+	@echo "make logs POD=namespace/name [CONTAINER=name]   a pod's container logs"
+	@echo "make clean    stop the cluster and delete .local"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+system-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+binaries:
+	@hack/build-binaries.sh >/dev/null
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check kubescribe tests
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit -q
+
+integration: $(VENV)/.installed system-packages binaries
+	KUBESCRIBE_BIN_PATH="$(BIN_PATH)" $(PY) -m pytest tests/integration -q
+
+test: lint unit integration
+
+up: $(VENV)/.installed binaries
+	@$(LOCALCLUSTER) up
+
+down: $(VENV)/.installed
+	@$(LOCALCLUSTER) down
+
+clean: $(VENV)/.installed
+	@$(LOCALCLUSTER) clean
+
+logs: $(VENV)/.installed
+	@$(LOCALCLUSTER) logs "$(POD)" $(CONTAINER)
+
+demo: up
+	@echo "The transcription operator is not built yet: 'make demo' brings the local cluster up."
+	@echo "Try: source .local/env && kubectl get nodes"

@@ -1,0 +1,393 @@
+"""The local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, MinIO and the
+local node agents, each a process on loopback, with their state under one directory."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import shutil
+import socket
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kubescribe.localcluster import pki, processes
+from kubescribe.localcluster.kubeconfig import kubeconfig, write_kubeconfig
+
+NODES = ("kubescribe-node-1", "kubescribe-node-2")
+GPUS_PER_NODE = 2
+SERVICE_CIDR = "10.96.0.0/16"
+API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+
+CONTROLLERS = (
+    "garbage-collector-controller",
+    "job-controller",
+    "cronjob-controller",
+    "ttl-after-finished-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "root-ca-certificate-publisher-controller",
+    "pod-garbage-collector-controller",
+    "resourcequota-controller",
+)
+
+
+class ClusterError(RuntimeError):
+    """A component did not start; the message names it and the log to read."""
+
+
+@dataclass
+class ClusterState:
+    """What `up` chose and `down` and the tools need later; saved as JSON beside the data."""
+
+    cluster_id: str
+    ports: dict[str, int]
+    minio_user: str
+    minio_password: str
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class LocalCluster:
+    def __init__(self, root: Path, bin_path: list[Path]) -> None:
+        self.root = root.resolve()
+        self.bin_path = bin_path
+        self.pki_dir = self.root / "pki"
+        self.logs_dir = self.root / "logs"
+        self.state_file = self.root / "cluster.json"
+        self.env_file = self.root / "env"
+        self.admin_kubeconfig = self.root / "kubeconfig"
+
+    # -- public ------------------------------------------------------------------------------------
+
+    def up(self) -> bool:
+        """Starts the cluster; returns False, changing nothing, when it is already up."""
+        state = self.load_state()
+        if state and self.is_running(state):
+            return False
+        if state:
+            self.down()
+        state = state or self._new_state()
+        self._keep_or_replace_ports(state)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._save(state)
+        try:
+            self._start_all(state)
+        except ClusterError:
+            self.down()
+            raise
+        self._write_env(state)
+        return True
+
+    def down(self) -> None:
+        """Stops every process the cluster started, and any process those started."""
+        state = self.load_state()
+        if state is None:
+            return
+        # Node agents first, so that they stop their pods as a kubelet would.
+        processes.terminate([pid for name, pid in state.pids.items() if name.startswith("node-agent")], 15)
+        marked = processes.marked_processes(processes.MARKER_VARIABLE, state.cluster_id)
+        processes.terminate({*state.pids.values(), *marked}, grace_seconds=10)
+        state.pids = {}
+        self._save(state)
+
+    def load_state(self) -> ClusterState | None:
+        if not self.state_file.exists():
+            return None
+        return ClusterState(**json.loads(self.state_file.read_text()))
+
+    def api_url(self, state: ClusterState) -> str:
+        return f"https://127.0.0.1:{state.ports['apiserver']}"
+
+    def s3_url(self, state: ClusterState) -> str:
+        return f"http://127.0.0.1:{state.ports['minio']}"
+
+    def env_exports(self, state: ClusterState) -> dict[str, str]:
+        path = [str(p) for p in self.bin_path] + [os.environ.get("PATH", "")]
+        return {
+            "KUBECONFIG": str(self.admin_kubeconfig),
+            "AWS_ENDPOINT_URL": self.s3_url(state),
+            "AWS_ACCESS_KEY_ID": state.minio_user,
+            "AWS_SECRET_ACCESS_KEY": state.minio_password,
+            "PATH": ":".join(path),
+        }
+
+    # -- start-up ----------------------------------------------------------------------------------
+
+    def _new_state(self) -> ClusterState:
+        return ClusterState(
+            cluster_id=uuid.uuid4().hex,
+            ports={},
+            minio_user="kubescribe-" + secrets.token_hex(4),
+            minio_password=secrets.token_urlsafe(24),
+        )
+
+    def _keep_or_replace_ports(self, state: ClusterState) -> None:
+        for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "minio", "minio-console"):
+            if not state.ports.get(name) or not _port_free(state.ports[name]):
+                state.ports[name] = free_port()
+
+    def _binary(self, name: str) -> str:
+        for directory in self.bin_path:
+            if (directory / name).is_file():
+                return str(directory / name)
+        raise ClusterError(
+            f"{name}: binary not found in {':'.join(map(str, self.bin_path))}; run hack/build-binaries.sh"
+        )
+
+    def _start_all(self, state: ClusterState) -> None:
+        ca = pki.CertificateAuthority(self.pki_dir)
+        serving_cert, serving_key = ca.issue_server(
+            "kube-apiserver",
+            ("127.0.0.1", "10.96.0.1"),
+            ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+        )
+        sa_private, sa_public = pki.ensure_signing_key(self.pki_dir)
+        server = self.api_url(state)
+        admin_cert, admin_key = ca.issue_client(pki.ADMIN)
+        write_kubeconfig(
+            self.admin_kubeconfig,
+            kubeconfig(server, ca.cert_path, user=pki.ADMIN.user, client_cert=admin_cert, client_key=admin_key),
+        )
+
+        etcd_url = f"http://127.0.0.1:{state.ports['etcd']}"
+        peer_url = f"http://127.0.0.1:{state.ports['etcd-peer']}"
+        self._start(
+            state,
+            "etcd",
+            [
+                self._binary("etcd"),
+                "--name=local",
+                f"--data-dir={self.root / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=local={peer_url}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            ready=lambda: _http_ok(f"{etcd_url}/health", contains='"health":"true"'),
+        )
+
+        self._start(
+            state,
+            "kube-apiserver",
+            [
+                self._binary("kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={state.ports['apiserver']}",
+                f"--tls-cert-file={serving_cert}",
+                f"--tls-private-key-file={serving_key}",
+                f"--client-ca-file={ca.cert_path}",
+                f"--cert-dir={self.pki_dir / 'apiserver'}",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                f"--service-account-issuer={API_AUDIENCE}",
+                f"--api-audiences={API_AUDIENCE}",
+                f"--service-account-key-file={sa_public}",
+                f"--service-account-signing-key-file={sa_private}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # The loopback address cannot stand in the `kubernetes` Service's Endpoints.
+                "--endpoint-reconciler-type=none",
+            ],
+            ready=lambda: _http_ok(f"{server}/readyz", contains="ok", tls=(ca.cert_path, admin_cert, admin_key)),
+            timeout=60,
+        )
+
+        cm_kubeconfig = self._component_kubeconfig(ca, server, pki.CONTROLLER_MANAGER)
+        self._start(
+            state,
+            "kube-controller-manager",
+            [
+                self._binary("kube-controller-manager"),
+                f"--kubeconfig={cm_kubeconfig}",
+                f"--authentication-kubeconfig={cm_kubeconfig}",
+                f"--authorization-kubeconfig={cm_kubeconfig}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={sa_private}",
+                f"--root-ca-file={ca.cert_path}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={state.ports['controller-manager']}",
+                f"--cert-dir={self.pki_dir / 'controller-manager'}",
+            ],
+            ready=lambda: _http_ok(f"https://127.0.0.1:{state.ports['controller-manager']}/healthz", contains="ok"),
+        )
+
+        sched_kubeconfig = self._component_kubeconfig(ca, server, pki.SCHEDULER)
+        self._start(
+            state,
+            "kube-scheduler",
+            [
+                self._binary("kube-scheduler"),
+                f"--kubeconfig={sched_kubeconfig}",
+                f"--authentication-kubeconfig={sched_kubeconfig}",
+                f"--authorization-kubeconfig={sched_kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={state.ports['scheduler']}",
+                f"--cert-dir={self.pki_dir / 'scheduler'}",
+            ],
+            ready=lambda: _http_ok(f"https://127.0.0.1:{state.ports['scheduler']}/healthz", contains="ok"),
+        )
+
+        minio_url = self.s3_url(state)
+        self._start(
+            state,
+            "minio",
+            [
+                self._binary("minio"),
+                "server",
+                str(self.root / "minio"),
+                "--quiet",
+                f"--address=127.0.0.1:{state.ports['minio']}",
+                f"--console-address=127.0.0.1:{state.ports['minio-console']}",
+            ],
+            env={
+                "MINIO_ROOT_USER": state.minio_user,
+                "MINIO_ROOT_PASSWORD": state.minio_password,
+                "MINIO_BROWSER": "off",
+                "MINIO_UPDATE": "off",
+            },
+            ready=lambda: _http_ok(f"{minio_url}/minio/health/ready"),
+        )
+
+        for node in NODES:
+            node_kubeconfig = self._component_kubeconfig(ca, server, pki.node_identity(node))
+            self._start(
+                state,
+                f"node-agent-{node}",
+                [
+                    sys.executable,
+                    "-m",
+                    "kubescribe.localcluster.nodeagent",
+                    f"--node={node}",
+                    f"--kubeconfig={node_kubeconfig}",
+                    f"--state-dir={self.root / 'nodes' / node}",
+                    f"--gpus={GPUS_PER_NODE}",
+                    f"--api-audience={API_AUDIENCE}",
+                ],
+                ready=functools.partial(self._node_ready, node),
+            )
+
+    def _component_kubeconfig(self, ca: pki.CertificateAuthority, server: str, identity: pki.Identity) -> Path:
+        cert, key = ca.issue_client(identity)
+        path = self.pki_dir / f"{identity.file_stem}.kubeconfig"
+        return write_kubeconfig(
+            path, kubeconfig(server, ca.cert_path, user=identity.user, client_cert=cert, client_key=key)
+        )
+
+    def _start(
+        self,
+        state: ClusterState,
+        name: str,
+        argv: list[str],
+        *,
+        ready: Callable[[], bool],
+        env: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> None:
+        log = self.logs_dir / f"{name}.log"
+        full_env = {**os.environ, **(env or {}), processes.MARKER_VARIABLE: state.cluster_id}
+        # Credentials of the outer shell stay out of the cluster's processes.
+        for key in ("KUBECONFIG", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            full_env.pop(key, None)
+        process = processes.spawn(argv, log, full_env, cwd=self.root)
+        state.pids[name] = process.pid
+        self._save(state)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ClusterError(f"{name} exited with code {process.returncode} while starting; read {log}")
+            if ready():
+                return
+            time.sleep(0.2)
+        raise ClusterError(f"{name} was not ready within {timeout:.0f} s; read {log}")
+
+    def _node_ready(self, node: str) -> bool:
+        state = self.load_state()
+        assert state is not None
+        ca = self.pki_dir / "ca.crt"
+        admin = (ca, self.pki_dir / f"{pki.ADMIN.file_stem}.crt", self.pki_dir / f"{pki.ADMIN.file_stem}.key")
+        body = _http_get(f"{self.api_url(state)}/api/v1/nodes/{node}", tls=admin)
+        if body is None:
+            return False
+        conditions = json.loads(body).get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    def is_running(self, state: ClusterState) -> bool:
+        if not state.pids or not all(processes.is_alive(pid) for pid in state.pids.values()):
+            return False
+        ca = self.pki_dir / "ca.crt"
+        admin = (ca, self.pki_dir / f"{pki.ADMIN.file_stem}.crt", self.pki_dir / f"{pki.ADMIN.file_stem}.key")
+        return _http_ok(f"{self.api_url(state)}/readyz", contains="ok", tls=admin)
+
+    def _save(self, state: ClusterState) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_file.touch(mode=0o600)
+        self.state_file.write_text(json.dumps(asdict(state), indent=2))
+
+    def _write_env(self, state: ClusterState) -> None:
+        lines = [f"export {key}={_shell_quote(value)}" for key, value in self.env_exports(state).items()]
+        self.env_file.touch(mode=0o600)
+        self.env_file.write_text("\n".join(lines) + "\n")
+
+    def wipe(self) -> None:
+        self.down()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _http_get(url: str, tls: tuple[Path, Path, Path] | None = None) -> str | None:
+    if url.startswith("https://"):
+        if tls:
+            context = ssl.create_default_context(cafile=str(tls[0]))
+            context.load_cert_chain(str(tls[1]), str(tls[2]))
+        else:
+            # The components' own health ports serve self-signed certificates.
+            context = ssl._create_unverified_context()  # noqa: S323
+    else:
+        context = None
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
+            return str(response.read().decode())
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _http_ok(url: str, contains: str = "", tls: tuple[Path, Path, Path] | None = None) -> bool:
+    body = _http_get(url, tls)
+    return body is not None and contains in body
