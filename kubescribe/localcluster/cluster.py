@@ -39,6 +39,7 @@ CONTROLLERS = (
     "replicaset-controller",
     "root-ca-certificate-publisher-controller",
     "pod-garbage-collector-controller",
+    "node-lifecycle-controller",
     "resourcequota-controller",
 )
 
@@ -295,7 +296,6 @@ class LocalCluster:
                     f"--kubeconfig={node_kubeconfig}",
                     f"--state-dir={self.root / 'nodes' / node}",
                     f"--gpus={GPUS_PER_NODE}",
-                    f"--api-audience={API_AUDIENCE}",
                 ],
                 ready=functools.partial(self._node_ready, node),
             )

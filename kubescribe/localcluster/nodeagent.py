@@ -49,6 +49,7 @@ MAX_MESSAGE_BYTES = 4096
 FALLBACK_LOG_LINES = 80
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0
 POLL_SECONDS = 0.2
+LEASE_SECONDS, LEASE_RENEW_SECONDS, STATUS_EVERY_BEATS = 40, 10, 6
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OWN_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
 
@@ -400,11 +401,10 @@ class PodWorker(threading.Thread):
 
 
 class NodeAgent:
-    def __init__(self, node: str, kubeconfig_path: Path, state_dir: Path, gpus: int, audience: str) -> None:
+    def __init__(self, node: str, kubeconfig_path: Path, state_dir: Path, gpus: int) -> None:
         self.node = node
         self.state_dir = state_dir
         self.gpus = gpus
-        self.audience = audience
         settings = yaml.safe_load(kubeconfig_path.read_text())
         self.server: str = settings["clusters"][0]["cluster"]["server"]
         self.ca_file = Path(settings["clusters"][0]["cluster"]["certificate-authority"])
@@ -433,9 +433,25 @@ class NodeAgent:
         except ApiException as error:
             if error.status != 409:
                 raise
-        self.heartbeat()
+        self.post_status()
+        self.renew_lease()
 
-    def heartbeat(self) -> None:
+    def renew_lease(self) -> None:
+        """The node's heartbeat, as a kubelet renews it; the node lifecycle controller reads it."""
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        lease = {
+            "metadata": {"name": self.node, "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": self.node, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": stamp},
+        }
+        leases = client.CoordinationV1Api(self.api)
+        try:
+            leases.patch_namespaced_lease(self.node, "kube-node-lease", {"spec": lease["spec"]})
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            leases.create_namespaced_lease("kube-node-lease", lease)
+
+    def post_status(self) -> None:
         memory_kib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024
         capacity = {
             "cpu": str(os.cpu_count() or 1),
@@ -568,9 +584,13 @@ class NodeAgent:
             processes.terminate(orphans, grace_seconds=5)
 
     def _heartbeats(self) -> None:
-        while not self.stopping.wait(20):
+        beats = 0
+        while not self.stopping.wait(LEASE_RENEW_SECONDS):
+            beats += 1
             try:
-                self.heartbeat()
+                self.renew_lease()
+                if beats % STATUS_EVERY_BEATS == 0:
+                    self.post_status()
             except Exception as error:
                 log.warning("node heartbeat failed: %s", error)
 
@@ -625,16 +645,20 @@ class NodeAgent:
 
     def service_account_token(self, pod: dict[str, Any], account: str) -> str:
         metadata = pod["metadata"]
+        # No audience: the API server's own, which the pod's projected token volume asks for too.
         request = client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(
-                audiences=[self.audience],
+                audiences=[],
                 expiration_seconds=TOKEN_SECONDS,
                 bound_object_ref=client.V1BoundObjectReference(
                     kind="Pod", api_version="v1", name=metadata["name"], uid=metadata["uid"]
                 ),
             )
         )
-        response = self.core.create_namespaced_service_account_token(account, metadata["namespace"], request)
+        try:
+            response = self.core.create_namespaced_service_account_token(account, metadata["namespace"], request)
+        except ApiException as error:
+            raise ConfigError(f"token for ServiceAccount {account}: {error.status} {error.reason}") from error
         return str(response.status.token)
 
     def object_data(self, namespace: str, kind: str, name: str) -> dict[str, str] | None:
@@ -683,11 +707,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--gpus", type=int, default=2)
-    parser.add_argument("--api-audience", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    agent = NodeAgent(args.node, args.kubeconfig, args.state_dir.resolve(), args.gpus, args.api_audience)
+    agent = NodeAgent(args.node, args.kubeconfig, args.state_dir.resolve(), args.gpus)
 
     def stop(signum: int, frame: object) -> None:
         agent.shutdown()

@@ -1,0 +1,308 @@
+"""The TranscriptionJob resource (kubescribe.io/v1alpha1) as pydantic models: the one definition that every
+component shares and that the CRD's schema is generated from (`python -m kubescribe.api.crd`).
+
+Python names are snake_case, the resource's are camelCase; both are accepted when parsing. Serialize with
+`model_dump(mode="json", by_alias=True, exclude_none=True)` to get the resource's shape.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP: Final = "kubescribe.io"
+VERSION: Final = "v1alpha1"
+KIND: Final = "TranscriptionJob"
+PLURAL: Final = "transcriptionjobs"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+WHISPER_MODELS = (
+    "tiny",
+    "tiny.en",
+    "base",
+    "base.en",
+    "small",
+    "small.en",
+    "medium",
+    "medium.en",
+    "large",
+    "large-v1",
+    "large-v2",
+    "large-v3",
+    "large-v3-turbo",
+    "turbo",
+    "distil-small.en",
+    "distil-medium.en",
+    "distil-large-v2",
+    "distil-large-v3",
+    "distil-large-v3.5",
+)
+"""The Whisper model names faster-whisper downloads by name."""
+
+Format = Literal["json", "txt", "srt", "vtt", "tsv"]
+Task = Literal["transcribe", "translate"]
+Phase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled"]
+
+ONE_SOURCE = "exactly one of source.s3 and source.url must be set"
+TRANSLATE_NEEDS_MULTILINGUAL = "translate needs a multilingual model; *.en models only transcribe English"
+SPEC_IMMUTABLE = "spec is immutable; delete and re-create the job"
+
+# Pydantic (Rust regex) and the API server (Go RE2) both search for a pattern: anchor it, and keep to shared syntax.
+_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+_HTTP_URL = r"^https?://\S+$"
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+_DNS_SUBDOMAIN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
+_MODEL = (
+    r"^(?:"
+    + "|".join(name.replace(".", r"\.") for name in WHISPER_MODELS)
+    + r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?"
+    + r"|[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*"
+    + r")$"
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+def _defaulted(model: type[_Model], description: str) -> Any:
+    """A nested object that is filled with its own defaults when omitted, by pydantic and (as `{}`) by the CRD."""
+    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+
+
+class S3Object(_Model):
+    """An object in S3-compatible storage."""
+
+    bucket: str = Field(pattern=_BUCKET, description="Bucket name (3-63 lowercase letters, digits, dots, hyphens).")
+    key: str = Field(min_length=1, max_length=1024, description="Object key, for example speeches/jfk.flac.")
+    endpoint: str | None = Field(
+        None,
+        pattern=_HTTP_URL,
+        max_length=2048,
+        description="S3 endpoint URL, for example http://minio.storage:9000. Omit to use the operator's store.",
+    )
+    secret_name: str | None = Field(
+        None,
+        pattern=_DNS_SUBDOMAIN,
+        max_length=253,
+        description="Secret in the job's namespace with the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+        "for this endpoint. Omit to use the operator's credentials.",
+    )
+
+
+class Source(_Model):
+    """Where the audio comes from: exactly one of s3 and url."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": "has(self.s3) != has(self.url)", "message": ONE_SOURCE}]
+        }
+    )
+
+    s3: S3Object | None = Field(None, description="An audio object in S3-compatible storage.")
+    url: str | None = Field(
+        None, pattern=_HTTP_URL, max_length=2048, description="An http or https URL the runner downloads."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.s3 is None) == (self.url is None):
+            raise ValueError(ONE_SOURCE)
+        return self
+
+
+class OutputLocation(_Model):
+    """Where the transcripts are written."""
+
+    bucket: str = Field(pattern=_BUCKET, description="Bucket the transcripts are written to.")
+    prefix: str = Field(
+        "", max_length=1024, description="Key prefix of the transcripts, for example jfk/; empty for the bucket root."
+    )
+
+
+class Outputs(_Model):
+    """Which transcript files to write, and where."""
+
+    formats: list[Format] = Field(
+        ["json", "txt", "srt", "vtt"],
+        min_length=1,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Transcript formats: json (segments and words), txt, srt and vtt (subtitles), tsv.",
+    )
+    s3: OutputLocation | None = Field(None, description="Where to write them. Omit for the operator's default store.")
+
+    @field_validator("formats")
+    @classmethod
+    def _unique(cls, formats: list[Format]) -> list[Format]:
+        if len(set(formats)) != len(formats):
+            raise ValueError("formats must not repeat")
+        return formats
+
+
+class Options(_Model):
+    """Decoding options passed to faster-whisper."""
+
+    vad: bool = Field(True, description="Skip silence with voice activity detection before decoding.")
+    word_timestamps: bool = Field(False, description="Add the time of every word to the json output.")
+    beam_size: int = Field(5, ge=1, le=20, description="Beam search width; 1 is greedy decoding.")
+    initial_prompt: str | None = Field(
+        None, max_length=2000, description="Text the first window is conditioned on: names, spelling, style."
+    )
+    temperature: float = Field(0.0, ge=0, le=1, description="Sampling temperature; 0 decodes deterministically.")
+
+
+class Toleration(_Model):
+    """A pod toleration, as in the core Pod spec."""
+
+    key: str | None = Field(None, description="Taint key to match; empty with operator Exists matches every taint.")
+    operator: Literal["Exists", "Equal"] | None = Field(None, description="Exists or Equal (the default).")
+    value: str | None = Field(None, description="Taint value to match with operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to match; empty matches every effect."
+    )
+    toleration_seconds: int | None = Field(
+        None, description="How long a NoExecute taint is tolerated before eviction; unset tolerates it forever."
+    )
+
+
+class Resources(_Model):
+    """What the runner pod gets and where it may run."""
+
+    gpu: int = Field(1, ge=0, le=8, description="NVIDIA GPUs (nvidia.com/gpu) for the runner; 0 runs it on CPU.")
+    cpu: str | None = Field(
+        None, pattern=_QUANTITY, description='CPU request as a quoted quantity, for example "2" or "500m".'
+    )
+    memory: str | None = Field(None, pattern=_QUANTITY, description="Memory request as a quantity, for example 4Gi.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the runner pod requires.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations of the runner pod.")
+    priority_class_name: str | None = Field(
+        None, pattern=_DNS_SUBDOMAIN, max_length=253, description="PriorityClass of the runner pod."
+    )
+
+
+class TranscriptionJobSpec(_Model):
+    """What to transcribe, how, and where the transcripts go. Immutable once created."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self == oldSelf", "message": SPEC_IMMUTABLE},
+                {
+                    "rule": "self.task != 'translate' || !self.model.endsWith('.en')",
+                    "message": TRANSLATE_NEEDS_MULTILINGUAL,
+                },
+            ]
+        }
+    )
+
+    source: Source = Field(description="The audio to transcribe: exactly one of s3 and url.")
+    model: str = Field(
+        "tiny.en",
+        pattern=_MODEL,
+        max_length=256,
+        description="A Whisper model name (tiny, tiny.en, base, small, medium, large-v3, turbo, distil-large-v3, "
+        "...), s3://bucket/prefix/ of a CTranslate2 model, or a Hugging Face repository such as org/name.",
+    )
+    language: str | None = Field(
+        None, pattern=r"^[a-z]{2,3}$", description="Spoken language as an ISO 639-1 code such as en; omit to detect it."
+    )
+    task: Task = Field(
+        "transcribe", description="transcribe keeps the spoken language; translate writes English instead."
+    )
+    outputs: Outputs = _defaulted(Outputs, "Transcript formats and where they are written.")
+    options: Options = _defaulted(Options, "Decoding options.")
+    resources: Resources = _defaulted(Resources, "Resources and placement of the runner pod.")
+    priority: int = Field(0, ge=-1000, le=1000, description="Admission priority: higher runs first when queued.")
+    backoff_limit: int = Field(2, ge=0, le=10, description="Retries of a failed runner pod before the job fails.")
+    active_deadline_seconds: int = Field(
+        3600, ge=1, description="Seconds the job may run once admitted, retries included, before it fails."
+    )
+    ttl_seconds_after_finished: int = Field(
+        7200, ge=0, description="Seconds after finishing before the job and its transcripts are deleted."
+    )
+    webhook_url: str | None = Field(
+        None,
+        pattern=_HTTP_URL,
+        max_length=2048,
+        description="An http or https URL that gets a POST with the job's status when it finishes.",
+    )
+
+    @model_validator(mode="after")
+    def _translate_needs_multilingual(self) -> Self:
+        if self.task == "translate" and self.model.endswith(".en"):
+            raise ValueError(TRANSLATE_NEEDS_MULTILINGUAL)
+        return self
+
+
+class Condition(_Model):
+    """An observation of the job's state, in the Kubernetes convention (metav1.Condition)."""
+
+    type: str = Field(max_length=316, description="Condition type in CamelCase, for example Admitted or Complete.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(max_length=1024, description="Machine-readable CamelCase reason for the last transition.")
+    message: str = Field(max_length=32768, description="Human-readable details of the last transition.")
+    last_transition_time: datetime = Field(description="When the status last changed.")
+    observed_generation: int | None = Field(
+        None, ge=0, description="metadata.generation the condition was computed from."
+    )
+
+
+class Progress(_Model):
+    """How far the runner is, reported while it runs."""
+
+    percent: float | None = Field(None, ge=0, le=100, description="Share of the audio transcribed, 0 to 100.")
+    processed_seconds: float | None = Field(None, ge=0, description="Seconds of audio transcribed so far.")
+    duration_seconds: float | None = Field(None, ge=0, description="Length of the audio in seconds.")
+    eta_seconds: float | None = Field(None, ge=0, description="Estimated seconds until the transcription is done.")
+
+
+class Result(_Model):
+    """What a successful transcription produced."""
+
+    language: str | None = Field(None, description="Language transcribed, given or detected.")
+    language_probability: float | None = Field(
+        None, ge=0, le=1, description="Confidence of the detected language, 0 to 1."
+    )
+    duration_seconds: float | None = Field(None, ge=0, description="Length of the audio in seconds.")
+    outputs: dict[str, str] = Field(
+        default_factory=dict, description="URI of each transcript (s3://bucket/key), keyed by format."
+    )
+    real_time_factor: float | None = Field(
+        None, ge=0, description="Transcription time divided by audio duration; below 1 is faster than real time."
+    )
+
+
+class TranscriptionJobStatus(_Model):
+    """The observed state of the job, written by the operator and the runner."""
+
+    phase: Phase | None = Field(None, description="Pending, Queued, Running, Succeeded, Failed or Cancelled.")
+    queue_position: int | None = Field(None, ge=1, description="Place in the admission queue while Queued; 1 is next.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        description="Latest observations of the job's state, one per type.",
+    )
+    progress: Progress | None = Field(None, description="Progress of the running transcription.")
+    result: Result | None = Field(None, description="Outcome of a successful transcription.")
+    start_time: datetime | None = Field(None, description="When the first runner pod started.")
+    completion_time: datetime | None = Field(None, description="When the job succeeded, failed or was cancelled.")
+    attempts: int | None = Field(None, ge=0, description="Runner pods started so far.")
+    reason: str | None = Field(None, description="CamelCase reason for the current phase.")
+    message: str | None = Field(None, description="Human-readable details of the current phase.")
+    observed_generation: int | None = Field(None, ge=0, description="metadata.generation the status reflects.")
+    job_name: str | None = Field(None, description="Name of the batch/v1 Job that runs the runner pod.")
+
+
+class TranscriptionJob(_Model):
+    """A speech transcription: audio in, transcripts out."""
+
+    api_version: Literal["kubescribe.io/v1alpha1"] = Field(
+        "kubescribe.io/v1alpha1", description="kubescribe.io/v1alpha1."
+    )
+    kind: Literal["TranscriptionJob"] = Field(KIND, description="TranscriptionJob.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
+    spec: TranscriptionJobSpec = Field(description="What to transcribe, how, and where the transcripts go.")
+    status: TranscriptionJobStatus | None = Field(None, description="The observed state of the job.")

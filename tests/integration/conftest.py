@@ -1,0 +1,114 @@
+"""One local cluster (real etcd, kube-apiserver, controller-manager, scheduler, MinIO and the local node
+agents) shared by every integration test of a session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from minio import Minio
+
+from kubescribe.localcluster.cluster import LocalCluster
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pinned_versions() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in (REPO / "hack/versions.env").read_text().splitlines())
+    return {key: value for key, value in (p for p in pairs if len(p) == 2) if not key.startswith("#")}
+
+
+def bin_path() -> list[Path]:
+    raw = os.environ.get("KUBESCRIBE_BIN_PATH") or subprocess.run(
+        [REPO / "hack/build-binaries.sh", "--path"], capture_output=True, text=True, check=True
+    ).stdout.replace("\n", ":")
+    return [Path(p) for p in raw.split(":") if p]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    """Polls `condition` until it returns something truthy; fails naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}")
+
+
+class Cluster:
+    def __init__(self, local: LocalCluster) -> None:
+        self.local = local
+        state = local.load_state()
+        assert state is not None
+        self.state = state
+        self.env = {**os.environ, **local.env_exports(state)}
+
+    def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            list(args), input=input, capture_output=True, text=True, env=self.env, timeout=120, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("kubectl", *args, input=input, check=check)
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def try_get(self, *args: str) -> Any | None:
+        result = self.kubectl("get", *args, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def apply(self, *objects: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}))
+
+    def s3(self) -> Minio:
+        endpoint = self.local.s3_url(self.state).removeprefix("http://")
+        return Minio(endpoint, self.state.minio_user, self.state.minio_password, secure=False)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    local = LocalCluster(tmp_path_factory.mktemp("cluster"), bin_path())
+    local.up()
+    try:
+        yield Cluster(local)
+    finally:
+        local.down()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    # The ServiceAccount controller creates `default` shortly after the namespace; pods need it.
+    wait_for(lambda: cluster.try_get("serviceaccount", "default", "-n", name), 30, "the default ServiceAccount")
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pod_template(script: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    """A pod template whose one container runs `python -c script` (the local node runs commands as processes)."""
+    container = {"name": "main", "image": "kubescribe", "command": ["python", "-c", script]}
+    container.update(spec.pop("container", {}))
+    return {
+        "metadata": {"labels": labels or {}},
+        "spec": {"restartPolicy": "Never", "containers": [container], **spec},
+    }
+
+
+def pod(name: str, namespace: str, script: str, **spec: Any) -> dict[str, Any]:
+    template = pod_template(script, **spec)
+    template["metadata"].update(name=name, namespace=namespace)
+    return {"apiVersion": "v1", "kind": "Pod", **template}

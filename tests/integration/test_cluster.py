@@ -1,0 +1,229 @@
+"""The local cluster behaves as a Kubernetes cluster with two GPU nodes does."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import uuid
+from pathlib import Path
+
+from tests.integration.conftest import Cluster, pinned_versions, pod, pod_template, wait_for
+
+
+def phase(cluster: Cluster, namespace: str, name: str) -> str | None:
+    found = cluster.try_get("pod", name, "-n", namespace)
+    return found["status"].get("phase") if found else None
+
+
+def terminated(cluster: Cluster, namespace: str, name: str) -> dict | None:
+    found = cluster.try_get("pod", name, "-n", namespace)
+    statuses = (found or {}).get("status", {}).get("containerStatuses", [])
+    return statuses[0]["state"].get("terminated") if statuses else None
+
+
+def test_kubectl_reports_the_pinned_server_version(cluster: Cluster) -> None:
+    versions = json.loads(cluster.kubectl("version", "-o", "json").stdout)
+    pinned = pinned_versions()["KUBERNETES_VERSION"]
+    assert versions["serverVersion"]["gitVersion"] == pinned
+    assert versions["clientVersion"]["gitVersion"] == pinned
+    assert versions["serverVersion"]["gitTreeState"] == "clean"
+
+
+def test_two_ready_nodes_each_with_two_gpus(cluster: Cluster) -> None:
+    nodes = cluster.get("nodes")["items"]
+    assert len(nodes) == 2
+    for node in nodes:
+        ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True"
+        assert node["status"]["allocatable"]["nvidia.com/gpu"] == "2"
+        assert node["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
+    assert "nvidia.com/gpu" in cluster.kubectl("describe", "nodes").stdout
+
+
+def test_a_job_writes_an_object_to_minio(cluster: Cluster, namespace: str) -> None:
+    s3 = cluster.s3()
+    bucket, key = f"job-{uuid.uuid4().hex[:8]}", "greetings/hello.txt"
+    s3.make_bucket(bucket)
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "s3",
+        "-n",
+        namespace,
+        f"--from-literal=accessKey={cluster.state.minio_user}",
+        f"--from-literal=secretKey={cluster.state.minio_password}",
+    )
+    cluster.kubectl(
+        "create",
+        "configmap",
+        "s3",
+        "-n",
+        namespace,
+        f"--from-literal=endpoint={cluster.local.s3_url(cluster.state).removeprefix('http://')}",
+    )
+    script = textwrap.dedent(f"""
+        import io, os
+        from minio import Minio
+        s3 = Minio(os.environ["S3_ENDPOINT"], os.environ["ACCESS_KEY"], os.environ["SECRET_KEY"], secure=False)
+        body = ("hello from " + os.environ["POD_NAME"]).encode()
+        s3.put_object("{bucket}", "{key}", io.BytesIO(body), len(body))
+    """)
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "writer", "namespace": namespace},
+        "spec": {
+            "backoffLimit": 0,
+            "template": pod_template(
+                script,
+                container={
+                    "env": [
+                        {"name": "S3_ENDPOINT", "valueFrom": {"configMapKeyRef": {"name": "s3", "key": "endpoint"}}},
+                        {"name": "ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "accessKey"}}},
+                        {"name": "SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "secretKey"}}},
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    ]
+                },
+            ),
+        },
+    }
+    cluster.apply(job)
+    cluster.kubectl("wait", "-n", namespace, "job/writer", "--for=condition=Complete", "--timeout=90s")
+    body = s3.get_object(bucket, key).read().decode()
+    assert body.startswith("hello from writer-")
+
+
+def test_gpu_requests_beyond_a_node_stay_pending(cluster: Cluster, namespace: str) -> None:
+    def gpus(count: int) -> dict:
+        return {"resources": {"limits": {"nvidia.com/gpu": count}}}
+
+    cluster.apply(
+        pod("three-gpus", namespace, "print('never')", container=gpus(3)),
+        pod("two-gpus", namespace, "print('ran')", container=gpus(2)),
+    )
+    wait_for(lambda: phase(cluster, namespace, "two-gpus") == "Succeeded", 60, "the 2-GPU pod to succeed")
+
+    def failed_scheduling() -> list[str]:
+        events = cluster.get("events", "-n", namespace, "--field-selector", "involvedObject.name=three-gpus")
+        return [e["message"] for e in events["items"] if e["reason"] == "FailedScheduling"]
+
+    messages = wait_for(failed_scheduling, 30, "a FailedScheduling event")
+    assert "Insufficient nvidia.com/gpu" in messages[0]
+    assert phase(cluster, namespace, "three-gpus") == "Pending"
+
+
+def test_exit_code_and_termination_message_are_reported(cluster: Cluster, namespace: str) -> None:
+    writes_message = textwrap.dedent("""
+        import os, pathlib
+        # Inside a container this file is /dev/termination-log; the local node keeps it under the container's root.
+        pathlib.Path(os.environ["KUBESCRIBE_CONTAINER_ROOT"], "dev/termination-log").write_text("the audio is empty")
+        raise SystemExit(3)
+    """)
+    falls_back_to_logs = "import sys; print('decoder said no', file=sys.stderr); sys.exit(4)"
+    cluster.apply(
+        pod("message", namespace, writes_message),
+        pod("fallback", namespace, falls_back_to_logs, container={"terminationMessagePolicy": "FallbackToLogsOnError"}),
+    )
+    state = wait_for(lambda: terminated(cluster, namespace, "message"), 60, "the container to exit")
+    assert state["exitCode"] == 3
+    assert state["reason"] == "Error"
+    assert state["message"] == "the audio is empty"
+    assert phase(cluster, namespace, "message") == "Failed"
+    state = wait_for(lambda: terminated(cluster, namespace, "fallback"), 60, "the container to exit")
+    assert state["exitCode"] == 4
+    assert "decoder said no" in state["message"]
+
+
+def test_a_job_with_backoff_limit_one_runs_twice_then_fails(cluster: Cluster, namespace: str) -> None:
+    template = pod_template("raise SystemExit(1)")
+    cluster.apply(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "flaky", "namespace": namespace},
+            "spec": {"backoffLimit": 1, "template": template},
+        }
+    )
+    cluster.kubectl("wait", "-n", namespace, "job/flaky", "--for=condition=Failed", "--timeout=120s")
+    job = cluster.get("job", "flaky", "-n", namespace)
+    assert job["status"]["failed"] == 2
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded"
+    pods = cluster.get("pods", "-n", namespace, "-l", "job-name=flaky")["items"]
+    assert sorted(p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] for p in pods) == [1, 1]
+
+
+def test_active_deadline_fails_the_pod(cluster: Cluster, namespace: str) -> None:
+    cluster.apply(pod("slow", namespace, "import time; time.sleep(600)", activeDeadlineSeconds=3))
+    wait_for(lambda: phase(cluster, namespace, "slow") == "Failed", 60, "the pod to fail")
+    assert cluster.get("pod", "slow", "-n", namespace)["status"]["reason"] == "DeadlineExceeded"
+
+
+def test_deleting_an_owner_deletes_its_pods_and_stops_their_processes(cluster: Cluster, namespace: str) -> None:
+    template = pod_template("import time; time.sleep(3600)", labels={"app": "sleeper"}, restartPolicy="Always")
+    cluster.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "sleeper", "namespace": namespace},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "sleeper"}}, "template": template},
+        }
+    )
+
+    def running_pids() -> list[int]:
+        pods = cluster.get("pods", "-n", namespace, "-l", "app=sleeper")["items"]
+        states = [p["status"].get("containerStatuses", [{}])[0].get("state", {}) for p in pods]
+        if len(pods) != 2 or not all("running" in s for s in states):
+            return []
+        return [int(p["status"]["containerStatuses"][0]["containerID"].split("://")[1]) for p in pods]
+
+    pids = wait_for(running_pids, 60, "two running pods")
+    assert all(Path(f"/proc/{pid}").exists() for pid in pids)
+    cluster.kubectl("delete", "deployment", "sleeper", "-n", namespace, "--wait=false")
+    wait_for(
+        lambda: not cluster.get("pods", "-n", namespace, "-l", "app=sleeper")["items"],
+        90,
+        "the garbage collector to delete the pods",
+    )
+    assert not cluster.try_get("replicaset", "-n", namespace, "-l", "app=sleeper")["items"]
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+def test_a_service_account_acts_with_its_own_rbac(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("create", "serviceaccount", "reader", "-n", namespace)
+    lists_pods = textwrap.dedent("""
+        import os, pathlib
+        from kubernetes import client, config
+        from kubernetes.client.rest import ApiException
+        config.load_kube_config()
+        message = pathlib.Path(os.environ["KUBESCRIBE_CONTAINER_ROOT"], "dev/termination-log")
+        try:
+            pods = client.CoreV1Api().list_namespaced_pod(os.environ["NAMESPACE"])
+        except ApiException as error:
+            message.write_text(str(error.status))
+            raise SystemExit(1)
+        message.write_text(f"listed {len(pods.items)}")
+    """)
+
+    def run(name: str) -> dict:
+        spec = pod(
+            name,
+            namespace,
+            lists_pods,
+            serviceAccountName="reader",
+            container={"env": [{"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]},
+        )
+        cluster.apply(spec)
+        return wait_for(lambda: terminated(cluster, namespace, name), 60, f"{name} to finish")
+
+    denied = run("before-binding")
+    assert (denied["exitCode"], denied["message"]) == (1, "403")
+
+    cluster.kubectl("create", "role", "pod-reader", "-n", namespace, "--verb=list", "--resource=pods")
+    cluster.kubectl(
+        "create", "rolebinding", "reader", "-n", namespace, "--role=pod-reader", f"--serviceaccount={namespace}:reader"
+    )
+    allowed = run("after-binding")
+    assert allowed["exitCode"] == 0
+    assert allowed["message"].startswith("listed ")
