@@ -112,3 +112,11 @@ def pod(name: str, namespace: str, script: str, **spec: Any) -> dict[str, Any]:
     template = pod_template(script, **spec)
     template["metadata"].update(name=name, namespace=namespace)
     return {"apiVersion": "v1", "kind": "Pod", **template}
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Cluster) -> str:
+    """The TranscriptionJob CRD, installed and established."""
+    cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/transcriptionjobs.kubescribe.io", "--timeout=60s")
+    return "transcriptionjobs.kubescribe.io"

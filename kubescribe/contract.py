@@ -1,0 +1,26 @@
+"""What the operator and the runner agree on: how a runner pod is configured and how it reports its end."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Environment of the runner container.
+ENV_JOB_NAME: Final = "KUBESCRIBE_JOB_NAME"
+"""Name of the TranscriptionJob whose status the runner reports into (unset: no reporting)."""
+ENV_JOB_NAMESPACE: Final = "KUBESCRIBE_JOB_NAMESPACE"
+ENV_SPEC: Final = "KUBESCRIBE_SPEC"
+"""The TranscriptionJob's spec as JSON (camelCase), with the operator's defaults filled in."""
+ENV_MODEL_CACHE: Final = "KUBESCRIBE_MODEL_CACHE"
+"""Directory of downloaded models, shared between runs where the volume allows."""
+# S3 access uses the standard variables AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+
+# Exit codes. Bad input is not worth retrying: the Job's podFailurePolicy fails the job at once on these.
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_BAD_INPUT: Final = 2
+EXIT_SOURCE_NOT_FOUND: Final = 3
+EXIT_CANCELLED: Final = 143
+NOT_RETRIED_EXIT_CODES: Final = (EXIT_BAD_INPUT, EXIT_SOURCE_NOT_FOUND)
+
+TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
+"""The runner writes `{"reason": ..., "message": ...}` as JSON here before it exits with an error."""
