@@ -17,7 +17,12 @@ import yaml
 
 from kubescribe.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, TranscriptionJob
 
-CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / f"{PLURAL}.{GROUP}.yaml"
+_REPO = Path(__file__).resolve().parents[2]
+# The plain manifest for `kubectl apply`, and the Helm chart's copy.
+CRD_PATHS = (
+    _REPO / "crds" / f"{PLURAL}.{GROUP}.yaml",
+    _REPO / "charts" / "kubescribe" / "crds" / f"{PLURAL}.{GROUP}.yaml",
+)
 _HEADER = "# Generated from kubescribe/api/v1alpha1.py by `python -m kubescribe.api.crd`; do not edit.\n"
 
 _PRINTER_COLUMNS = [
@@ -110,17 +115,18 @@ def crd_yaml() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=f"Write or check {CRD_PATH.name} from the pydantic models.")
+    parser = argparse.ArgumentParser(description="Write or check the CRD files from the pydantic models.")
     parser.add_argument("--check", action="store_true", help="only check that the file is up to date")
     args = parser.parse_args(argv)
     text = crd_yaml()
     if args.check:
-        if not CRD_PATH.is_file() or CRD_PATH.read_text() != text:
-            print(f"{CRD_PATH} is out of date: run python -m kubescribe.api.crd", file=sys.stderr)
-            return 1
-        return 0
-    CRD_PATH.parent.mkdir(parents=True, exist_ok=True)
-    CRD_PATH.write_text(text)
+        stale = [path for path in CRD_PATHS if not path.is_file() or path.read_text() != text]
+        for path in stale:
+            print(f"{path} is out of date: run python -m kubescribe.api.crd", file=sys.stderr)
+        return 1 if stale else 0
+    for path in CRD_PATHS:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     return 0
 
 

@@ -201,15 +201,16 @@ def test_status_parses_as_the_operator_writes_it():
         TranscriptionJobStatus.model_validate({"progress": {"percent": 101}})
 
 
-def test_the_crd_file_is_generated_from_the_models():
-    assert crd_module.CRD_PATH.read_text() == crd_module.crd_yaml()
-    assert yaml.safe_load(crd_module.CRD_PATH.read_text()) == build_crd()
+def test_the_crd_files_are_generated_from_the_models():
+    for path in crd_module.CRD_PATHS:
+        assert path.read_text() == crd_module.crd_yaml()
+        assert yaml.safe_load(path.read_text()) == build_crd()
 
 
 def test_check_fails_on_a_stale_file_and_passes_once_written(tmp_path: Path, monkeypatch, capsys):
     path = tmp_path / "crd.yaml"
     path.write_text("stale\n")
-    monkeypatch.setattr(crd_module, "CRD_PATH", path)
+    monkeypatch.setattr(crd_module, "CRD_PATHS", (path,))
     assert crd_module.main(["--check"]) == 1
     assert "out of date" in capsys.readouterr().err
     assert crd_module.main([]) == 0

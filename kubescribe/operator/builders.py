@@ -1,0 +1,244 @@
+"""The child objects of a TranscriptionJob, as plain dicts ready for the API server.
+
+Every child has the same deterministic name (`child_name`), the job's labels and a controller owner reference
+to the TranscriptionJob, so creating them is idempotent and deleting the job deletes them. `tj` is the
+TranscriptionJob as the API server returns it (camelCase dict, metadata with name, namespace and uid)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any, Final
+
+from kubescribe.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, OutputLocation, TranscriptionJobSpec
+from kubescribe.contract import (
+    ENV_JOB_NAME,
+    ENV_JOB_NAMESPACE,
+    ENV_MODEL_CACHE,
+    ENV_SPEC,
+    NOT_RETRIED_EXIT_CODES,
+    TERMINATION_MESSAGE_PATH,
+)
+from kubescribe.operator.settings import OperatorSettings
+
+RUNNER_CONTAINER: Final = "runner"
+WORK_DIR: Final = "/work"
+JOB_LABEL: Final = "kubescribe.io/job"
+KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+CREDENTIAL_KEYS: Final = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+_MAX_LENGTH = 63
+_HASH_LENGTH = 8
+
+
+def _shortened(text: str, original: str) -> str:
+    """`text` cut to fit 63 characters with a hash of `original` appended, so that distinct originals stay distinct."""
+    digest = hashlib.sha256(original.encode()).hexdigest()[:_HASH_LENGTH]
+    return f"{text[: _MAX_LENGTH - _HASH_LENGTH - 1].rstrip('-.')}-{digest}"
+
+
+def child_name(tj: Mapping[str, Any]) -> str:
+    """`transcribe-<name>`: a DNS label (63 characters at most, no dots), with a hash when the name had to change."""
+    name: str = tj["metadata"]["name"]
+    readable = f"transcribe-{name}"
+    if len(readable) <= _MAX_LENGTH and "." not in readable:
+        return readable
+    return _shortened(readable.replace(".", "-"), name)
+
+
+def job_label_value(tj: Mapping[str, Any]) -> str:
+    """The job's name as a label value (63 characters at most)."""
+    name: str = tj["metadata"]["name"]
+    return name if len(name) <= _MAX_LENGTH else _shortened(name, name)
+
+
+def pod_selector(tj: Mapping[str, Any]) -> str:
+    """Label selector of the job's runner pods (and of all its children)."""
+    return f"{JOB_LABEL}={job_label_value(tj)}"
+
+
+def labels(tj: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "kubescribe",
+        "app.kubernetes.io/component": "runner",
+        JOB_LABEL: job_label_value(tj),
+    }
+
+
+def owner_reference(tj: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = tj["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": metadata["name"],
+        "uid": metadata["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(tj: Mapping[str, Any], extra_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "name": child_name(tj),
+        "namespace": tj["metadata"]["namespace"],
+        "labels": {**labels(tj), **(extra_labels or {})},
+        "ownerReferences": [owner_reference(tj)],
+    }
+
+
+def build_service_account(tj: Mapping[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(tj)}
+
+
+def build_role(tj: Mapping[str, Any]) -> dict[str, Any]:
+    """The runner may read and patch its own job's status, and nothing else."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _metadata(tj),
+        "rules": [
+            {
+                "apiGroups": [GROUP],
+                "resources": [f"{PLURAL}/status"],
+                "resourceNames": [tj["metadata"]["name"]],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    }
+
+
+def build_role_binding(tj: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _metadata(tj),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": child_name(tj)},
+        "subjects": [{"kind": "ServiceAccount", "name": child_name(tj), "namespace": tj["metadata"]["namespace"]}],
+    }
+
+
+def needs_credentials_copy(tj: Mapping[str, Any]) -> bool:
+    """Whether the runner uses the operator's S3 credentials, copied by `build_credentials_secret`; when false it
+    uses the Secret the spec names (source.s3.secretName) in the job's namespace."""
+    source = TranscriptionJobSpec.model_validate(tj["spec"]).source.s3
+    return source is None or source.secret_name is None
+
+
+def build_credentials_secret(tj: Mapping[str, Any], access_key: str, secret_key: str) -> dict[str, Any]:
+    """A copy of the operator's S3 credentials in the job's namespace, deleted with the job."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _metadata(tj),
+        "stringData": {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key},
+    }
+
+
+def runner_spec(tj: Mapping[str, Any], settings: OperatorSettings) -> TranscriptionJobSpec:
+    """The spec the runner gets: the operator's defaults filled in for the model, the output location
+    (`<default bucket>/<namespace>/<name>/`) and the endpoint of an S3 source."""
+    metadata = tj["metadata"]
+    spec = TranscriptionJobSpec.model_validate({"model": settings.default_model, **tj["spec"]})
+    output = spec.outputs.s3 or OutputLocation(
+        bucket=settings.default_output_bucket, prefix=f"{metadata['namespace']}/{metadata['name']}/"
+    )
+    source = spec.source
+    if source.s3 is not None and source.s3.endpoint is None:
+        source = source.model_copy(update={"s3": source.s3.model_copy(update={"endpoint": settings.s3_endpoint})})
+    return spec.model_copy(update={"outputs": spec.outputs.model_copy(update={"s3": output}), "source": source})
+
+
+def _s3_env(tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """One S3 identity per runner: the operator's store and credentials, or, when the source names a Secret,
+    that Secret with the source's endpoint, for reading and writing alike."""
+    source = spec.source.s3
+    if source is not None and source.secret_name is not None:
+        endpoint, secret = source.endpoint or settings.s3_endpoint, source.secret_name
+    else:
+        endpoint, secret = settings.s3_endpoint, child_name(tj)
+    return [
+        {"name": "AWS_ENDPOINT_URL", "value": endpoint},
+        *({"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for key in CREDENTIAL_KEYS),
+    ]
+
+
+def _container_resources(spec: TranscriptionJobSpec) -> dict[str, Any]:
+    resources = spec.resources
+    requests = {name: value for name, value in (("cpu", resources.cpu), ("memory", resources.memory)) if value}
+    limits = {GPU_RESOURCE: str(resources.gpu)} if resources.gpu > 0 else {}
+    return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
+
+
+def _pod_spec(tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: OperatorSettings) -> dict[str, Any]:
+    metadata = tj["metadata"]
+    container = {
+        "name": RUNNER_CONTAINER,
+        "image": settings.runner_image,
+        "command": list(settings.runner_command),
+        "workingDir": WORK_DIR,
+        "env": [
+            {"name": ENV_SPEC, "value": spec.model_dump_json(by_alias=True, exclude_none=True)},
+            {"name": ENV_JOB_NAME, "value": metadata["name"]},
+            {"name": ENV_JOB_NAMESPACE, "value": metadata["namespace"]},
+            {"name": ENV_MODEL_CACHE, "value": settings.model_cache_dir},
+            *_s3_env(tj, spec, settings),
+        ],
+        "resources": _container_resources(spec),
+        "volumeMounts": [
+            {"name": "work", "mountPath": WORK_DIR},
+            {"name": "model-cache", "mountPath": settings.model_cache_dir},
+        ],
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    pod: dict[str, Any] = {
+        "serviceAccountName": child_name(tj),
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [{"name": "work", "emptyDir": {}}, {"name": "model-cache", "emptyDir": {}}],
+    }
+    placement = spec.resources
+    if placement.node_selector:
+        pod["nodeSelector"] = dict(placement.node_selector)
+    if placement.tolerations:
+        pod["tolerations"] = [
+            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in placement.tolerations
+        ]
+    if placement.priority_class_name:
+        pod["priorityClassName"] = placement.priority_class_name
+    return pod
+
+
+def build_job(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """The batch/v1 Job that runs the runner pod. Retries, deadline and failure policy are the Job's: exit codes
+    the contract marks as not worth retrying fail it at once, and evicted or preempted pods do not count."""
+    spec = runner_spec(tj, settings)
+    queue = (tj["metadata"].get("labels") or {}).get(KUEUE_QUEUE_LABEL)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(tj, {KUEUE_QUEUE_LABEL: queue} if queue else None),
+        "spec": {
+            "suspend": False,
+            "backoffLimit": spec.backoff_limit,
+            "activeDeadlineSeconds": spec.active_deadline_seconds,
+            "podReplacementPolicy": "Failed",
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": RUNNER_CONTAINER,
+                            "operator": "In",
+                            "values": list(NOT_RETRIED_EXIT_CODES),
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                ]
+            },
+            "template": {"metadata": {"labels": labels(tj)}, "spec": _pod_spec(tj, spec, settings)},
+        },
+    }

@@ -1,0 +1,183 @@
+"""The operator's one decision loop. Each pass reads what the API server holds now (every TranscriptionJob, every
+runner Job and pod), admits what the queue allows, creates the children of admitted jobs, writes each job's status
+as computed from its children, and deletes finished jobs whose TTL ran out. Nothing is remembered between passes,
+so an operator restarted at any moment carries on where the cluster stands; creation is idempotent (deterministic
+names, AlreadyExists is success)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION
+from kubescribe.operator import builders, metrics
+from kubescribe.operator.queue import plan_admission, queue_entry
+from kubescribe.operator.settings import OperatorSettings
+from kubescribe.operator.status import compute_status, is_finished, transitions
+
+log = logging.getLogger("kubescribe.operator")
+
+RUNNER_SELECTOR = "app.kubernetes.io/name=kubescribe,app.kubernetes.io/component=runner"
+Key = tuple[str, str]
+
+
+def _key(obj: Mapping[str, Any]) -> Key:
+    return obj["metadata"]["namespace"], obj["metadata"]["labels"][builders.JOB_LABEL]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        api: client.ApiClient,
+        now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> None:
+        self.settings = settings
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
+        self.now = now
+
+    def reconcile(self) -> None:
+        jobs_by_tj = {_key(job): job for job in self._list(self.batch.list_job_for_all_namespaces)}
+        pods_by_tj: dict[Key, list[dict[str, Any]]] = defaultdict(list)
+        for pod in self._list(self.core.list_pod_for_all_namespaces):
+            pods_by_tj[_key(pod)].append(pod)
+        tjs = self._list_transcription_jobs()
+        live = [tj for tj in tjs if not tj["metadata"].get("deletionTimestamp")]
+        plan = plan_admission(
+            [queue_entry(tj) for tj in live],
+            max_running=self.settings.max_running_jobs,
+            max_gpus_per_namespace=self.settings.max_gpus_per_namespace,
+        )
+        admit = {entry.key for entry in plan.admit}
+        now = self.now()
+        for tj in live:
+            key = (tj["metadata"]["namespace"], tj["metadata"]["name"])
+            label_key = (key[0], builders.job_label_value(tj))
+            job = jobs_by_tj.get(label_key)
+            status = compute_status(
+                tj,
+                job,
+                pods_by_tj.get(label_key, []),
+                admitted=key in admit,
+                queue_position=plan.positions.get(key),
+                now=now,
+                rejection=plan.rejected.get(key),
+            )
+            if job is None and status.get("phase") in ("Pending", "Running") and _admitted(status):
+                self._create_children(tj)
+            self._write_status(tj, status)
+            if is_finished(status):
+                self._expire(tj, status, now)
+        metrics.observe_pass(live, plan)
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def _list(self, method: Callable[..., Any]) -> list[dict[str, Any]]:
+        response = method(label_selector=RUNNER_SELECTOR, _preload_content=False)
+        items: list[dict[str, Any]] = _json(response)["items"]
+        return [item for item in items if builders.JOB_LABEL in item["metadata"].get("labels", {})]
+
+    def _list_transcription_jobs(self) -> list[dict[str, Any]]:
+        listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        items: list[dict[str, Any]] = listing["items"]
+        return items
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def _create_children(self, tj: dict[str, Any]) -> None:
+        namespace = tj["metadata"]["namespace"]
+        creations: list[tuple[Callable[..., Any], dict[str, Any]]] = [
+            (self.core.create_namespaced_service_account, builders.build_service_account(tj)),
+            (self.rbac.create_namespaced_role, builders.build_role(tj)),
+            (self.rbac.create_namespaced_role_binding, builders.build_role_binding(tj)),
+        ]
+        if builders.needs_credentials_copy(tj):
+            secret = builders.build_credentials_secret(
+                tj, self.settings.s3_access_key.get_secret_value(), self.settings.s3_secret_key.get_secret_value()
+            )
+            creations.append((self.core.create_namespaced_secret, secret))
+        creations.append((self.batch.create_namespaced_job, builders.build_job(tj, self.settings)))
+        for create, body in creations:
+            try:
+                create(namespace, body)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+
+    def _write_status(self, tj: dict[str, Any], status: dict[str, Any]) -> None:
+        current = tj.get("status") or {}
+        changed = {key: value for key, value in status.items() if current.get(key) != value}
+        if not changed:
+            return
+        metadata = tj["metadata"]
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, metadata["namespace"], PLURAL, metadata["name"], {"status": changed}
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return
+            raise
+        for kind, reason, message in transitions(current, status):
+            self._event(tj, kind, reason, message)
+        if is_finished(status) and not is_finished(current):
+            metrics.observe_finished(status)
+
+    def _expire(self, tj: dict[str, Any], status: Mapping[str, Any], now: datetime.datetime) -> None:
+        finished = status.get("completionTime")
+        ttl = tj["spec"].get("ttlSecondsAfterFinished", 7200)
+        if finished and now >= datetime.datetime.fromisoformat(finished) + datetime.timedelta(seconds=ttl):
+            metadata = tj["metadata"]
+            log.info("deleting %s/%s: finished more than %d s ago", metadata["namespace"], metadata["name"], ttl)
+            try:
+                self.custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, metadata["namespace"], PLURAL, metadata["name"]
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+    def _event(self, tj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        metadata = tj["metadata"]
+        stamp = self.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "TranscriptionJob",
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata["uid"],
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "count": 1,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "source": {"component": "kubescribe-operator"},
+            "reportingComponent": "kubescribe-operator",
+        }
+        try:
+            self.core.create_namespaced_event(metadata["namespace"], body)
+        except ApiException as error:
+            log.warning("event %s for %s/%s failed: %s", reason, metadata["namespace"], metadata["name"], error.reason)
+
+
+def _admitted(status: Mapping[str, Any]) -> bool:
+    return any(c["type"] == "Admitted" and c["status"] == "True" for c in status.get("conditions", []))
+
+
+def _json(response: Any) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(response.data)
+    return parsed

@@ -1,0 +1,287 @@
+"""A TranscriptionJob's status as a pure function of what is observed now: its batch/v1 Job, the Job's runner
+pods and the admission queue's decision. Nothing is remembered between calls except what the status itself
+records: admission (the Admitted condition), the first start time, and a finished status, which is final.
+
+The dicts returned are the resource's camelCase shape. They hold every field the operator owns, None where it
+is cleared, so that applying one as a JSON merge patch to the status subresource removes stale values."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from kubescribe.contract import EXIT_BAD_INPUT, EXIT_SOURCE_NOT_FOUND, NOT_RETRIED_EXIT_CODES
+from kubescribe.operator.builders import RUNNER_CONTAINER
+
+FINISHED_PHASES: Final = frozenset({"Succeeded", "Failed", "Cancelled"})
+EXCEEDS_GPU_QUOTA: Final = "ExceedsGPUQuota"
+REASONS_BY_EXIT_CODE: Final = {EXIT_BAD_INPUT: "BadInput", EXIT_SOURCE_NOT_FOUND: "SourceNotFound"}
+"""Failure reasons for a runner that exited without a termination message of its own."""
+RUNNER_FAILED: Final = "RunnerFailed"
+
+Event = tuple[str, str, str]
+"""(type "Normal" or "Warning", reason, message) of a Kubernetes Event."""
+
+
+@dataclass(frozen=True)
+class _Phase:
+    phase: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class _RunnerExit:
+    code: int
+    message: str
+    finished_at: str | None
+
+
+def timestamp(moment: datetime) -> str:
+    """A time as Kubernetes writes it: RFC 3339 in UTC, whole seconds."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_finished(status: Mapping[str, Any] | None) -> bool:
+    return (status or {}).get("phase") in FINISHED_PHASES
+
+
+def has_condition(status: Mapping[str, Any] | None, type_: str) -> bool:
+    """Whether the status has the condition `type_` with status True."""
+    return any(c["type"] == type_ and c["status"] == "True" for c in (status or {}).get("conditions", []))
+
+
+def _true_job_conditions(job: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    conditions = job.get("status", {}).get("conditions", [])
+    return {c["type"]: c for c in conditions if c.get("status") == "True"}
+
+
+def _created(pod: Mapping[str, Any]) -> tuple[str, str]:
+    return pod["metadata"].get("creationTimestamp", ""), pod["metadata"]["name"]
+
+
+def _disrupted(pod: Mapping[str, Any]) -> bool:
+    """Evicted or preempted: the Job's failure policy ignores such a pod."""
+    return any(
+        c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+        for c in pod.get("status", {}).get("conditions", [])
+    )
+
+
+def _runner_exit(pod: Mapping[str, Any]) -> _RunnerExit | None:
+    for container in pod.get("status", {}).get("containerStatuses", []):
+        terminated = container.get("state", {}).get("terminated")
+        if container.get("name") == RUNNER_CONTAINER and terminated is not None:
+            return _RunnerExit(
+                terminated.get("exitCode", 0),
+                terminated.get("message", ""),
+                terminated.get("finishedAt"),
+            )
+    return None
+
+
+def _latest_failed_exit(pods: Sequence[Mapping[str, Any]]) -> _RunnerExit | None:
+    exits = [_runner_exit(pod) for pod in sorted(pods, key=_created) if not _disrupted(pod)]
+    failed = [found for found in exits if found is not None and found.code != 0]
+    return failed[-1] if failed else None
+
+
+def _runner_failure(runner_exit: _RunnerExit) -> tuple[str, str]:
+    """Reason and message from the runner's termination message (`{"reason", "message"}`), else from its exit code
+    and whatever the message holds (the end of its log)."""
+    try:
+        report = json.loads(runner_exit.message)
+    except ValueError:
+        report = None
+    if isinstance(report, dict) and isinstance(report.get("reason"), str) and report["reason"]:
+        return report["reason"], str(report.get("message", ""))
+    reason = REASONS_BY_EXIT_CODE.get(runner_exit.code, RUNNER_FAILED)
+    return reason, runner_exit.message.strip() or f"the runner exited with code {runner_exit.code}"
+
+
+def _failure(job_condition: Mapping[str, Any] | None, runner_exit: _RunnerExit | None) -> _Phase:
+    """The runner's own account of its last failure wins, except past the deadline, when the runner was killed."""
+    if runner_exit is not None and (job_condition is None or job_condition.get("reason") != "DeadlineExceeded"):
+        return _Phase("Failed", *_runner_failure(runner_exit))
+    condition = job_condition or {}
+    return _Phase("Failed", condition.get("reason", "JobFailed"), condition.get("message", "the runner Job failed"))
+
+
+def _waiting_message(pod: Mapping[str, Any]) -> str:
+    """Why a pending pod is not running yet: unschedulable, pulling its image, ..."""
+    status = pod.get("status", {})
+    for condition in status.get("conditions", []):
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return str(condition.get("message") or condition.get("reason", "unschedulable"))
+    for container in status.get("containerStatuses", []):
+        waiting = container.get("state", {}).get("waiting")
+        if waiting:
+            return ": ".join(filter(None, (waiting.get("reason"), waiting.get("message"))))
+    return f"runner pod {pod['metadata']['name']} is pending"
+
+
+def _unfinished_job_phase(
+    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], runner_exit: _RunnerExit | None
+) -> _Phase:
+    live = [pod for pod in sorted(pods, key=_created) if pod.get("status", {}).get("phase") != "Failed"]
+    if live and live[-1].get("status", {}).get("phase", "Pending") == "Pending":
+        return _Phase("Running", "PodPending", _waiting_message(live[-1]))
+    if live:
+        return _Phase("Running", "PodRunning", f"runner pod {live[-1]['metadata']['name']} is running")
+    if runner_exit is not None:
+        return _Phase("Running", "Retrying", f"{_runner_failure(runner_exit)[1]}; retrying")
+    if job.get("spec", {}).get("suspend"):
+        return _Phase("Pending", "JobSuspended", f"Job {job['metadata']['name']} is suspended")
+    return _Phase("Pending", "JobCreated", f"waiting for a pod of Job {job['metadata']['name']}")
+
+
+def _job_phase(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> _Phase:
+    conditions = _true_job_conditions(job)
+    if "Complete" in conditions:
+        return _Phase("Succeeded", "Completed", "the transcripts are written")
+    runner_exit = _latest_failed_exit(pods)
+    # FailureTarget is written as soon as the Job is bound to fail, before its pods are gone and Failed follows.
+    job_failure = conditions.get("Failed") or conditions.get("FailureTarget")
+    if job_failure is not None or (runner_exit is not None and runner_exit.code in NOT_RETRIED_EXIT_CODES):
+        return _failure(job_failure, runner_exit)
+    return _unfinished_job_phase(job, pods, runner_exit)
+
+
+def _phase(
+    job: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    *,
+    admitted: bool,
+    queue_position: int | None,
+    rejection: str | None,
+) -> _Phase:
+    if job is not None:
+        return _job_phase(job, pods)
+    if admitted:
+        return _Phase("Pending", "Admitted", "admitted; creating the runner Job")
+    if rejection is not None:
+        return _Phase("Failed", EXCEEDS_GPU_QUOTA, rejection)
+    if queue_position is not None:
+        return _Phase("Queued", "Queued", f"waiting for admission at position {queue_position}")
+    return _Phase("Pending", "AwaitingAdmission", "waiting for the admission decision")
+
+
+def _completion_time(
+    phase: str, job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]], now: datetime
+) -> str | None:
+    if phase not in FINISHED_PHASES:
+        return None
+    if phase == "Succeeded":
+        candidates = [(job or {}).get("status", {}).get("completionTime")]
+    else:
+        conditions = _true_job_conditions(job) if job is not None else {}
+        candidates = [conditions.get(type_, {}).get("lastTransitionTime") for type_ in ("Failed", "FailureTarget")]
+        runner_exit = _latest_failed_exit(pods)
+        candidates.append(runner_exit.finished_at if runner_exit is not None else None)
+    found: str = next((candidate for candidate in candidates if candidate), timestamp(now))
+    return found
+
+
+def _start_time(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> str | None:
+    pod_starts: list[str] = sorted(start for pod in pods if (start := pod.get("status", {}).get("startTime")))
+    if pod_starts:
+        return pod_starts[0]
+    job_start: str | None = (job or {}).get("status", {}).get("startTime")
+    return job_start
+
+
+def _attempts(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> int:
+    """Runner pods created so far: the Job's counters outlive deleted pods, the pods count evicted ones too."""
+    counts = (job or {}).get("status", {})
+    counted: int = sum(counts.get(key, 0) for key in ("active", "succeeded", "failed"))
+    return max(counted, len(pods))
+
+
+def _conditions(
+    current: Sequence[Mapping[str, Any]],
+    observed: _Phase,
+    *,
+    admitted: bool,
+    generation: int | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """One condition per type. lastTransitionTime moves only when the condition's status changes."""
+    previous = {c["type"]: c for c in current}
+    wanted = {
+        "Admitted": admitted,
+        "Running": observed.phase == "Running",
+        "Complete": observed.phase == "Succeeded",
+        "Failed": observed.phase == "Failed",
+    }
+    conditions = []
+    for type_, is_true in wanted.items():
+        status = "True" if is_true else "False"
+        before = previous.get(type_)
+        admitted_now = type_ == "Admitted" and is_true
+        conditions.append(
+            {
+                "type": type_,
+                "status": status,
+                "reason": "Admitted" if admitted_now else observed.reason,
+                "message": "admitted to run" if admitted_now else observed.message,
+                "lastTransitionTime": before["lastTransitionTime"]
+                if before is not None and before.get("status") == status
+                else timestamp(now),
+                "observedGeneration": generation,
+            }
+        )
+    return conditions + [dict(c) for c in current if c["type"] not in wanted]
+
+
+def compute_status(
+    tj: Mapping[str, Any],
+    job: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    *,
+    admitted: bool,
+    queue_position: int | None,
+    now: datetime,
+    rejection: str | None = None,
+) -> dict[str, Any]:
+    """The job's status from its Job (None when not created), the Job's runner pods, whether the queue admitted it
+    (admission recorded in the current status or shown by an existing Job counts too), its queue position while
+    waiting, and the queue's rejection message for a job that can never be admitted. The runner's `progress` and
+    `result` are kept from the current status."""
+    current: dict[str, Any] = dict(tj.get("status") or {})
+    if is_finished(current):
+        return current
+    admitted = admitted or job is not None or has_condition(current, "Admitted")
+    observed = _phase(job, pods, admitted=admitted, queue_position=queue_position, rejection=rejection)
+    generation = tj["metadata"].get("generation")
+    status: dict[str, Any] = {
+        "phase": observed.phase,
+        "reason": observed.reason,
+        "message": observed.message,
+        "queuePosition": queue_position if observed.phase == "Queued" else None,
+        "conditions": _conditions(
+            current.get("conditions", []), observed, admitted=admitted, generation=generation, now=now
+        ),
+        "startTime": current.get("startTime") or _start_time(job, pods),
+        "completionTime": _completion_time(observed.phase, job, pods, now),
+        "attempts": _attempts(job, pods),
+        "observedGeneration": generation,
+        "jobName": job["metadata"]["name"] if job is not None else None,
+    }
+    status.update({key: current[key] for key in ("progress", "result") if key in current})
+    return status
+
+
+def transitions(old_status: Mapping[str, Any] | None, new_status: Mapping[str, Any]) -> list[Event]:
+    """The Events to emit for the change from `old_status` to `new_status`: one when the phase changes (a Warning
+    when the job failed), and one when the runner is started again while the job is running."""
+    old = old_status or {}
+    if new_status.get("phase") != old.get("phase"):
+        kind = "Warning" if new_status.get("phase") == "Failed" else "Normal"
+        return [(kind, new_status.get("reason") or str(new_status.get("phase")), new_status.get("message") or "")]
+    old_attempts, new_attempts = old.get("attempts") or 0, new_status.get("attempts") or 0
+    if new_status.get("phase") == "Running" and 0 < old_attempts < new_attempts:
+        return [("Warning", "Retrying", f"runner pod ended; attempt {new_attempts} started")]
+    return []

@@ -1,0 +1,55 @@
+"""The runner's configuration, read from the environment the operator gives its pod."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from kubescribe.api.v1alpha1 import TranscriptionJobSpec
+from kubescribe.contract import ENV_JOB_NAME, ENV_JOB_NAMESPACE, ENV_MODEL_CACHE, ENV_SPEC, EXIT_BAD_INPUT
+from kubescribe.runner.errors import RunnerFailure
+
+DEFAULT_MODEL_CACHE = "~/.cache/kubescribe/models"
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str | None
+    access_key: str | None
+    secret_key: str | None = field(repr=False)
+
+    def with_endpoint(self, endpoint: str | None) -> S3Settings:
+        return S3Settings(endpoint or self.endpoint, self.access_key, self.secret_key)
+
+
+@dataclass(frozen=True)
+class Config:
+    spec: TranscriptionJobSpec
+    job_name: str | None
+    job_namespace: str | None
+    s3: S3Settings
+    model_cache: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        raw = env.get(ENV_SPEC)
+        if not raw:
+            raise RunnerFailure(EXIT_BAD_INPUT, "InvalidSpec", f"{ENV_SPEC} is not set")
+        try:
+            spec = TranscriptionJobSpec.model_validate_json(raw)
+        except ValidationError as error:
+            raise RunnerFailure(EXIT_BAD_INPUT, "InvalidSpec", f"{ENV_SPEC} is not a valid spec: {error}") from None
+        return cls(
+            spec=spec,
+            job_name=env.get(ENV_JOB_NAME) or None,
+            job_namespace=env.get(ENV_JOB_NAMESPACE) or None,
+            s3=S3Settings(
+                env.get("AWS_ENDPOINT_URL") or None,
+                env.get("AWS_ACCESS_KEY_ID") or None,
+                env.get("AWS_SECRET_ACCESS_KEY") or None,
+            ),
+            model_cache=Path(env.get(ENV_MODEL_CACHE) or DEFAULT_MODEL_CACHE).expanduser(),
+        )

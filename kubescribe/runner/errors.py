@@ -1,0 +1,42 @@
+"""How the runner ends when something expected goes wrong, and where it says why."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from kubescribe.contract import EXIT_BAD_INPUT, TERMINATION_MESSAGE_PATH
+
+CONTAINER_ROOT_VARIABLE = "KUBESCRIBE_CONTAINER_ROOT"
+"""Set by the local node agent: the directory that stands for the container's filesystem root."""
+
+
+class RunnerFailure(Exception):
+    """An expected failure: the exit code, a CamelCase reason and a message for the user."""
+
+    def __init__(self, exit_code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.reason = reason
+        self.message = message
+
+
+class Cancelled(BaseException):
+    """Raised in the main thread on SIGTERM. A BaseException, so that handlers of ordinary errors let it pass."""
+
+
+def bad_audio(message: str) -> RunnerFailure:
+    return RunnerFailure(EXIT_BAD_INPUT, "BadAudio", message)
+
+
+def termination_message_path() -> Path:
+    root = os.environ.get(CONTAINER_ROOT_VARIABLE)
+    return Path(root + TERMINATION_MESSAGE_PATH) if root else Path(TERMINATION_MESSAGE_PATH)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

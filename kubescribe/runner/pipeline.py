@@ -1,0 +1,76 @@
+"""One run from spec to transcripts: fetch, check, transcribe, upload, report."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from pathlib import Path
+
+from kubescribe.api.v1alpha1 import Result
+from kubescribe.contract import EXIT_BAD_INPUT
+from kubescribe.runner.config import Config
+from kubescribe.runner.errors import RunnerFailure
+from kubescribe.runner.formats import RENDERERS
+from kubescribe.runner.models import resolve_model
+from kubescribe.runner.report import Patch, ProgressReporter
+from kubescribe.runner.source import SAMPLE_RATE, fetch, load_audio, s3_client, source_stem
+from kubescribe.runner.transcribe import load_model, transcribe
+
+log = logging.getLogger(__name__)
+
+
+def output_location(config: Config) -> tuple[str, str]:
+    """The bucket and key prefix of the transcripts."""
+    spec = config.spec
+    if spec.outputs.s3:
+        return spec.outputs.s3.bucket, spec.outputs.s3.prefix
+    if spec.source.s3:
+        return spec.source.s3.bucket, f"transcripts/{config.job_name or source_stem(spec.source)}/"
+    raise RunnerFailure(EXIT_BAD_INPUT, "InvalidSpec", "outputs.s3 must be set when the source is a url")
+
+
+def run(config: Config, workdir: Path, patch: Patch | None) -> Result:
+    spec = config.spec
+    bucket, prefix = output_location(config)
+    # Transcripts go to the source's store when they go to its bucket, else to the default store.
+    output_s3 = config.s3.with_endpoint(spec.source.s3.endpoint if spec.source.s3 and not spec.outputs.s3 else None)
+
+    audio_path = workdir / "source"
+    fetch(spec.source, config.s3, audio_path)
+    audio = load_audio(audio_path)
+    audio_path.unlink()
+    duration = len(audio) / SAMPLE_RATE
+    log.info("audio decoded", extra={"durationSeconds": round(duration, 3)})
+
+    model = load_model(
+        resolve_model(spec.model, config.model_cache, lambda: s3_client(config.s3)),
+        download_root=str(config.model_cache / "huggingface"),
+    )
+    reporter = ProgressReporter(patch, duration)
+    reporter.update(0.0)
+    started = time.monotonic()
+    transcript = transcribe(model, audio, spec, reporter.update)
+    real_time_factor = (time.monotonic() - started) / duration
+    log.info("transcribed", extra={"segments": len(transcript.segments), "realTimeFactor": round(real_time_factor, 4)})
+
+    client = s3_client(output_s3)
+    stem = source_stem(spec.source)
+    outputs: dict[str, str] = {}
+    for format_ in spec.outputs.formats:
+        render, content_type = RENDERERS[format_]
+        data = render(transcript).encode()
+        key = f"{prefix}{stem}.{format_}"
+        client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+        outputs[format_] = f"s3://{bucket}/{key}"
+    log.info("transcripts written", extra={"outputs": outputs})
+
+    result = Result(
+        language=transcript.language,
+        language_probability=transcript.language_probability,
+        duration_seconds=round(duration, 3),
+        outputs=outputs,
+        real_time_factor=round(real_time_factor, 4),
+    )
+    reporter.finish(result)
+    return result

@@ -1,0 +1,77 @@
+"""Transcription with faster-whisper.
+
+Decoding goes through `BatchedInferencePipeline`, which cuts the audio at pauses found by voice
+activity detection and decodes several of those chunks at once: on a two-core CPU that ran tiny.en
+about seven times faster than sequential decoding of long speech, and on a GPU it keeps the device
+busy. The cutting needs the VAD, so a spec that turns VAD off gets the sequential
+`WhisperModel.transcribe`, which walks the audio in 30-second windows instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import ctranslate2
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+from kubescribe.api.v1alpha1 import TranscriptionJobSpec
+from kubescribe.runner.formats import Segment, Transcript, Word
+from kubescribe.runner.source import SAMPLE_RATE, Audio
+
+CPU_BATCH_SIZE = 8
+GPU_BATCH_SIZE = 16
+
+
+def _on_gpu() -> bool:
+    return bool(ctranslate2.get_cuda_device_count() > 0)
+
+
+def load_model(model: str, download_root: str) -> WhisperModel:
+    """Load a model directory or name: on the GPU in float16 when there is one, else on the CPU in int8."""
+    if _on_gpu():
+        return WhisperModel(model, device="cuda", compute_type="float16", download_root=download_root)
+    return WhisperModel(model, device="cpu", compute_type="int8", download_root=download_root)
+
+
+def transcribe(
+    model: WhisperModel,
+    audio: Audio,
+    spec: TranscriptionJobSpec,
+    on_progress: Callable[[float], None] = lambda _: None,
+) -> Transcript:
+    """Transcribe the samples as the spec asks, calling `on_progress` with each segment's end in seconds."""
+    options = spec.options
+    arguments: dict[str, Any] = {
+        "language": spec.language,
+        "task": spec.task,
+        "beam_size": options.beam_size,
+        "temperature": options.temperature,
+        "initial_prompt": options.initial_prompt,
+        "word_timestamps": options.word_timestamps,
+        "vad_filter": options.vad,
+    }
+    if options.vad:
+        batch_size = GPU_BATCH_SIZE if _on_gpu() else CPU_BATCH_SIZE
+        found, info = BatchedInferencePipeline(model).transcribe(audio, batch_size=batch_size, **arguments)
+    else:
+        found, info = model.transcribe(audio, **arguments)
+    return Transcript(
+        language=info.language,
+        language_probability=round(float(info.language_probability), 4),
+        duration=round(len(audio) / SAMPLE_RATE, 3),
+        segments=list(_segments(found, on_progress)),
+    )
+
+
+def _segments(found: Iterable[Any], on_progress: Callable[[float], None]) -> Iterable[Segment]:
+    for number, segment in enumerate(found, start=1):
+        words = None
+        if segment.words is not None:
+            words = [_word(word) for word in segment.words]
+        yield Segment(number, segment.start, segment.end, segment.text, words)
+        on_progress(segment.end)
+
+
+def _word(word: Any) -> Word:
+    return Word(round(float(word.start), 3), round(float(word.end), 3), word.word, round(float(word.probability), 4))

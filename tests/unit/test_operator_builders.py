@@ -1,0 +1,255 @@
+import json
+import re
+from typing import Any
+
+import pytest
+
+from kubescribe.api import TranscriptionJobSpec
+from kubescribe.contract import (
+    ENV_JOB_NAME,
+    ENV_JOB_NAMESPACE,
+    ENV_MODEL_CACHE,
+    ENV_SPEC,
+    NOT_RETRIED_EXIT_CODES,
+    TERMINATION_MESSAGE_PATH,
+)
+from kubescribe.operator import builders
+from kubescribe.operator.builders import (
+    build_credentials_secret,
+    build_job,
+    build_role,
+    build_role_binding,
+    build_service_account,
+    child_name,
+    needs_credentials_copy,
+    pod_selector,
+)
+from kubescribe.operator.settings import OperatorSettings
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+SETTINGS = OperatorSettings(
+    runner_image="registry.example/kubescribe:1.0",
+    s3_endpoint="http://minio.store:9000",
+    model_cache_dir="/models",
+)
+
+
+def tj(name: str = "jfk", labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubescribe.io/v1alpha1",
+        "kind": "TranscriptionJob",
+        "metadata": {"name": name, "namespace": "team-a", "uid": "0b6c-uid", "generation": 1, "labels": labels or {}},
+        "spec": {"source": {"s3": {"bucket": "audio", "key": "speeches/jfk.flac"}}, **spec},
+    }
+
+
+def container(job: dict[str, Any]) -> dict[str, Any]:
+    [runner] = job["spec"]["template"]["spec"]["containers"]
+    return runner
+
+
+def env(job: dict[str, Any]) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container(job)["env"]}
+
+
+def test_settings_read_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBESCRIBE_MAX_RUNNING_JOBS", "3")
+    monkeypatch.setenv("KUBESCRIBE_RUNNER_COMMAND", '["kubescribe-runner", "--verbose"]')
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-print")
+    settings = OperatorSettings()
+    assert settings.max_running_jobs == 3
+    assert settings.runner_command == ["kubescribe-runner", "--verbose"]
+    assert settings.s3_secret_key.get_secret_value() == "do-not-print"
+    assert "do-not-print" not in repr(settings)
+    assert settings.max_gpus_per_namespace == 4
+
+
+@pytest.mark.parametrize("name", ["jfk", "a" * 52, "a" * 53, "a" * 253, "talk.2024.part-1", "x." * 120 + "y"])
+def test_child_names_are_short_dns_labels_and_deterministic(name: str) -> None:
+    first = child_name(tj(name))
+    assert first == child_name(tj(name))
+    assert len(first) <= 63
+    assert DNS_LABEL.match(first)
+    assert first.startswith("transcribe-")
+    value = builders.job_label_value(tj(name))
+    assert len(value) <= 63
+    assert LABEL_VALUE.match(value)
+
+
+def test_short_names_are_kept_readable_and_changed_names_do_not_collide() -> None:
+    assert child_name(tj("jfk")) == "transcribe-jfk"
+    assert child_name(tj("a" * 52)) == "transcribe-" + "a" * 52
+    assert child_name(tj("a.b")) != child_name(tj("a-b"))
+    long_names = ["b" * 100 + "1", "b" * 100 + "2"]
+    assert child_name(tj(long_names[0])) != child_name(tj(long_names[1]))
+    assert builders.job_label_value(tj(long_names[0])) != builders.job_label_value(tj(long_names[1]))
+
+
+def test_every_child_is_owned_by_the_job_and_labelled() -> None:
+    job_resource = tj()
+    children = [
+        build_service_account(job_resource),
+        build_role(job_resource),
+        build_role_binding(job_resource),
+        build_credentials_secret(job_resource, "key", "secret"),
+        build_job(job_resource, SETTINGS),
+    ]
+    for child in children:
+        metadata = child["metadata"]
+        assert metadata["name"] == "transcribe-jfk"
+        assert metadata["namespace"] == "team-a"
+        assert metadata["ownerReferences"] == [
+            {
+                "apiVersion": "kubescribe.io/v1alpha1",
+                "kind": "TranscriptionJob",
+                "name": "jfk",
+                "uid": "0b6c-uid",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert metadata["labels"] == {
+            "app.kubernetes.io/name": "kubescribe",
+            "app.kubernetes.io/component": "runner",
+            "kubescribe.io/job": "jfk",
+        }
+    assert pod_selector(job_resource) == "kubescribe.io/job=jfk"
+
+
+def test_role_grants_only_its_own_jobs_status() -> None:
+    role = build_role(tj())
+    assert role["rules"] == [
+        {
+            "apiGroups": ["kubescribe.io"],
+            "resources": ["transcriptionjobs/status"],
+            "resourceNames": ["jfk"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+
+
+def test_role_binding_binds_the_jobs_service_account_to_its_role() -> None:
+    binding = build_role_binding(tj())
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "transcribe-jfk"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "transcribe-jfk", "namespace": "team-a"}]
+    assert build_job(tj(), SETTINGS)["spec"]["template"]["spec"]["serviceAccountName"] == "transcribe-jfk"
+
+
+def test_credentials_secret_holds_both_keys() -> None:
+    secret = build_credentials_secret(tj(), "AKIA", "s3cr3t")
+    assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
+    assert secret["type"] == "Opaque"
+
+
+def test_runner_uses_the_copied_operator_credentials_by_default() -> None:
+    assert needs_credentials_copy(tj())
+    variables = env(build_job(tj(), SETTINGS))
+    assert variables["AWS_ENDPOINT_URL"] == "http://minio.store:9000"
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert variables[key] == {"secretKeyRef": {"name": "transcribe-jfk", "key": key}}
+
+
+def test_runner_uses_the_users_secret_and_endpoint_when_the_source_names_them() -> None:
+    source = {"s3": {"bucket": "audio", "key": "a.wav", "endpoint": "https://s3.example", "secretName": "mine"}}
+    resource = tj(source=source)
+    assert not needs_credentials_copy(resource)
+    variables = env(build_job(resource, SETTINGS))
+    assert variables["AWS_ENDPOINT_URL"] == "https://s3.example"
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert variables[key] == {"secretKeyRef": {"name": "mine", "key": key}}
+
+
+def test_spec_in_the_environment_parses_back_with_the_defaults_filled_in() -> None:
+    variables = env(build_job(tj(), SETTINGS))
+    spec = TranscriptionJobSpec.model_validate_json(variables[ENV_SPEC])
+    assert spec.outputs.s3 is not None
+    assert (spec.outputs.s3.bucket, spec.outputs.s3.prefix) == ("transcripts", "team-a/jfk/")
+    assert spec.source.s3 is not None
+    assert spec.source.s3.endpoint == "http://minio.store:9000"
+    assert spec.model == "tiny.en"
+    assert json.loads(variables[ENV_SPEC])["outputs"]["formats"] == ["json", "txt", "srt", "vtt"]
+    assert variables[ENV_JOB_NAME] == "jfk"
+    assert variables[ENV_JOB_NAMESPACE] == "team-a"
+    assert variables[ENV_MODEL_CACHE] == "/models"
+
+
+def test_spec_values_win_over_the_operators_defaults() -> None:
+    resource = tj(model="base", outputs={"formats": ["srt"], "s3": {"bucket": "mine", "prefix": "x/"}})
+    settings = SETTINGS.model_copy(update={"default_model": "small"})
+    spec = TranscriptionJobSpec.model_validate_json(env(build_job(resource, settings))[ENV_SPEC])
+    assert spec.model == "base"
+    assert spec.outputs.s3 is not None
+    assert (spec.outputs.s3.bucket, spec.outputs.s3.prefix) == ("mine", "x/")
+    assert spec.outputs.formats == ["srt"]
+    without_model = TranscriptionJobSpec.model_validate_json(env(build_job(tj(), settings))[ENV_SPEC])
+    assert without_model.model == "small"
+
+
+def test_gpu_limit_only_when_the_job_asks_for_gpus() -> None:
+    gpu = container(build_job(tj(resources={"gpu": 2, "cpu": "2", "memory": "4Gi"}), SETTINGS))["resources"]
+    assert gpu == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"nvidia.com/gpu": "2"}}
+    cpu = container(build_job(tj(resources={"gpu": 0}), SETTINGS))["resources"]
+    assert "nvidia.com/gpu" not in json.dumps(cpu)
+    assert cpu == {}
+    default = container(build_job(tj(), SETTINGS))["resources"]
+    assert default == {"limits": {"nvidia.com/gpu": "1"}}
+
+
+def test_placement_comes_from_the_spec() -> None:
+    resources = {
+        "gpu": 1,
+        "nodeSelector": {"gpu-type": "a100"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "priorityClassName": "batch-high",
+    }
+    pod = build_job(tj(resources=resources), SETTINGS)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"gpu-type": "a100"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["priorityClassName"] == "batch-high"
+    plain = build_job(tj(), SETTINGS)["spec"]["template"]["spec"]
+    assert not {"nodeSelector", "tolerations", "priorityClassName"} & set(plain)
+
+
+def test_runner_pod_shape() -> None:
+    job = build_job(tj(), SETTINGS)
+    pod = job["spec"]["template"]["spec"]
+    runner = container(job)
+    assert pod["restartPolicy"] == "Never"
+    assert runner["name"] == "runner"
+    assert runner["image"] == "registry.example/kubescribe:1.0"
+    assert runner["command"] == ["python", "-m", "kubescribe.runner"]
+    assert runner["terminationMessagePath"] == TERMINATION_MESSAGE_PATH
+    assert runner["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in runner["volumeMounts"]}
+    assert mounts == {"/work": "work", "/models": "model-cache"}
+    assert runner["workingDir"] == "/work"
+    assert all(volumes[name] == {"name": name, "emptyDir": {}} for name in mounts.values())
+    assert job["spec"]["template"]["metadata"]["labels"]["kubescribe.io/job"] == "jfk"
+
+
+def test_job_retries_deadline_and_failure_policy() -> None:
+    spec = build_job(tj(backoffLimit=4, activeDeadlineSeconds=600), SETTINGS)["spec"]
+    assert spec["backoffLimit"] == 4
+    assert spec["activeDeadlineSeconds"] == 600
+    assert spec["suspend"] is False
+    assert spec["podReplacementPolicy"] == "Failed"
+    assert "ttlSecondsAfterFinished" not in spec
+    fail_job, ignore = spec["podFailurePolicy"]["rules"]
+    assert fail_job["action"] == "FailJob"
+    assert fail_job["onExitCodes"]["containerName"] == "runner"
+    assert fail_job["onExitCodes"]["operator"] == "In"
+    assert fail_job["onExitCodes"]["values"] == list(NOT_RETRIED_EXIT_CODES)
+    assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+
+
+def test_kueue_queue_label_is_passed_to_the_job_only_when_present() -> None:
+    queued = build_job(tj(labels={"kueue.x-k8s.io/queue-name": "gpu-queue", "team": "a"}), SETTINGS)
+    assert queued["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    assert "team" not in queued["metadata"]["labels"]
+    assert "kueue.x-k8s.io/queue-name" not in build_job(tj(), SETTINGS)["metadata"]["labels"]
+
+
+def test_job_is_deterministic() -> None:
+    assert build_job(tj(), SETTINGS) == build_job(tj(), SETTINGS)

@@ -1,0 +1,200 @@
+"""The runner end to end against a local HTTP server that also plays S3: `python -m kubescribe.runner` as the
+operator runs it (exit codes, termination messages, SIGTERM, secrets) and a whole run from URL to transcripts."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from kubescribe.contract import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_SOURCE_NOT_FOUND
+from kubescribe.runner.config import Config
+from kubescribe.runner.errors import RunnerFailure
+from kubescribe.runner.pipeline import run
+
+ACCESS_KEY = "AKIDRUNNERTEST"
+SECRET_KEY = "runner-test-secret-value"
+NO_SUCH_KEY = b"<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>"
+LOCATION = b'<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">us-east-1</LocationConstraint>'
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Plain HTTP for url sources, and an S3 endpoint that holds no objects."""
+
+    stalled = threading.Event()
+    release = threading.Event()
+    files: ClassVar[dict[str, bytes]] = {}
+    uploads: ClassVar[dict[str, tuple[str, bytes]]] = {}
+
+    def do_HEAD(self) -> None:
+        self._answer(404, b"")
+
+    def do_GET(self) -> None:
+        if "location" in self.path:
+            self._answer(200, LOCATION)
+        elif self.path in self.files:
+            self._answer(200, self.files[self.path])
+        elif self.path == "/slow.wav":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            self.wfile.write(b"RIFF")
+            self.wfile.flush()
+            self.stalled.set()
+            self.release.wait(30)
+        else:
+            self._answer(404, NO_SUCH_KEY)
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.uploads[self.path] = (self.headers["Content-Type"], body)
+        self.send_response(200)
+        self.send_header("ETag", '"0"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    Handler.release.set()
+    httpd.shutdown()
+
+
+def _start(tmp_path: Path, source: dict[str, object]) -> subprocess.Popen[str]:
+    (tmp_path / "root" / "dev").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    spec = {"source": source, "outputs": {"s3": {"bucket": "transcripts"}}}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "KUBESCRIBE_SPEC": json.dumps(spec),
+        "KUBESCRIBE_CONTAINER_ROOT": str(tmp_path / "root"),
+        "KUBESCRIBE_MODEL_CACHE": str(tmp_path / "models"),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "kubescribe.runner"],
+        cwd=tmp_path / "work",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(tmp_path: Path, runner: subprocess.Popen[str]) -> tuple[int, dict[str, str], str]:
+    stdout, stderr = runner.communicate(timeout=120)
+    termination = json.loads((tmp_path / "root" / "dev" / "termination-log").read_text())
+    for line in stderr.splitlines():
+        json.loads(line)
+    assert list((tmp_path / "work").iterdir()) == []
+    return runner.returncode, termination, stdout + stderr
+
+
+def test_missing_s3_object(tmp_path: Path, server: str) -> None:
+    runner = _start(tmp_path, {"s3": {"bucket": "audio", "key": "talks/gone.flac", "endpoint": server}})
+    code, termination, output = _finish(tmp_path, runner)
+    assert code == EXIT_SOURCE_NOT_FOUND
+    assert termination["reason"] == "SourceNotFound"
+    assert "s3://audio/talks/gone.flac" in termination["message"]
+    assert SECRET_KEY not in output + json.dumps(termination)
+
+
+def test_missing_url(tmp_path: Path, server: str) -> None:
+    code, termination, _ = _finish(tmp_path, _start(tmp_path, {"url": f"{server}/gone.wav?token=abc"}))
+    assert (code, termination["reason"]) == (EXIT_SOURCE_NOT_FOUND, "SourceNotFound")
+    assert "404" in termination["message"]
+    assert "token" not in termination["message"]
+
+
+def test_url_that_is_not_audio(tmp_path: Path, server: str) -> None:
+    Handler.files["/notes.wav"] = b"these are words, not sounds\n"
+    code, termination, _ = _finish(tmp_path, _start(tmp_path, {"url": f"{server}/notes.wav"}))
+    assert (code, termination["reason"]) == (EXIT_BAD_INPUT, "BadAudio")
+    assert termination["message"].startswith("the source is not audio: ")
+
+
+def test_sigterm_cancels_and_cleans_up(tmp_path: Path, server: str) -> None:
+    Handler.stalled.clear()
+    runner = _start(tmp_path, {"url": f"{server}/slow.wav"})
+    assert Handler.stalled.wait(60)
+    runner.send_signal(signal.SIGTERM)
+    code, termination, _ = _finish(tmp_path, runner)
+    assert code == EXIT_CANCELLED
+    assert termination["reason"] == "Cancelled"
+
+
+def test_invalid_spec() -> None:
+    with pytest.raises(RunnerFailure) as failure:
+        Config.from_env({"KUBESCRIBE_SPEC": '{"source": {}}'})
+    assert (failure.value.exit_code, failure.value.reason) == (EXIT_BAD_INPUT, "InvalidSpec")
+
+
+def test_configuration_from_the_environment() -> None:
+    config = Config.from_env(
+        {
+            "KUBESCRIBE_SPEC": '{"source": {"url": "https://example.org/a.mp3"}}',
+            "KUBESCRIBE_JOB_NAME": "talk",
+            "AWS_ENDPOINT_URL": "http://minio:9000",
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        }
+    )
+    assert (config.job_name, config.job_namespace) == ("talk", None)
+    assert config.model_cache == Path("~/.cache/kubescribe/models").expanduser()
+    assert config.s3.with_endpoint("https://other:9000").endpoint == "https://other:9000"
+    assert SECRET_KEY not in repr(config)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_run_from_url_to_s3(tmp_path: Path, server: str) -> None:
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Send the report before noon."], check=True)
+    Handler.files["/talks/speech.wav"] = speech.read_bytes()
+    spec = {
+        "source": {"url": f"{server}/talks/speech.wav"},
+        "outputs": {"formats": ["json", "srt", "tsv"], "s3": {"bucket": "transcripts", "prefix": "out/"}},
+    }
+    env = {"KUBESCRIBE_SPEC": json.dumps(spec), "AWS_ENDPOINT_URL": server, "KUBESCRIBE_MODEL_CACHE": str(tmp_path)}
+    patches: list[dict[str, Any]] = []
+
+    result = run(Config.from_env(env), tmp_path, patches.append)
+
+    assert result.outputs == {
+        "json": "s3://transcripts/out/speech.json",
+        "srt": "s3://transcripts/out/speech.srt",
+        "tsv": "s3://transcripts/out/speech.tsv",
+    }
+    content_type, body = Handler.uploads["/transcripts/out/speech.json"]
+    assert content_type == "application/json"
+    assert "report" in json.loads(body)["segments"][0]["text"]
+    assert Handler.uploads["/transcripts/out/speech.srt"][0] == "application/x-subrip"
+    assert patches[0]["status"]["progress"]["percent"] == 0
+    final = patches[-1]["status"]
+    assert final["progress"]["percent"] == 100
+    assert final["result"]["language"] == "en"
+    assert final["result"]["realTimeFactor"] > 0
+    assert final["result"]["outputs"] == result.outputs
