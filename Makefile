@@ -60,6 +60,5 @@ clean: $(VENV)/.installed
 logs: $(VENV)/.installed
 	@$(LOCALCLUSTER) logs "$(POD)" $(CONTAINER)
 
-demo: up
-	@echo "The transcription operator is not built yet: 'make demo' brings the local cluster up."
-	@echo "Try: source .local/env && kubectl get nodes"
+demo: up system-packages
+	@hack/demo.sh

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The main job on the local cluster: install the operator with Helm, upload a spoken sample to MinIO,
+# apply a TranscriptionJob, follow its progress and print the transcript. Expects `make up` to have run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source .local/env
+py=.venv/bin/python
+
+kubectl create namespace kubescribe --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl -n kubescribe create secret generic kubescribe-s3 --dry-run=client -o yaml \
+  --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" |
+  kubectl apply -f - >/dev/null
+helm upgrade --install kubescribe charts/kubescribe -n kubescribe --set s3.endpoint="$AWS_ENDPOINT_URL" --wait --timeout 2m >/dev/null
+echo "operator installed (helm release kubescribe in namespace kubescribe)"
+
+sample=.local/demo/sample.wav
+mkdir -p "$(dirname "$sample")"
+espeak-ng -s 150 -w "$sample" "Kubescribe makes a transcription a Kubernetes resource. \
+An operator queues each job, runs a faster whisper runner on a GPU node, and writes the transcripts to S3."
+$py - "$sample" <<'PY'
+import os, sys
+from urllib.parse import urlsplit
+from minio import Minio
+endpoint = urlsplit(os.environ["AWS_ENDPOINT_URL"])
+s3 = Minio(endpoint.netloc, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], secure=False)
+for bucket in ("audio", "transcripts"):
+    if not s3.bucket_exists(bucket):
+        s3.make_bucket(bucket)
+s3.fput_object("audio", "demo/sample.wav", sys.argv[1])
+PY
+echo "uploaded s3://audio/demo/sample.wav"
+
+kubectl delete transcriptionjob demo --ignore-not-found --wait >/dev/null
+kubectl apply -f - <<'YAML'
+apiVersion: kubescribe.io/v1alpha1
+kind: TranscriptionJob
+metadata: {name: demo, namespace: default}
+spec:
+  source: {s3: {bucket: audio, key: demo/sample.wav}}
+  model: tiny.en
+  outputs: {formats: [json, txt, srt, vtt], s3: {bucket: transcripts, prefix: demo/}}
+  resources: {gpu: 1}
+YAML
+for _ in $(seq 1 120); do
+  phase=$(kubectl get tj demo -o jsonpath='{.status.phase}')
+  echo "  phase=${phase:-Pending} progress=$(kubectl get tj demo -o jsonpath='{.status.progress.percent}')%"
+  case $phase in Succeeded|Failed|Cancelled) break ;; esac
+  sleep 2
+done
+kubectl get tj demo
+[[ $phase == Succeeded ]] || { kubectl get tj demo -o jsonpath='{.status.message}'; echo; exit 1; }
+echo "--- s3://transcripts/demo/sample.txt"
+$py - <<'PY'
+import os
+from urllib.parse import urlsplit
+from minio import Minio
+endpoint = urlsplit(os.environ["AWS_ENDPOINT_URL"])
+s3 = Minio(endpoint.netloc, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], secure=False)
+print(s3.get_object("transcripts", "demo/sample.txt").read().decode())
+PY
