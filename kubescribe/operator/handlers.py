@@ -64,16 +64,21 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 async def _reconcile_forever(reconciler: Reconciler, wake: asyncio.Event, resync_seconds: float) -> None:
+    timeout = resync_seconds
     while True:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=resync_seconds)
+            await asyncio.wait_for(wake.wait(), timeout=timeout)
         await asyncio.sleep(BURST_SECONDS)  # one pass for a burst of changes
         wake.clear()
+        timeout = resync_seconds
         try:
-            await asyncio.to_thread(reconciler.reconcile)
+            next_expiry = await asyncio.to_thread(reconciler.reconcile)
         except Exception:
             metrics.reconcile_errors.inc()
             log.exception("reconcile pass failed")
+            continue
+        if next_expiry is not None:
+            timeout = min(resync_seconds, next_expiry)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -46,7 +46,8 @@ class Reconciler:
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.now = now
 
-    def reconcile(self) -> None:
+    def reconcile(self) -> float | None:
+        """One pass; returns the seconds until the next finished job's TTL runs out, if any."""
         jobs_by_tj = {_key(job): job for job in self._list(self.batch.list_job_for_all_namespaces)}
         pods_by_tj: dict[Key, list[dict[str, Any]]] = defaultdict(list)
         for pod in self._list(self.core.list_pod_for_all_namespaces):
@@ -60,6 +61,7 @@ class Reconciler:
         )
         admit = {entry.key for entry in plan.admit}
         now = self.now()
+        expiries: list[float] = []
         for tj in live:
             key = (tj["metadata"]["namespace"], tj["metadata"]["name"])
             label_key = (key[0], builders.job_label_value(tj))
@@ -77,8 +79,9 @@ class Reconciler:
                 self._create_children(tj)
             self._write_status(tj, status)
             if is_finished(status):
-                self._expire(tj, status, now)
+                expiries.append(self._expire(tj, status, now))
         metrics.observe_pass(live, plan)
+        return min(expiries, default=None)
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -133,19 +136,21 @@ class Reconciler:
         if is_finished(status) and not is_finished(current):
             metrics.observe_finished(status)
 
-    def _expire(self, tj: dict[str, Any], status: Mapping[str, Any], now: datetime.datetime) -> None:
-        finished = status.get("completionTime")
+    def _expire(self, tj: dict[str, Any], status: Mapping[str, Any], now: datetime.datetime) -> float:
+        """Deletes a finished job whose TTL ran out; otherwise returns the seconds left."""
+        finished = datetime.datetime.fromisoformat(status.get("completionTime") or now.isoformat())
         ttl = tj["spec"].get("ttlSecondsAfterFinished", 7200)
-        if finished and now >= datetime.datetime.fromisoformat(finished) + datetime.timedelta(seconds=ttl):
-            metadata = tj["metadata"]
-            log.info("deleting %s/%s: finished more than %d s ago", metadata["namespace"], metadata["name"], ttl)
-            try:
-                self.custom.delete_namespaced_custom_object(
-                    GROUP, VERSION, metadata["namespace"], PLURAL, metadata["name"]
-                )
-            except ApiException as error:
-                if error.status != 404:
-                    raise
+        left = (finished + datetime.timedelta(seconds=ttl) - now).total_seconds()
+        if left > 0:
+            return left
+        metadata = tj["metadata"]
+        log.info("deleting %s/%s: finished more than %d s ago", metadata["namespace"], metadata["name"], ttl)
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, metadata["namespace"], PLURAL, metadata["name"])
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        return self.settings.resync_seconds
 
     def _event(self, tj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         metadata = tj["metadata"]

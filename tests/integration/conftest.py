@@ -120,3 +120,105 @@ def crd(cluster: Cluster) -> str:
     cluster.kubectl("apply", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "crd/transcriptionjobs.kubescribe.io", "--timeout=60s")
     return "transcriptionjobs.kubescribe.io"
+
+
+class Kubescribe:
+    """The operator installed with its Helm chart into the shared cluster, and what tests do with it."""
+
+    namespace = "kubescribe"
+    release = "kubescribe"
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.s3 = cluster.s3()
+
+    def install(self, **values: str) -> None:
+        endpoint = self.cluster.local.s3_url(self.cluster.state)
+        settings = [f"s3.endpoint={endpoint}", *(f"{key}={value}" for key, value in values.items())]
+        self.cluster.run(
+            "helm",
+            "upgrade",
+            "--install",
+            self.release,
+            str(REPO / "charts/kubescribe"),
+            "-n",
+            self.namespace,
+            *(arg for setting in settings for arg in ("--set", setting)),
+            "--wait",
+            "--timeout",
+            "2m",
+        )
+
+    def operator_pid(self) -> int:
+        pods = self.cluster.get("pods", "-n", self.namespace, "-l", "app.kubernetes.io/component=operator")["items"]
+        running = [p for p in pods if "running" in p["status"].get("containerStatuses", [{}])[0].get("state", {})]
+        assert len(running) == 1, f"expected one running operator pod, found {len(running)}"
+        return int(running[0]["status"]["containerStatuses"][0]["containerID"].split("://")[1])
+
+    def upload(self, bucket: str, key: str, path: Path) -> None:
+        if not self.s3.bucket_exists(bucket):
+            self.s3.make_bucket(bucket)
+        self.s3.fput_object(bucket, key, str(path))
+
+    def submit(self, namespace: str, name: str, **spec: Any) -> None:
+        self.cluster.apply(
+            {
+                "apiVersion": "kubescribe.io/v1alpha1",
+                "kind": "TranscriptionJob",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"resources": {"gpu": 0}, **spec},
+            }
+        )
+
+    def job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self.cluster.try_get("tj", name, "-n", namespace)
+        return found
+
+    def wait_finished(self, namespace: str, name: str, timeout: float = 180) -> dict[str, Any]:
+        def finished() -> dict[str, Any] | None:
+            found = self.job(namespace, name)
+            phase = (found or {}).get("status", {}).get("phase")
+            return found if phase in ("Succeeded", "Failed", "Cancelled") else None
+
+        result: dict[str, Any] = wait_for(finished, timeout, f"{namespace}/{name} to finish")
+        return result
+
+    def runner_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        pods: list[dict[str, Any]] = self.cluster.get("pods", "-n", namespace, "-l", f"kubescribe.io/job={name}")[
+            "items"
+        ]
+        return pods
+
+    def read(self, uri: str) -> str:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return str(self.s3.get_object(bucket, key).read().decode())
+
+    def exists(self, uri: str) -> bool:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return any(True for _ in self.s3.list_objects(bucket, prefix=key))
+
+
+@pytest.fixture(scope="session")
+def kubescribe(cluster: Cluster, crd: str) -> Kubescribe:
+    """The operator, installed by Helm and running as a pod with its chart's RBAC."""
+    kubescribe = Kubescribe(cluster)
+    cluster.kubectl("create", "namespace", kubescribe.namespace)
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "kubescribe-s3",
+        "-n",
+        kubescribe.namespace,
+        f"--from-literal=AWS_ACCESS_KEY_ID={cluster.state.minio_user}",
+        f"--from-literal=AWS_SECRET_ACCESS_KEY={cluster.state.minio_password}",
+    )
+    for bucket in ("audio", "transcripts"):
+        kubescribe.s3.make_bucket(bucket)
+    kubescribe.install()
+    return kubescribe
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("speech")

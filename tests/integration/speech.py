@@ -1,0 +1,47 @@
+"""Real speech for the tests, spoken by espeak-ng, and how close a transcript is to it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import jiwer
+
+PASSAGE = (
+    "Kubernetes runs containers on a cluster of machines. A job describes work that runs to completion. "
+    "The scheduler places each pod on a node with enough memory and processors. "
+    "When a node fails, the controller starts the work again on another machine. "
+    "Speech recognition turns spoken words into written text. "
+    "The model listens to thirty seconds of audio at a time and writes down what it hears. "
+    "Small models are fast and large models are accurate. "
+    "Every transcript is stored next to the recording, with the time of each sentence. "
+    "Subtitles show the words on the screen while the speaker talks. "
+    "The operator watches every request and reports its progress until the work is done."
+)
+"""About 45 seconds at espeak-ng's default speed."""
+
+GERMAN = "Guten Morgen. Heute ist ein schöner Tag, und wir gehen zusammen in den Park, um spazieren zu gehen."
+
+
+def speak(directory: Path, name: str, text: str, voice: str = "en-us", repeat: int = 1) -> Path:
+    """A 16 kHz mono WAV of `text` (spoken `repeat` times), made once per directory."""
+    wav = directory / f"{name}.wav"
+    if not wav.exists():
+        raw = directory / f"{name}.raw.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), " ".join([text] * repeat)], check=True)
+        subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", str(wav)], check=True)
+        raw.unlink()
+    return wav
+
+
+def duration_seconds(wav: Path) -> float:
+    return float(subprocess.run(["soxi", "-D", str(wav)], capture_output=True, text=True, check=True).stdout)
+
+
+def _words(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    return float(jiwer.wer(_words(reference), _words(hypothesis)))
