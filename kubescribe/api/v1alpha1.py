@@ -8,7 +8,9 @@ Python names are snake_case, the resource's are camelCase; both are accepted whe
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any, Final, Literal, Self
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -112,6 +114,17 @@ class Source(_Model):
         if (self.s3 is None) == (self.url is None):
             raise ValueError(ONE_SOURCE)
         return self
+
+    @property
+    def stem(self) -> str:
+        """The audio's file name without its extension; the transcripts are named after it."""
+        path = self.s3.key if self.s3 else unquote(urlsplit(self.url or "").path)
+        return PurePosixPath(path).stem or "audio"
+
+
+def transcript_key(prefix: str, source: Source, format_: str) -> str:
+    """The object key of one transcript of `source`, under the output prefix."""
+    return f"{prefix}{source.stem}.{format_}"
 
 
 class OutputLocation(_Model):

@@ -337,9 +337,7 @@ class LocalCluster:
     def _node_ready(self, node: str) -> bool:
         state = self.load_state()
         assert state is not None
-        ca = self.pki_dir / "ca.crt"
-        admin = (ca, self.pki_dir / f"{pki.ADMIN.file_stem}.crt", self.pki_dir / f"{pki.ADMIN.file_stem}.key")
-        body = _http_get(f"{self.api_url(state)}/api/v1/nodes/{node}", tls=admin)
+        body = _http_get(f"{self.api_url(state)}/api/v1/nodes/{node}", tls=self._admin_tls())
         if body is None:
             return False
         conditions = json.loads(body).get("status", {}).get("conditions", [])
@@ -348,9 +346,12 @@ class LocalCluster:
     def is_running(self, state: ClusterState) -> bool:
         if not state.pids or not all(processes.is_alive(pid) for pid in state.pids.values()):
             return False
-        ca = self.pki_dir / "ca.crt"
-        admin = (ca, self.pki_dir / f"{pki.ADMIN.file_stem}.crt", self.pki_dir / f"{pki.ADMIN.file_stem}.key")
-        return _http_ok(f"{self.api_url(state)}/readyz", contains="ok", tls=admin)
+        return _http_ok(f"{self.api_url(state)}/readyz", contains="ok", tls=self._admin_tls())
+
+    def _admin_tls(self) -> tuple[Path, Path, Path]:
+        """(CA, client certificate, client key) of the admin identity."""
+        stem = pki.ADMIN.file_stem
+        return self.pki_dir / "ca.crt", self.pki_dir / f"{stem}.crt", self.pki_dir / f"{stem}.key"
 
     def _save(self, state: ClusterState) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)

@@ -18,12 +18,11 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from prometheus_client import start_http_server
 
-from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION, TranscriptionJobSpec
+from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION, TranscriptionJobSpec, transcript_key
 from kubescribe.operator import builders, metrics
 from kubescribe.operator.reconciler import RUNNER_SELECTOR, Reconciler
 from kubescribe.operator.settings import OperatorSettings
 from kubescribe.operator.status import is_finished, timestamp
-from kubescribe.runner.source import source_stem
 
 log = logging.getLogger("kubescribe.operator")
 
@@ -122,8 +121,7 @@ def _delete_objects(tj: dict[str, Any], settings: OperatorSettings) -> None:
     spec = builders.runner_spec(tj, settings)
     assert spec.outputs.s3 is not None
     bucket, prefix = spec.outputs.s3.bucket, spec.outputs.s3.prefix
-    stem = source_stem(spec.source)
-    doomed: dict[str, list[str]] = {bucket: [f"{prefix}{stem}.{fmt}" for fmt in spec.outputs.formats]}
+    doomed = {bucket: [transcript_key(prefix, spec.source, fmt) for fmt in spec.outputs.formats]}
     if tj["metadata"].get("annotations", {}).get(UPLOADED_SOURCE_ANNOTATION) == "true" and spec.source.s3:
         doomed.setdefault(spec.source.s3.bucket, []).append(spec.source.s3.key)
     store = _s3(settings, spec)

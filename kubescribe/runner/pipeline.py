@@ -7,14 +7,14 @@ import logging
 import time
 from pathlib import Path
 
-from kubescribe.api.v1alpha1 import Result
+from kubescribe.api.v1alpha1 import Result, transcript_key
 from kubescribe.contract import EXIT_BAD_INPUT
 from kubescribe.runner.config import Config
 from kubescribe.runner.errors import RunnerFailure
 from kubescribe.runner.formats import RENDERERS
 from kubescribe.runner.models import resolve_model
 from kubescribe.runner.report import Patch, ProgressReporter
-from kubescribe.runner.source import SAMPLE_RATE, fetch, load_audio, s3_client, source_stem
+from kubescribe.runner.source import SAMPLE_RATE, fetch, load_audio, s3_client
 from kubescribe.runner.transcribe import load_model, transcribe
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def output_location(config: Config) -> tuple[str, str]:
     if spec.outputs.s3:
         return spec.outputs.s3.bucket, spec.outputs.s3.prefix
     if spec.source.s3:
-        return spec.source.s3.bucket, f"transcripts/{config.job_name or source_stem(spec.source)}/"
+        return spec.source.s3.bucket, f"transcripts/{config.job_name or spec.source.stem}/"
     raise RunnerFailure(EXIT_BAD_INPUT, "InvalidSpec", "outputs.s3 must be set when the source is a url")
 
 
@@ -55,12 +55,11 @@ def run(config: Config, workdir: Path, patch: Patch | None) -> Result:
     log.info("transcribed", extra={"segments": len(transcript.segments), "realTimeFactor": round(real_time_factor, 4)})
 
     client = s3_client(output_s3)
-    stem = source_stem(spec.source)
     outputs: dict[str, str] = {}
     for format_ in spec.outputs.formats:
         render, content_type = RENDERERS[format_]
         data = render(transcript).encode()
-        key = f"{prefix}{stem}.{format_}"
+        key = transcript_key(prefix, spec.source, format_)
         client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
         outputs[format_] = f"s3://{bucket}/{key}"
     log.info("transcripts written", extra={"outputs": outputs})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 import urllib.error
 import urllib.request
-from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import av
 import numpy as np
@@ -38,11 +38,6 @@ def s3_client(settings: S3Settings) -> Minio:
         secret_key=settings.secret_key,
         secure=endpoint.scheme == "https",
     )
-
-
-def source_stem(source: Source) -> str:
-    path = source.s3.key if source.s3 else unquote(urlsplit(source.url or "").path)
-    return PurePosixPath(path).stem or "audio"
 
 
 def fetch(source: Source, s3: S3Settings, destination: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,25 +12,8 @@ import yaml
 
 from tests.integration.conftest import Cluster
 
-SAMPLE = yaml.safe_load("""
-apiVersion: kubescribe.io/v1alpha1
-kind: TranscriptionJob
-metadata: {name: jfk}
-spec:
-  source:
-    s3: {bucket: audio, key: speeches/jfk.flac}
-  model: tiny.en
-  language: en
-  task: transcribe
-  outputs:
-    formats: [json, txt, srt, vtt]
-    s3: {bucket: transcripts, prefix: jfk/}
-  options: {vad: true, wordTimestamps: false, beamSize: 5}
-  resources: {gpu: 1}
-  backoffLimit: 2
-  activeDeadlineSeconds: 3600
-  ttlSecondsAfterFinished: 7200
-""")
+SAMPLE = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples/transcriptionjob.yaml").read_text())
+del SAMPLE["metadata"]["namespace"]  # each test applies it in a namespace of its own
 
 
 def with_spec(name: str, **changes: Any) -> dict[str, Any]:

@@ -8,25 +8,7 @@ from kubescribe.api import TranscriptionJob, TranscriptionJobSpec, Transcription
 from kubescribe.api import crd as crd_module
 from kubescribe.api.crd import build_crd
 
-SAMPLE = yaml.safe_load("""
-apiVersion: kubescribe.io/v1alpha1
-kind: TranscriptionJob
-metadata: {name: jfk, namespace: default}
-spec:
-  source:
-    s3: {bucket: audio, key: speeches/jfk.flac}
-  model: tiny.en
-  language: en
-  task: transcribe
-  outputs:
-    formats: [json, txt, srt, vtt]
-    s3: {bucket: transcripts, prefix: jfk/}
-  options: {vad: true, wordTimestamps: false, beamSize: 5}
-  resources: {gpu: 1}
-  backoffLimit: 2
-  activeDeadlineSeconds: 3600
-  ttlSecondsAfterFinished: 7200
-""")
+SAMPLE = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples/transcriptionjob.yaml").read_text())
 
 URL_SOURCE = {"url": "https://example.org/talk.mp3"}
 
