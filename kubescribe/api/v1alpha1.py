@@ -288,6 +288,15 @@ class Result(_Model):
     )
 
 
+class WebhookDelivery(_Model):
+    """How the completion webhook went."""
+
+    delivered: bool = Field(description="The webhook answered 2xx.")
+    attempts: int = Field(ge=0, description="POSTs made so far.")
+    last_error: str | None = Field(None, description="Why the last attempt failed.")
+    delivered_at: datetime | None = Field(None, description="When the webhook answered 2xx.")
+
+
 class TranscriptionJobStatus(_Model):
     """The observed state of the job, written by the operator and the runner."""
 
@@ -307,6 +316,7 @@ class TranscriptionJobStatus(_Model):
     message: str | None = Field(None, description="Human-readable details of the current phase.")
     observed_generation: int | None = Field(None, ge=0, description="metadata.generation the status reflects.")
     job_name: str | None = Field(None, description="Name of the batch/v1 Job that runs the runner pod.")
+    webhook: WebhookDelivery | None = Field(None, description="Delivery of the completion webhook, when one is set.")
 
 
 class TranscriptionJob(_Model):

@@ -17,7 +17,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION
-from kubescribe.operator import builders, metrics
+from kubescribe.operator import builders, metrics, webhook
 from kubescribe.operator.queue import plan_admission, queue_entry
 from kubescribe.operator.settings import OperatorSettings
 from kubescribe.operator.status import compute_status, is_finished, transitions
@@ -45,6 +45,7 @@ class Reconciler:
         self.batch = client.BatchV1Api(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.now = now
+        self.webhooks = webhook.Deliverer(api)
 
     def reconcile(self) -> float | None:
         """One pass; returns the seconds until the next finished job's TTL runs out, if any."""
@@ -79,6 +80,9 @@ class Reconciler:
                 self._create_children(tj)
             self._write_status(tj, status)
             if is_finished(status):
+                finished = {**tj, "status": {**(tj.get("status") or {}), **status}}
+                if webhook.is_due(finished):
+                    self.webhooks.submit(finished)
                 expiries.append(self._expire(tj, status, now))
         metrics.observe_pass(live, plan)
         return min(expiries, default=None)
