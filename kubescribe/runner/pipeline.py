@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from faster_whisper import WhisperModel
 
 from kubescribe.api.v1alpha1 import Result, transcript_key
 from kubescribe.contract import EXIT_BAD_INPUT
@@ -36,21 +39,24 @@ def run(config: Config, workdir: Path, patch: Patch | None) -> Result:
     # Transcripts go to the source's store when they go to its bucket, else to the default store.
     output_s3 = config.s3.with_endpoint(spec.source.s3.endpoint if spec.source.s3 and not spec.outputs.s3 else None)
 
-    audio_path = workdir / "source"
-    fetch(spec.source, config.s3, audio_path)
-    audio = load_audio(audio_path)
-    audio_path.unlink()
-    duration = len(audio) / SAMPLE_RATE
-    log.info("audio decoded", extra={"durationSeconds": round(duration, 3)})
+    def model() -> WhisperModel:
+        location = resolve_model(spec.model, config.model_cache, lambda: s3_client(config.s3))
+        return load_model(location, download_root=str(config.model_cache / "huggingface"))
 
-    model = load_model(
-        resolve_model(spec.model, config.model_cache, lambda: s3_client(config.s3)),
-        download_root=str(config.model_cache / "huggingface"),
-    )
+    # The model loads while the audio is fetched and decoded.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model") as pool:
+        loading = pool.submit(model)
+        audio_path = workdir / "source"
+        fetch(spec.source, config.s3, audio_path)
+        audio = load_audio(audio_path)
+        audio_path.unlink()
+        duration = len(audio) / SAMPLE_RATE
+        log.info("audio decoded", extra={"durationSeconds": round(duration, 3)})
+        whisper = loading.result()
     reporter = ProgressReporter(patch, duration)
     reporter.update(0.0)
     started = time.monotonic()
-    transcript = transcribe(model, audio, spec, reporter.update)
+    transcript = transcribe(whisper, audio, spec, reporter.update)
     real_time_factor = (time.monotonic() - started) / duration
     log.info("transcribed", extra={"segments": len(transcript.segments), "realTimeFactor": round(real_time_factor, 4)})
 

@@ -1,0 +1,102 @@
+"""`python -m bench` (`make bench`): bring up a local cluster of its own, measure the runner's overhead and the
+operator's admission latency, stop the cluster, and write bench-results/report.md and report.json."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from minio import Minio
+
+from bench import admission, kube, overhead, report
+from bench.speech import synthesise
+from kubescribe.localcluster.cluster import ClusterState, LocalCluster
+from kubescribe.runner.transcribe import CPU_BATCH_SIZE
+
+RESULTS = kube.REPO / "bench-results"
+BASELINE_NAMESPACE = "bench-baseline"
+JOBS_NAMESPACE = "bench-jobs"
+
+log = logging.getLogger("bench")
+
+
+def measure_overhead(cluster: LocalCluster, state: ClusterState, work: Path) -> dict[str, Any]:
+    sample = work / "speech.wav"
+    duration = synthesise(sample)
+    log.info("runner overhead: %.1f s of speech, %d rounds of each side", duration, overhead.ROUNDS)
+    s3 = Minio(cluster.s3_url(state).removeprefix("http://"), state.minio_user, state.minio_password, secure=False)
+    result = overhead.measure(sample, duration, cluster.env_exports(state), s3).summary()
+    return {**result, "batch_size": CPU_BATCH_SIZE}
+
+
+def measure_admission(cluster: LocalCluster, state: ClusterState) -> dict[str, Any]:
+    env = {**os.environ, **cluster.env_exports(state)}
+    helm_values = kube.install_operator(cluster, state, env)
+    api = kube.api_client(cluster.admin_kubeconfig)
+    spec = admission.job_spec(overhead.BUCKET, overhead.OUTPUT_BUCKET)
+    s3_env = {k: v for k, v in cluster.env_exports(state).items() if k.startswith("AWS_")}
+
+    kube.create_namespace(api, BASELINE_NAMESPACE)
+    log.info("admission: %d plain Jobs (baseline)", admission.JOBS)
+    baseline = admission.plain_jobs(api, BASELINE_NAMESPACE, spec, s3_env)
+    baseline_gone = kube.delete_namespace(api, BASELINE_NAMESPACE)
+
+    kube.create_namespace(api, JOBS_NAMESPACE)
+    log.info("admission: %d TranscriptionJobs", admission.JOBS)
+    jobs = admission.transcription_jobs(api, JOBS_NAMESPACE, spec)
+    remaining = admission.delete_transcription_jobs(api, JOBS_NAMESPACE)
+    jobs_gone = kube.delete_namespace(api, JOBS_NAMESPACE)
+    cleanup = (
+        f"baseline Jobs deleted ({'pods gone' if baseline_gone else 'pods still going'}); "
+        f"TranscriptionJobs deleted ({remaining} left after the operator's finalizer, "
+        f"{'pods gone' if jobs_gone else 'pods still going'}); the cluster was stopped afterwards."
+    )
+    return {
+        "baseline": baseline.summary(),
+        "operator": jobs.summary(),
+        "helm_values": helm_values,
+        "create_threads": admission.CREATE_THREADS,
+        "cleanup": cleanup,
+    }
+
+
+def attempt(results: dict[str, Any], name: str, measure: Callable[[], dict[str, Any]]) -> None:
+    """Record a part's figures, or why it could not be measured, so that one failure keeps the other."""
+    try:
+        results[name] = measure()
+    except Exception as error:
+        log.error("%s was not measured:\n%s", name, traceback.format_exc())
+        results[f"{name}_error"] = f"{type(error).__name__}: {error}"
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    results: dict[str, Any] = {"header": report.header(), "load": {"start": report.load()}}
+    with tempfile.TemporaryDirectory(prefix="kubescribe-bench-") as temp:
+        work = Path(temp)
+        cluster = LocalCluster(work / "cluster", kube.bin_path())
+        log.info("starting a local cluster under %s", cluster.root)
+        cluster.up()
+        try:
+            state = cluster.load_state()
+            assert state is not None
+            results["load"]["before part 1"] = report.load()
+            attempt(results, "overhead", lambda: measure_overhead(cluster, state, work))
+            results["load"]["after part 1"] = report.load()
+            attempt(results, "admission", lambda: measure_admission(cluster, state))
+        finally:
+            log.info("stopping the local cluster")
+            cluster.down()
+    results["load"]["end"] = report.load()
+    path = report.write(RESULTS, results)
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()
