@@ -113,7 +113,7 @@ class LocalCluster:
             return
         # Node agents first, so that they stop their pods as a kubelet would.
         processes.terminate([pid for name, pid in state.pids.items() if name.startswith("node-agent")], 15)
-        marked = processes.marked_processes(processes.MARKER_VARIABLE, state.cluster_id)
+        marked = processes.marked_processes({processes.MARKER_VARIABLE: state.cluster_id})
         processes.terminate({*state.pids.values(), *marked}, grace_seconds=10)
         state.pids = {}
         self._save(state)

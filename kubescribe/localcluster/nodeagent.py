@@ -578,7 +578,9 @@ class NodeAgent:
 
     def _kill_orphans(self) -> None:
         """Containers of an earlier run of this agent (one killed without a chance to stop them)."""
-        orphans = processes.marked_processes(NODE_VARIABLE, self.node)
+        # Other local clusters on this machine name their nodes alike: the cluster's marker tells them apart.
+        markers = {NODE_VARIABLE: self.node, processes.MARKER_VARIABLE: os.environ.get(processes.MARKER_VARIABLE, "")}
+        orphans = processes.marked_processes(markers)
         if orphans:
             log.info("stopping %d processes left by an earlier run", len(orphans))
             processes.terminate(orphans, grace_seconds=5)

@@ -39,18 +39,18 @@ def is_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def marked_processes(key: str, value: str) -> list[int]:
-    """The pids of processes whose environment has `key=value`."""
-    wanted = f"{key}={value}".encode()
+def marked_processes(markers: Mapping[str, str]) -> list[int]:
+    """The pids of processes whose environment has every `key=value` of `markers`."""
+    wanted = {f"{key}={value}".encode() for key, value in markers.items()}
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
         except OSError:
             continue
-        if wanted in environ.split(b"\0") and is_alive(int(entry.name)):
+        if wanted <= environ and is_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 

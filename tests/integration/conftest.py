@@ -7,14 +7,17 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+from kubernetes import client, config
 from minio import Minio
 
+from kubescribe.gateway.keys import create_key
 from kubescribe.localcluster.cluster import LocalCluster, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,16 +135,17 @@ class Kubescribe:
         self.cluster = cluster
         self.s3 = cluster.s3()
         # The local node runs pods on the host's network: ports of their own.
-        self.health_port, self.metrics_port = free_port(), free_port()
+        self.health_port, self.metrics_port, self.gateway_port = free_port(), free_port(), free_port()
+        self.values = {
+            "s3.endpoint": cluster.local.s3_url(cluster.state),
+            "operator.ports.health": str(self.health_port),
+            "operator.ports.metrics": str(self.metrics_port),
+            "gateway.port": str(self.gateway_port),
+        }
+        """The chart values of every install; `install` may override some for one install."""
 
-    def install(self, **values: str) -> None:
-        endpoint = self.cluster.local.s3_url(self.cluster.state)
-        settings = [
-            f"s3.endpoint={endpoint}",
-            f"operator.ports.health={self.health_port}",
-            f"operator.ports.metrics={self.metrics_port}",
-            *(f"{key}={value}" for key, value in values.items()),
-        ]
+    def install(self, **overrides: str) -> None:
+        settings = {**self.values, **overrides}
         self.cluster.run(
             "helm",
             "upgrade",
@@ -150,7 +154,7 @@ class Kubescribe:
             str(REPO / "charts/kubescribe"),
             "-n",
             self.namespace,
-            *(arg for setting in settings for arg in ("--set", setting)),
+            *(arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")),
             "--wait",
             "--timeout",
             "2m",
@@ -229,3 +233,58 @@ def kubescribe(cluster: Cluster, crd: str) -> Kubescribe:
 @pytest.fixture(scope="session")
 def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("speech")
+
+
+class Gateway:
+    """The REST gateway of the installed chart, and API keys of its test namespaces."""
+
+    max_upload_bytes = 64 << 20
+    max_queued_jobs = 3
+    rate_per_second, rate_burst = 20, 40
+
+    def __init__(self, kubescribe: Kubescribe) -> None:
+        self.kubescribe = kubescribe
+        self.url = f"http://127.0.0.1:{kubescribe.gateway_port}"
+        self.keys: dict[str, str] = {}
+
+    values: ClassVar[dict[str, str]] = {
+        "gateway.maxUploadBytes": str(max_upload_bytes),
+        "gateway.maxQueuedJobsPerNamespace": str(max_queued_jobs),
+        "gateway.rateLimit.perSecond": str(rate_per_second),
+        "gateway.rateLimit.burst": str(rate_burst),
+        "gateway.jobGpus": "0",
+        "gateway.openaiWaitSeconds": "180",
+    }
+
+    def create_key(self, namespace: str, name: str) -> str:
+        api = client.CoreV1Api(config.new_client_from_config(str(self.kubescribe.cluster.local.admin_kubeconfig)))
+        return create_key(api, self.kubescribe.namespace, "kubescribe-api-keys", namespace, name)
+
+    def pid(self) -> int:
+        pods = self.kubescribe.cluster.get(
+            "pods", "-n", self.kubescribe.namespace, "-l", "app.kubernetes.io/component=gateway"
+        )["items"]
+        running = [p for p in pods if "running" in p["status"].get("containerStatuses", [{}])[0].get("state", {})]
+        assert len(running) == 1, f"expected one running gateway pod, found {len(running)}"
+        return int(running[0]["status"]["containerStatuses"][0]["containerID"].split("://")[1])
+
+
+@pytest.fixture(scope="session")
+def gateway(kubescribe: Kubescribe, cluster: Cluster) -> Gateway:
+    """The gateway on a free port, with keys for the namespaces gw-a and gw-b (and gw-c for the limits)."""
+    gateway = Gateway(kubescribe)
+    kubescribe.values.update(gateway.values)
+    kubescribe.install()
+    for namespace in ("gw-a", "gw-b", "gw-c"):
+        cluster.kubectl("create", "namespace", namespace)
+        gateway.keys[namespace] = gateway.create_key(namespace, "tester")
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{gateway.url}/readyz", timeout=5) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    wait_for(ready, 60, "the gateway to be ready")
+    return gateway

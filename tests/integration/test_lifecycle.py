@@ -29,7 +29,19 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path) -> None:
+def running_pid(cluster: Cluster, namespace: str, name: str) -> int | None:
+    found = cluster.try_get("pod", name, "-n", namespace)
+    statuses = (found or {}).get("status", {}).get("containerStatuses", [])
+    if statuses and "running" in statuses[0]["state"]:
+        return int(statuses[0]["containerID"].split("://")[1])
+    return None
+
+
+def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path, cluster: Cluster, namespace: str) -> None:
+    # A pod of the session's cluster, which must live through this second cluster's life on the same machine.
+    cluster.apply(pod("neighbour", namespace, "import time; time.sleep(3600)"))
+    neighbour = wait_for(lambda: running_pid(cluster, namespace, "neighbour"), 60, "the neighbour pod to run")
+
     root = tmp_path / "cluster"
     first = launcher(root, "up")
     assert first.returncode == 0, first.stderr
@@ -47,24 +59,18 @@ def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path) -> None:
     assert local.load_state() == state
 
     # A running pod: its process is a grandchild of the launcher, started by a node agent.
-    cluster = Cluster(local)
-    cluster.apply(pod("sleeper", "default", "import time; time.sleep(3600)"))
+    own = Cluster(local)
+    own.apply(pod("sleeper", "default", "import time; time.sleep(3600)"))
 
-    def sleeper_pid() -> int | None:
-        found = cluster.try_get("pod", "sleeper")
-        statuses = (found or {}).get("status", {}).get("containerStatuses", [])
-        if statuses and "running" in statuses[0]["state"]:
-            return int(statuses[0]["containerID"].split("://")[1])
-        return None
-
-    pod_pid = wait_for(sleeper_pid, 60, "the pod to run")
-    marked = processes.marked_processes(processes.MARKER_VARIABLE, state.cluster_id)
+    pod_pid = wait_for(lambda: running_pid(own, "default", "sleeper"), 60, "the pod to run")
+    marked = processes.marked_processes({processes.MARKER_VARIABLE: state.cluster_id})
     assert pod_pid in marked
     assert set(state.pids.values()) <= set(marked)
 
     down = launcher(root, "down")
     assert down.returncode == 0, down.stderr
-    assert processes.marked_processes(processes.MARKER_VARIABLE, state.cluster_id) == []
+    assert processes.marked_processes({processes.MARKER_VARIABLE: state.cluster_id}) == []
     assert not [pid for pid in [*state.pids.values(), pod_pid] if processes.is_alive(pid)]
     assert not [name for name, port in state.ports.items() if listening(port)]
     assert json.loads((root / "cluster.json").read_text())["pids"] == {}
+    assert processes.is_alive(neighbour)

@@ -1,0 +1,39 @@
+"""`kubescribe-gateway`: the REST gateway, served by uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from kubernetes import client, config
+
+from kubescribe.gateway.app import create_app
+from kubescribe.gateway.middleware import request_id
+from kubescribe.gateway.service import Gateway
+from kubescribe.gateway.settings import GatewaySettings
+from kubescribe.runner.logs import JsonFormatter
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get() or None
+        return True
+
+
+def setup_logging(settings: GatewaySettings) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter(secrets=[settings.s3_secret_key.get_secret_value()]))
+    handler.addFilter(_RequestIdFilter())
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    setup_logging(settings)
+    config.load_config()
+    app = create_app(Gateway.create(settings, client.ApiClient()))
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Errors in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, for every endpoint."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger("kubescribe.gateway")
+
+TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "server_error",
+    504: "timeout_error",
+}
+
+
+class ApiError(HTTPException):
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code, message, headers)
+        self.param, self.code = param, code
+
+
+def error_body(status_code: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": TYPES.get(status_code, "server_error"), "param": param, "code": code}}
+
+
+def error_response(status_code: int, message: str, **kwargs: Any) -> JSONResponse:
+    headers = kwargs.pop("headers", None)
+    return JSONResponse(error_body(status_code, message, **kwargs), status_code, headers=headers)
+
+
+async def http_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    param, code = getattr(error, "param", None), getattr(error, "code", None)
+    return error_response(error.status_code, str(error.detail), param=param, code=code, headers=error.headers)
+
+
+async def validation_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    first = error.errors()[0] if error.errors() else {}
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    param = ".".join(location) or None
+    message = f"{param}: {first.get('msg', 'invalid')}" if param else str(first.get("msg", "invalid request"))
+    return error_response(400, message, param=param)
+
+
+async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    log.error("unexpected error", exc_info=error)
+    return error_response(500, "internal error; the request id names it in the gateway's log")

@@ -1,0 +1,103 @@
+"""ASGI middleware: the request id (echoed, logged, put on jobs), an access log line and metrics per request, and
+the upload size limit, checked against Content-Length first and counted while the body streams in."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from contextvars import ContextVar
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kubescribe.gateway import metrics
+from kubescribe.gateway.errors import ApiError, error_body
+
+log = logging.getLogger("kubescribe.gateway.access")
+
+request_id: ContextVar[str] = ContextVar("request_id", default="")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+FORM_OVERHEAD = 1 << 20
+"""Bytes a multipart body may have on top of the file: boundaries and the other fields."""
+
+
+def choose_request_id(given: str | None) -> str:
+    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = choose_request_id(_header(scope, b"x-request-id"))
+        request_id.set(rid)
+        started, status = time.monotonic(), 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            elapsed = time.monotonic() - started
+            metrics.requests.labels(scope["method"], route, str(status)).inc()
+            metrics.request_seconds.labels(route).observe(elapsed)
+            log.info(
+                "%s %s %d",
+                scope["method"],
+                route,
+                status,
+                extra={"status": status, "seconds": round(elapsed, 4), "path": scope["path"]},
+            )
+
+
+class BodyLimit:
+    """Answers 413 when a request body is (or says it is) larger than `limit` plus the multipart overhead."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit + FORM_OVERHEAD
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _header(scope, b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await _send_json(send, 413, error_body(413, f"the request body is larger than {self.limit} bytes"))
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise ApiError(413, f"the request body is larger than {self.limit} bytes", param="file")
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+async def _send_json(send: Send, status: int, body: object) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": payload})

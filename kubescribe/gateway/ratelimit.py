@@ -1,0 +1,56 @@
+"""Per-key token buckets, and the cap on waiting jobs per namespace: pure decisions, with the clock passed in."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+WAITING_PHASES = ("Pending", "Queued")
+MAX_BUCKETS = 100_000
+
+
+@dataclass
+class TokenBucket:
+    rate: float
+    burst: float
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> float:
+        """Takes a token if there is one and returns 0; otherwise the seconds until there is one."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate if self.rate > 0 else math.inf
+
+
+class RateLimiter:
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate, self._burst = rate, float(burst)
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def take(self, identity: str, now: float) -> float:
+        bucket = self._buckets.get(identity)
+        if bucket is None:
+            if len(self._buckets) >= MAX_BUCKETS:
+                self._buckets.clear()
+            bucket = self._buckets[identity] = TokenBucket(self._rate, self._burst, self._burst, now)
+        return bucket.take(now)
+
+
+def retry_after_header(seconds: float) -> str:
+    return str(max(1, math.ceil(min(seconds, 3600))))
+
+
+def waiting_jobs(jobs: Iterable[Mapping[str, Any]], namespace: str) -> int:
+    """Jobs of `namespace` not admitted yet (no phase counts as Pending)."""
+    return sum(
+        1
+        for job in jobs
+        if job["metadata"]["namespace"] == namespace
+        and ((job.get("status") or {}).get("phase") or "Pending") in WAITING_PHASES
+    )

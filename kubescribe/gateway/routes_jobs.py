@@ -1,0 +1,193 @@
+"""/v1/jobs: submit audio, follow and list jobs, download transcripts, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from kubescribe.api.v1alpha1 import Task
+from kubescribe.gateway import metrics
+from kubescribe.gateway.auth import Principal
+from kubescribe.gateway.deps import GatewayDep, PrincipalDep
+from kubescribe.gateway.errors import ApiError
+from kubescribe.gateway.jobs import (
+    decode_page_token,
+    is_finished,
+    is_job_id,
+    job_view,
+    page,
+    phase,
+    status_url,
+    transcript_filename,
+)
+from kubescribe.gateway.middleware import request_id
+from kubescribe.gateway.schemas import JobList, JobView, errors
+from kubescribe.gateway.service import Gateway
+from kubescribe.gateway.storage import chunks, open_object
+from kubescribe.gateway.submit import Request, parse_formats, submit
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+CONTENT_TYPES = {
+    "json": "application/json",
+    "txt": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "tsv": "text/tab-separated-values; charset=utf-8",
+}
+KEEPALIVE_SECONDS = 15
+
+
+async def find_job(gateway: Gateway, principal: Principal, job_id: str) -> dict[str, Any]:
+    """The caller's job, or 404: other namespaces' jobs are not found, whoever asks."""
+    job = await asyncio.to_thread(gateway.get_job, principal.namespace, job_id) if is_job_id(job_id) else None
+    if job is None:
+        raise ApiError(404, f"no job {job_id}", param="id", code="job_not_found")
+    return job
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobView,
+    responses={**errors(400, 401, 403, 413, 415, 429)},
+    summary="Upload audio and submit a transcription job",
+)
+async def create_job(
+    *,
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    file: Annotated[UploadFile, File(description="The audio: any format ffmpeg decodes.")],
+    model: Annotated[str | None, Form(description="A Whisper model name; the gateway's default when omitted.")] = None,
+    language: Annotated[str | None, Form(description="ISO 639-1 code such as en; detected when omitted.")] = None,
+    task: Annotated[Task, Form()] = "transcribe",
+    formats: Annotated[str, Form(description="Comma-separated: json, txt, srt, vtt, tsv.")] = "json,txt,srt,vtt",
+    vad: Annotated[bool, Form(description="Skip silence with voice activity detection.")] = True,
+    word_timestamps: Annotated[bool, Form(description="Add each word's time to the json output.")] = False,
+    webhook_url: Annotated[str | None, Form(description="An http(s) URL POSTed the status at the end.")] = None,
+) -> JSONResponse:
+    request = Request(
+        model=model or gateway.settings.default_model,
+        language=language,
+        task=task,
+        formats=parse_formats(formats),
+        vad=vad,
+        word_timestamps=word_timestamps,
+        webhook_url=webhook_url,
+    )
+    created = await submit(gateway, principal, file, request, request_id.get())
+    view = job_view(created)
+    return JSONResponse(view, 202, headers={"Location": view["status_url"]})
+
+
+@router.get("", response_model=JobList, responses={**errors(400, 401, 403, 429)}, summary="List jobs, newest first")
+async def list_jobs(
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    phase_: Annotated[
+        Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled"] | None, Query(alias="phase")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    page_token: Annotated[str | None, Query(description="next_page_token of the previous page.")] = None,
+) -> dict[str, Any]:
+    after = None
+    if page_token is not None:
+        after = decode_page_token(page_token)
+        if after is None:
+            raise ApiError(400, "invalid page_token", param="page_token")
+    jobs = await asyncio.to_thread(gateway.list_jobs, principal.namespace)
+    chosen, next_token = page([j for j in jobs if phase_ in (None, phase(j))], limit, after)
+    return {"jobs": [job_view(job) for job in chosen], "next_page_token": next_token}
+
+
+@router.get("/{job_id}", response_model=JobView, responses={**errors(401, 403, 404, 429)}, summary="A job's state")
+async def get_job(gateway: GatewayDep, principal: PrincipalDep, job_id: str) -> dict[str, Any]:
+    return job_view(await find_job(gateway, principal, job_id))
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=202,
+    response_model=JobView,
+    responses={**errors(401, 403, 404, 429)},
+    summary="Cancel a job and delete it with its audio and transcripts",
+)
+async def delete_job(gateway: GatewayDep, principal: PrincipalDep, job_id: str) -> dict[str, Any]:
+    job = await find_job(gateway, principal, job_id)
+    await asyncio.to_thread(gateway.delete_job, principal.namespace, job_id)
+    return job_view(job)
+
+
+@router.get(
+    "/{job_id}/transcript",
+    responses={
+        200: {"content": {media: {} for media in CONTENT_TYPES.values()}, "description": "The transcript file."},
+        **errors(401, 403, 404, 409, 429),
+    },
+    summary="Download a transcript",
+)
+async def transcript(
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    job_id: str,
+    format: Annotated[Literal["json", "txt", "srt", "vtt", "tsv"], Query()] = "json",
+) -> StreamingResponse:
+    job = await find_job(gateway, principal, job_id)
+    if not is_finished(job):
+        raise ApiError(409, f"job {job_id} is {phase(job)}: no transcript yet", code="job_not_finished")
+    uri = ((job.get("status") or {}).get("result") or {}).get("outputs", {}).get(format)
+    if uri is None:
+        raise ApiError(404, f"job {job_id} has no {format} transcript", param="format", code="transcript_not_found")
+    response = await asyncio.to_thread(open_object, gateway.store, uri)
+    filename = transcript_filename(job, format)
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+    return StreamingResponse(
+        chunks(response), media_type=CONTENT_TYPES[format], headers={"Content-Disposition": disposition}
+    )
+
+
+def sse(event: str, data: object) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+@router.get(
+    "/{job_id}/events",
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(401, 403, 404, 429)},
+    summary="Server-Sent Events: the job's state whenever it changes, then `end`",
+)
+async def events(gateway: GatewayDep, principal: PrincipalDep, job_id: str) -> StreamingResponse:
+    await find_job(gateway, principal, job_id)
+    return StreamingResponse(
+        follow(gateway, principal.namespace, job_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def follow(gateway: Gateway, namespace: str, job_id: str) -> AsyncIterator[str]:
+    metrics.event_streams.inc()
+    try:
+        with gateway.watcher.follow(namespace, job_id) as changes:
+            job = await asyncio.to_thread(gateway.get_job, namespace, job_id)
+            last: dict[str, Any] | None = None
+            while job is not None:
+                view = job_view(job)
+                if last is None or (view["phase"], view["progress"]) != (last["phase"], last["progress"]):
+                    yield sse("status", view)
+                last = view
+                if is_finished(job):
+                    break
+                try:
+                    job = await asyncio.wait_for(changes.get(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+            yield sse("end", last or {"id": job_id, "status_url": status_url(job_id)})
+    finally:
+        metrics.event_streams.dec()

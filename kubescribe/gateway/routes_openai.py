@@ -1,0 +1,152 @@
+"""/v1/audio/transcriptions and /v1/audio/translations, as OpenAI's audio API: submit a job, wait for it, answer
+with its transcript; and /v1/models."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from kubescribe.api.v1alpha1 import Task
+from kubescribe.gateway.auth import Principal
+from kubescribe.gateway.deps import GatewayDep, PrincipalDep
+from kubescribe.gateway.errors import ApiError
+from kubescribe.gateway.jobs import is_finished, phase
+from kubescribe.gateway.middleware import request_id
+from kubescribe.gateway.openai_format import OPENAI_MODEL, SOURCE_FORMAT, ResponseFormat, render_json, resolve_model
+from kubescribe.gateway.schemas import ModelList, errors
+from kubescribe.gateway.service import Gateway
+from kubescribe.gateway.storage import read_text
+from kubescribe.gateway.submit import Request, submit
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/plain": {}}, "description": "The transcript."},
+    **errors(400, 401, 403, 413, 415, 429, 504),
+}
+
+
+async def wait_finished(gateway: Gateway, namespace: str, name: str, timeout: float) -> dict[str, Any] | None:
+    """The job once finished (None if it went first); TimeoutError after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        with gateway.watcher.follow(namespace, name) as changes:
+            job = await asyncio.to_thread(gateway.get_job, namespace, name)
+            while job is not None and not is_finished(job):
+                job = await changes.get()
+            return job
+
+
+async def transcribe(
+    gateway: Gateway,
+    principal: Principal,
+    *,
+    task: Task,
+    file: UploadFile,
+    model: str,
+    language: str | None,
+    prompt: str | None,
+    response_format: ResponseFormat,
+    temperature: float,
+    granularities: list[str],
+) -> Response:
+    settings = gateway.settings
+    resolved = resolve_model(model, task, language, settings.default_model, settings.multilingual_model)
+    if resolved is None:
+        raise ApiError(400, f"unknown model {model!r}", param="model", code="model_not_found")
+    request = Request(
+        model=resolved,
+        language=language,
+        task=task,
+        formats=(SOURCE_FORMAT[response_format],),
+        word_timestamps="word" in granularities,
+        prompt=prompt,
+        temperature=temperature,
+    )
+    created = await submit(gateway, principal, file, request, request_id.get())
+    name = created["metadata"]["name"]
+    try:
+        job = await wait_finished(gateway, principal.namespace, name, settings.openai_wait_seconds)
+        if job is None or phase(job) != "Succeeded":
+            status = (job or {}).get("status") or {}
+            code = 400 if status.get("reason") in ("BadAudio", "SourceNotFound") else 500
+            raise ApiError(code, status.get("message") or "the transcription did not finish", code=status.get("reason"))
+        transcript = await asyncio.to_thread(
+            read_text, gateway.store, job["status"]["result"]["outputs"][SOURCE_FORMAT[response_format]]
+        )
+    except TimeoutError:
+        raise ApiError(504, f"the transcription took longer than {settings.openai_wait_seconds:g} s") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(gateway.delete_job, principal.namespace, name)
+    if response_format in ("json", "verbose_json"):
+        return JSONResponse(render_json(transcript, response_format, task, granularities, temperature))
+    return PlainTextResponse(transcript)
+
+
+Model = Annotated[str, Form(description="whisper-1 (the gateway's default model) or a Whisper model name.")]
+Prompt = Annotated[str | None, Form(description="Text to condition the first window on.")]
+Format = Annotated[ResponseFormat, Form()]
+Temperature = Annotated[float, Form(ge=0, le=1)]
+Granularities = Annotated[list[str] | None, Form(alias="timestamp_granularities[]", description="word, segment")]
+Audio = Annotated[UploadFile, File(description="The audio: any format ffmpeg decodes.")]
+
+
+@router.post("/audio/transcriptions", responses=RESPONSES, summary="Transcribe audio (OpenAI-compatible)")
+async def transcriptions(
+    *,
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    file: Audio,
+    model: Model,
+    language: Annotated[str | None, Form(description="ISO 639-1 code such as en.")] = None,
+    prompt: Prompt = None,
+    response_format: Format = "json",
+    temperature: Temperature = 0.0,
+    timestamp_granularities: Granularities = None,
+) -> Response:
+    return await transcribe(
+        gateway,
+        principal,
+        task="transcribe",
+        file=file,
+        model=model,
+        language=language,
+        prompt=prompt,
+        response_format=response_format,
+        temperature=temperature,
+        granularities=timestamp_granularities or [],
+    )
+
+
+@router.post("/audio/translations", responses=RESPONSES, summary="Translate audio to English (OpenAI-compatible)")
+async def translations(
+    *,
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    file: Audio,
+    model: Model,
+    prompt: Prompt = None,
+    response_format: Format = "json",
+    temperature: Temperature = 0.0,
+) -> Response:
+    return await transcribe(
+        gateway,
+        principal,
+        task="translate",
+        file=file,
+        model=model,
+        language=None,
+        prompt=prompt,
+        response_format=response_format,
+        temperature=temperature,
+        granularities=[],
+    )
+
+
+@router.get("/models", response_model=ModelList, responses={**errors(401, 403, 429)}, summary="Models offered")
+async def models(gateway: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
+    names = dict.fromkeys([OPENAI_MODEL, *gateway.settings.models])
+    return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "kubescribe"} for name in names]}

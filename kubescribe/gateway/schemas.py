@@ -1,0 +1,89 @@
+"""The shapes of the API's answers, for validation and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+JOB_EXAMPLE: JsonDict = {
+    "id": "tj-4k2m9x0q7a1b",
+    "namespace": "team-a",
+    "phase": "Running",
+    "created": "2025-01-01T12:00:00Z",
+    "filename": "interview.mp3",
+    "model": "tiny.en",
+    "language": "en",
+    "task": "transcribe",
+    "formats": ["json", "srt"],
+    "progress": {"percent": 42.0, "processedSeconds": 25.2, "durationSeconds": 60.0, "etaSeconds": 8.1},
+    "result": None,
+    "error": None,
+    "status_url": "/v1/jobs/tj-4k2m9x0q7a1b",
+}
+
+
+class ProgressView(BaseModel):
+    percent: float | None = None
+    processedSeconds: float | None = None
+    durationSeconds: float | None = None
+    etaSeconds: float | None = None
+
+
+class ErrorView(BaseModel):
+    reason: str
+    message: str
+
+
+class JobView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
+
+    id: str
+    namespace: str
+    phase: str = Field(description="Pending, Queued, Running, Succeeded, Failed or Cancelled.")
+    created: str | None
+    filename: str | None
+    model: str | None
+    language: str | None
+    task: str
+    formats: list[str]
+    progress: ProgressView | None
+    result: dict[str, Any] | None = Field(description="The TranscriptionJob's status.result once it succeeded.")
+    error: ErrorView | None
+    status_url: str
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    next_page_token: str | None
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"error": {"message": "invalid API key", "type": "authentication_error"}}]}
+    )
+
+    error: ErrorDetail
+
+
+class ModelView(BaseModel):
+    id: str
+    object: str = "model"
+    owned_by: str = "kubescribe"
+
+
+class ModelList(BaseModel):
+    object: str = "list"
+    data: list[ModelView]
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in codes}

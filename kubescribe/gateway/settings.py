@@ -1,0 +1,46 @@
+"""The gateway's configuration, read from KUBESCRIBE_GATEWAY_* environment variables (S3 from the AWS_* ones)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KUBESCRIBE_GATEWAY_")
+
+    host: str = "0.0.0.0"  # noqa: S104 - a server in a pod listens on every interface
+    port: int = 8000
+    log_level: str = "INFO"
+
+    s3_endpoint: str = Field(
+        "http://minio.storage:9000", validation_alias=AliasChoices("KUBESCRIBE_GATEWAY_S3_ENDPOINT", "AWS_ENDPOINT_URL")
+    )
+    s3_access_key: SecretStr = Field(SecretStr(""), validation_alias="AWS_ACCESS_KEY_ID")
+    s3_secret_key: SecretStr = Field(SecretStr(""), validation_alias="AWS_SECRET_ACCESS_KEY")
+    upload_bucket: str = "audio"
+    """Uploads go to `uploads/<namespace>/<job id>/audio` in this bucket; the operator deletes them with the job."""
+    max_upload_bytes: int = 1 << 30
+
+    keys_secret_name: str = "kubescribe-api-keys"  # noqa: S105 - a name
+    keys_secret_namespace: str = "kubescribe"  # noqa: S105 - a name
+    keys_cache_seconds: float = 5
+    """How long a read of the keys Secret is reused: a revoked key stops working after at most this long."""
+    kubernetes_tokens: bool = True
+    """Also accept Kubernetes bearer tokens (TokenReview, then SubjectAccessReview in the requested namespace)."""
+
+    rate_limit_per_second: float = 10
+    rate_limit_burst: int = 40
+    """Each API key's token bucket: requests per second, sustained, and the burst it allows."""
+    max_queued_jobs_per_namespace: int = 50
+    """Pending and Queued jobs a namespace may have before submissions answer 429."""
+
+    models: list[str] = ["tiny.en", "base"]
+    """The models /v1/models offers."""
+    default_model: str = "tiny.en"
+    multilingual_model: str = "base"
+    """What `whisper-1` means when the audio is not English or is to be translated."""
+    job_gpus: int = Field(1, ge=0, le=8)
+    """GPUs of each submitted job's runner; 0 runs on CPU."""
+    openai_wait_seconds: float = 600
+    """How long /v1/audio/* waits for the transcription before it answers 504."""

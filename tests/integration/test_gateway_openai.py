@@ -1,0 +1,87 @@
+"""The official OpenAI client against the gateway's /v1/audio API, and schemathesis against its OpenAPI document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+
+from tests.integration.conftest import Gateway, Kubescribe
+from tests.integration.speech import speak, word_error_rate
+
+SENTENCE = "The operator watches every request and reports its progress until the work is done."
+MAX_WER = 0.3
+
+
+@pytest.fixture(scope="module")
+def sentence(speech_dir: Path) -> Path:
+    return speak(speech_dir, "sentence", SENTENCE)
+
+
+@pytest.fixture(scope="module")
+def client(gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=gateway.keys["gw-a"], max_retries=0, timeout=240)
+
+
+def transcribe(client: openai.OpenAI, audio: Path, **options: Any) -> Any:
+    with audio.open("rb") as file:
+        return client.audio.transcriptions.create(file=file, **{"model": "whisper-1", **options})
+
+
+def test_every_response_format(client: openai.OpenAI, sentence: Path, kubescribe: Kubescribe) -> None:
+    assert word_error_rate(SENTENCE, transcribe(client, sentence).text) < MAX_WER
+    assert word_error_rate(SENTENCE, transcribe(client, sentence, response_format="text")) < MAX_WER
+
+    srt = transcribe(client, sentence, response_format="srt")
+    assert srt.startswith("1\n00:00:00,000 --> ")
+    vtt = transcribe(client, sentence, response_format="vtt")
+    assert vtt.startswith("WEBVTT")
+
+    verbose = transcribe(
+        client, sentence, response_format="verbose_json", timestamp_granularities=["word", "segment"], language="en"
+    )
+    assert verbose.language == "en"
+    assert verbose.duration > 3
+    assert word_error_rate(SENTENCE, verbose.text) < MAX_WER
+    assert verbose.segments and verbose.segments[0].start >= 0
+    assert verbose.words and all(w.start <= w.end for w in verbose.words)
+    assert len(verbose.words) >= len(SENTENCE.split()) - 3
+
+    left = kubescribe.cluster.get("tj", "-n", "gw-a", "-l", "kubescribe.io/submitted-by=gateway")["items"]
+    assert all("deletionTimestamp" in job["metadata"] for job in left)  # each answered job is deleted
+
+
+def test_models_and_errors_in_openai_shapes(client: openai.OpenAI, gateway: Gateway, sentence: Path) -> None:
+    assert {"whisper-1", "tiny.en", "base"} <= {model.id for model in client.models.list()}
+    with pytest.raises(openai.BadRequestError) as bad_model:
+        transcribe(client, sentence, model="gpt-5-audio")
+    assert bad_model.value.body["param"] == "model"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError):
+        transcribe(client, sentence, response_format="docx")
+    with sentence.open("rb") as file, pytest.raises(openai.BadRequestError):
+        client.audio.translations.create(model="tiny.en", file=file)
+    with pytest.raises(openai.AuthenticationError) as denied:
+        openai.OpenAI(base_url=gateway.url + "/v1", api_key="ks_wrong", max_retries=0).models.list()
+    assert denied.value.body["type"] == "authentication_error"  # type: ignore[index]
+    with pytest.raises(openai.APIStatusError) as status:
+        client.audio.transcriptions.create(model="whisper-1", file=("notes.txt", b"not audio at all" * 10))
+    assert status.value.status_code == 415
+
+
+def test_the_api_answers_no_5xx(gateway: Gateway) -> None:
+    schema = schemathesis.openapi.from_url(gateway.url + "/openapi.json")
+    headers = {"X-API-Key": gateway.keys["gw-b"]}
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def answers(case: Any) -> None:
+            case.call_and_validate(headers=headers, checks=[not_a_server_error])
+
+        answers()
