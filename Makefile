@@ -51,6 +51,7 @@ test: lint unit integration
 
 up: $(VENV)/.installed binaries
 	@$(LOCALCLUSTER) up
+	@hack/install.sh
 
 down: $(VENV)/.installed
 	@$(LOCALCLUSTER) down

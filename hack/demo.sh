@@ -1,17 +1,11 @@
 #!/usr/bin/env bash
-# The main job on the local cluster: install the operator with Helm, upload a spoken sample to MinIO,
-# apply a TranscriptionJob, follow its progress and print the transcript. Expects `make up` to have run.
+# The main job on the local cluster (after `make up`, which installs the operator and the gateway): upload
+# a spoken sample to MinIO, apply a TranscriptionJob, follow its progress and print the transcript; then
+# the same audio through the REST gateway with the `kubescribe` command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .local/env
 py=.venv/bin/python
-
-kubectl create namespace kubescribe --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl -n kubescribe create secret generic kubescribe-s3 --dry-run=client -o yaml \
-  --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" |
-  kubectl apply -f - >/dev/null
-helm upgrade --install kubescribe charts/kubescribe -n kubescribe --set s3.endpoint="$AWS_ENDPOINT_URL" --wait --timeout 2m >/dev/null
-echo "operator installed (helm release kubescribe in namespace kubescribe)"
 
 sample=.local/demo/sample.wav
 mkdir -p "$(dirname "$sample")"
@@ -58,3 +52,7 @@ endpoint = urlsplit(os.environ["AWS_ENDPOINT_URL"])
 s3 = Minio(endpoint.netloc, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], secure=False)
 print(s3.get_object("transcripts", "demo/sample.txt").read().decode())
 PY
+
+echo
+echo "--- the same audio through the gateway: kubescribe transcribe $sample --format srt"
+.venv/bin/kubescribe transcribe "$sample" --format srt

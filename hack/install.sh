@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs Kubescribe (operator and gateway) into the local cluster with its Helm chart, creates a
+# development API key once, and adds KUBESCRIBE_GATEWAY_URL and KUBESCRIBE_API_KEY to .local/env.
+# Does nothing when the same chart and settings are installed already.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source .local/env
+
+# The local nodes run pods on the host's network: the operator's and the gateway's ports are chosen once.
+ports=.local/kubescribe-ports
+if [[ ! -s $ports ]]; then
+  .venv/bin/python -c 'from kubescribe.localcluster.cluster import free_port as p; print(p(), p(), p())' >"$ports"
+fi
+read -r health metrics gateway <"$ports"
+
+settings=(
+  --set "s3.endpoint=$AWS_ENDPOINT_URL" --set "operator.ports.health=$health"
+  --set "operator.ports.metrics=$metrics" --set "gateway.port=$gateway"
+)
+fingerprint=$( (find charts/kubescribe -type f -print0 | sort -z | xargs -0 sha256sum; echo "${settings[*]}") | sha256sum)
+if [[ $(cat .local/kubescribe-installed 2>/dev/null) != "$fingerprint" ]]; then
+  kubectl create namespace kubescribe --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n kubescribe create secret generic kubescribe-s3 --dry-run=client -o yaml \
+    --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" |
+    kubectl apply -f - >/dev/null
+  helm upgrade --install kubescribe charts/kubescribe -n kubescribe "${settings[@]}" --wait --timeout 3m >/dev/null
+  echo "$fingerprint" >.local/kubescribe-installed
+  echo "installed Kubescribe: the operator and the gateway (helm release kubescribe, namespace kubescribe)"
+fi
+
+key=.local/dev-api-key
+if [[ ! -s $key ]]; then
+  (umask 077 && .venv/bin/kubescribe keys create --namespace default --name dev 2>/dev/null >"$key")
+  echo "created the development API key for namespace default"
+fi
+sed -i '/^export KUBESCRIBE_GATEWAY_URL=/d; /^export KUBESCRIBE_API_KEY=/d' .local/env
+printf "export KUBESCRIBE_GATEWAY_URL='http://127.0.0.1:%s'\nexport KUBESCRIBE_API_KEY='%s'\n" "$gateway" "$(cat "$key")" >>.local/env
+echo "  gateway: http://127.0.0.1:$gateway (web page, /docs); KUBESCRIBE_GATEWAY_URL and KUBESCRIBE_API_KEY are in .local/env"
