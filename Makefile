@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN_PATH = $(shell hack/build-binaries.sh --path | paste -sd:)
 LOCALCLUSTER = $(PY) -m kubescribe.localcluster --bin-path "$(BIN_PATH)"
-DEBIAN_PACKAGES := espeak-ng sox ffmpeg
+DEBIAN_PACKAGES := espeak-ng sox ffmpeg chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help test lint unit integration up down clean logs demo bench binaries system-packages
