@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import BinaryIO
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import av
 from minio import Minio
 from urllib3 import BaseHTTPResponse
 
+from kubescribe import s3
 from kubescribe.gateway.settings import GatewaySettings
 
 PART_SIZE = 8 << 20
@@ -22,12 +23,8 @@ class NotAudio(ValueError):
 
 
 def s3_client(settings: GatewaySettings) -> Minio:
-    endpoint = urlsplit(settings.s3_endpoint)
-    return Minio(
-        endpoint.netloc,
-        settings.s3_access_key.get_secret_value(),
-        settings.s3_secret_key.get_secret_value(),
-        secure=endpoint.scheme == "https",
+    return s3.client(
+        settings.s3_endpoint, settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value()
     )
 
 

@@ -9,16 +9,15 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import kopf
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from minio import Minio
 from minio.deleteobjects import DeleteObject
 from prometheus_client import start_http_server
 
-from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION, TranscriptionJobSpec, transcript_key
+from kubescribe import s3
+from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION, transcript_key
 from kubescribe.operator import builders, metrics
 from kubescribe.operator.reconciler import RUNNER_SELECTOR, Reconciler
 from kubescribe.operator.settings import OperatorSettings
@@ -124,18 +123,10 @@ def _delete_objects(tj: dict[str, Any], settings: OperatorSettings) -> None:
     doomed = {bucket: [transcript_key(prefix, spec.source, fmt) for fmt in spec.outputs.formats]}
     if tj["metadata"].get("annotations", {}).get(UPLOADED_SOURCE_ANNOTATION) == "true" and spec.source.s3:
         doomed.setdefault(spec.source.s3.bucket, []).append(spec.source.s3.key)
-    store = _s3(settings, spec)
+    store = s3.client(
+        settings.s3_endpoint, settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value()
+    )
     for name, keys in doomed.items():
         errors = list(store.remove_objects(name, [DeleteObject(key) for key in keys]))
         for error in errors:
             log.warning("could not delete s3://%s/%s: %s", name, error.name, error.code)
-
-
-def _s3(settings: OperatorSettings, spec: TranscriptionJobSpec) -> Minio:
-    endpoint = urlsplit(settings.s3_endpoint)
-    return Minio(
-        endpoint.netloc,
-        settings.s3_access_key.get_secret_value(),
-        settings.s3_secret_key.get_secret_value(),
-        secure=endpoint.scheme == "https",
-    )

@@ -6,7 +6,6 @@ import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import av
 import numpy as np
@@ -15,6 +14,7 @@ from faster_whisper import decode_audio
 from minio import Minio
 from minio.error import S3Error
 
+from kubescribe import s3
 from kubescribe.api.v1alpha1 import Source
 from kubescribe.contract import EXIT_SOURCE_NOT_FOUND
 from kubescribe.runner.config import S3Settings
@@ -31,13 +31,7 @@ Audio = npt.NDArray[np.float32]
 
 
 def s3_client(settings: S3Settings) -> Minio:
-    endpoint = urlsplit(settings.endpoint or DEFAULT_S3_ENDPOINT)
-    return Minio(
-        endpoint.netloc,
-        access_key=settings.access_key,
-        secret_key=settings.secret_key,
-        secure=endpoint.scheme == "https",
-    )
+    return s3.client(settings.endpoint or DEFAULT_S3_ENDPOINT, settings.access_key, settings.secret_key)
 
 
 def fetch(source: Source, s3: S3Settings, destination: Path) -> None:
