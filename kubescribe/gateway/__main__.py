@@ -11,7 +11,7 @@ from kubescribe.gateway.app import create_app
 from kubescribe.gateway.middleware import request_id
 from kubescribe.gateway.service import Gateway
 from kubescribe.gateway.settings import GatewaySettings
-from kubescribe.runner.logs import JsonFormatter
+from kubescribe.logs import JsonFormatter
 
 
 class _RequestIdFilter(logging.Filter):

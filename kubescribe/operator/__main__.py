@@ -7,9 +7,9 @@ import sys
 
 import kopf
 
+from kubescribe.logs import JsonFormatter
 from kubescribe.operator import handlers  # noqa: F401 (registers the handlers)
 from kubescribe.operator.settings import OperatorSettings
-from kubescribe.runner.logs import JsonFormatter
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 from types import FrameType
 
 from kubescribe.contract import ENV_JOB_NAME, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
+from kubescribe.logs import JsonFormatter, redact
 from kubescribe.runner.config import Config
-from kubescribe.runner.errors import Cancelled, RunnerFailure, redact, termination_message_path
-from kubescribe.runner.logs import JsonFormatter
+from kubescribe.runner.errors import Cancelled, RunnerFailure, termination_message_path
 from kubescribe.runner.pipeline import run
 from kubescribe.runner.report import Patch, status_patch
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 from kubescribe.contract import EXIT_BAD_INPUT, TERMINATION_MESSAGE_PATH
@@ -33,10 +32,3 @@ def bad_audio(message: str) -> RunnerFailure:
 def termination_message_path() -> Path:
     root = os.environ.get(CONTAINER_ROOT_VARIABLE)
     return Path(root + TERMINATION_MESSAGE_PATH) if root else Path(TERMINATION_MESSAGE_PATH)
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
