@@ -1,8 +1,9 @@
-"""`python -m bench` (`make bench`): bring up a local cluster of its own, measure the runner's overhead and the
-operator's admission latency, stop the cluster, and write bench-results/report.md and report.json."""
+"""`python -m bench` (`make bench`): bring up a local cluster of its own, measure the runner's overhead, the
+operator's admission latency and the gateway, stop the cluster, and write bench-results/report.md and report.json."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import tempfile
@@ -13,7 +14,7 @@ from typing import Any
 
 from minio import Minio
 
-from bench import admission, kube, overhead, report
+from bench import admission, gateway, kube, overhead, report
 from bench.speech import synthesise
 from kubescribe.localcluster.cluster import ClusterState, LocalCluster
 from kubescribe.runner.transcribe import CPU_BATCH_SIZE
@@ -65,6 +66,11 @@ def measure_admission(cluster: LocalCluster, state: ClusterState) -> dict[str, A
     }
 
 
+def measure_gateway(cluster: LocalCluster, state: ClusterState, work: Path, upload_mib: int) -> dict[str, Any]:
+    log.info("gateway: %d MiB uploads, %d rounds of each side; then job lookups", upload_mib, gateway.ROUNDS)
+    return gateway.measure(cluster, state, work, upload_mib << 20)
+
+
 def attempt(results: dict[str, Any], name: str, measure: Callable[[], dict[str, Any]]) -> None:
     """Record a part's figures, or why it could not be measured, so that one failure keeps the other."""
     try:
@@ -74,9 +80,23 @@ def attempt(results: dict[str, Any], name: str, measure: Callable[[], dict[str, 
         results[f"{name}_error"] = f"{type(error).__name__}: {error}"
 
 
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--upload-mib", type=int, default=1024, help="size of the gateway's upload (default 1024)")
+    parser.add_argument(
+        "--parts",
+        default="overhead,admission,gateway",
+        help="comma-separated parts to measure (default: overhead,admission,gateway)",
+    )
+    return parser.parse_args()
+
+
 def main() -> None:
+    args = arguments()
+    parts = set(args.parts.split(","))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     results: dict[str, Any] = {"header": report.header(), "load": {"start": report.load()}}
     with tempfile.TemporaryDirectory(prefix="kubescribe-bench-") as temp:
         work = Path(temp)
@@ -87,9 +107,14 @@ def main() -> None:
             state = cluster.load_state()
             assert state is not None
             results["load"]["before part 1"] = report.load()
-            attempt(results, "overhead", lambda: measure_overhead(cluster, state, work))
+            if "overhead" in parts:
+                attempt(results, "overhead", lambda: measure_overhead(cluster, state, work))
             results["load"]["after part 1"] = report.load()
-            attempt(results, "admission", lambda: measure_admission(cluster, state))
+            if "admission" in parts:
+                attempt(results, "admission", lambda: measure_admission(cluster, state))
+            results["load"]["after part 2"] = report.load()
+            if "gateway" in parts:
+                attempt(results, "gateway", lambda: measure_gateway(cluster, state, work, args.upload_mib))
         finally:
             log.info("stopping the local cluster")
             cluster.down()

@@ -46,14 +46,13 @@ def install_operator(cluster: LocalCluster, state: ClusterState, env: dict[str, 
         f"--from-literal=AWS_ACCESS_KEY_ID={state.minio_user}",
         f"--from-literal=AWS_SECRET_ACCESS_KEY={state.minio_password}",
     )
-    values = {"s3.endpoint": cluster.s3_url(state), **HELM_VALUES}
+    # The node agent runs pods as host processes: the operator's health and metrics ports and the gateway's port
+    # are moved off 8080, 9090 and 8000, which another local cluster on this machine may hold.
+    ports = {"operator.ports.health": free_port(), "operator.ports.metrics": free_port(), "gateway.port": free_port()}
+    values = {"s3.endpoint": cluster.s3_url(state), **HELM_VALUES, **{k: str(v) for k, v in ports.items()}}
     sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
     run(env, "helm", "upgrade", "--install", RELEASE, str(REPO / "charts/kubescribe"), "-n", OPERATOR_NAMESPACE, *sets)
-    # The node agent runs pods as host processes: the operator's health and metrics ports are moved off
-    # 8080 and 9090, which another local cluster's operator on this machine may hold.
     deployment = f"deployment/{RELEASE}-operator"
-    ports = {"KUBESCRIBE_LIVENESS_PORT": free_port(), "KUBESCRIBE_METRICS_PORT": free_port()}
-    run(env, "kubectl", "-n", OPERATOR_NAMESPACE, "set", "env", deployment, *(f"{k}={v}" for k, v in ports.items()))
     run(env, "kubectl", "-n", OPERATOR_NAMESPACE, "rollout", "status", deployment, "--timeout=2m")
     return values
 

@@ -78,13 +78,14 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     lines += _overhead_section(results.get("overhead"), results.get("overhead_error"))
     lines += _admission_section(results.get("admission"), results.get("admission_error"))
+    lines += _gateway_section(results.get("gateway"), results.get("gateway_error"))
     return "\n".join(lines) + "\n"
 
 
 def _overhead_section(overhead: dict[str, Any] | None, error: str | None) -> list[str]:
     lines = ["## 1. Runner overhead", ""]
     if overhead is None:
-        return [*lines, f"Not measured: {error}", ""]
+        return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
     lines += [
         f"Audio: {overhead['audio_seconds']:.1f} s of espeak-ng speech, 16 kHz mono WAV; model tiny.en "
         "(the packaged CTranslate2 copy), CPU int8, BatchedInferencePipeline batch size "
@@ -120,7 +121,7 @@ def _overhead_section(overhead: dict[str, Any] | None, error: str | None) -> lis
 def _admission_section(admission: dict[str, Any] | None, error: str | None) -> list[str]:
     lines = ["## 2. Operator admission latency", ""]
     if admission is None:
-        return [*lines, f"Not measured: {error}", ""]
+        return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
     operator, baseline = admission["operator"], admission["baseline"]
     lines += [
         f"{operator['jobs']} TranscriptionJobs (`resources: {{gpu: 0}}`, `backoffLimit: 0`, an S3 source that does "
@@ -130,11 +131,10 @@ def _admission_section(admission: dict[str, Any] | None, error: str | None) -> l
         + ". Latency of a job: from the client's clock just before its create call to the moment a watch on "
         "pods `app.kubernetes.io/component=runner` first shows its pod Running. Each pod is deleted as soon as it "
         "is seen Running, so that 200 runners do not overload the machine (a runner not yet deleted exits on its "
-        "own with SourceNotFound). One step differs from the demo: after `helm upgrade --install`, `kubectl set "
-        "env` gives the operator free ports for its health and metrics servers (KUBESCRIBE_LIVENESS_PORT, "
-        "KUBESCRIBE_METRICS_PORT), since the node agent runs pods as host processes and another local cluster's "
-        "operator on this machine may hold 8080 and 9090; `kubectl rollout status` then waits for it, as `--wait` "
-        "does in the demo.",
+        "own with SourceNotFound). One setting differs from the demo: the operator's health and metrics servers and "
+        "the gateway listen on free ports (`operator.ports.*`, `gateway.port`), since the node agent runs pods as "
+        "host processes and another local cluster on this machine may hold 8080, 9090 and 8000; `kubectl rollout "
+        "status` then waits for the operator, as `--wait` does in the demo.",
         "",
         f"Baseline: {baseline['jobs']} plain batch/v1 Jobs with the same runner container and spec, created the same "
         "way straight into the same cluster (namespace `bench-baseline`, while the operator ran idle): the "
@@ -167,6 +167,86 @@ def _admission_section(admission: dict[str, Any] | None, error: str | None) -> l
             lines.append(f"Create errors ({name}, first few): {'; '.join(burst['create_errors'])}")
     lines.append(f"Clean-up: {admission['cleanup']}")
     lines.append("")
+    return lines
+
+
+def _gateway_section(gateway: dict[str, Any] | None, error: str | None) -> list[str]:
+    lines = ["## 3. Gateway", ""]
+    if gateway is None:
+        return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
+    upload, rss, lookups = gateway["upload"], gateway["upload"]["rss"], gateway["lookups"]
+    size_mib = upload["bytes"] / 2**20
+    lines += [
+        "The chart's gateway, installed into the same cluster by `helm upgrade --reuse-values` with "
+        + ", ".join(f"`{k}={v}`" for k, v in gateway["helm_values"].items())
+        + " (a free port, since the node agent runs pods on the host's network; no node has 8 GPUs, so the runner "
+        "pod of an uploaded job is never scheduled and nothing transcribes it).",
+        "",
+        f"### Upload throughput ({size_mib:.0f} MiB)",
+        "",
+        f"The file: {upload['bytes']} bytes, a 48 kHz stereo 16-bit WAV of {gateway['audio_seconds']:.0f} s "
+        f"({gateway['audio_seconds'] / 3600:.2f} h: a spoken sentence, then silence). Both sides "
+        "send it from the same disk to the same MinIO, alternating, direct first "
+        f"({upload['rounds']} rounds of each):",
+        "",
+        f"- direct: minio's `fput_object` with the gateway's part size ({upload['part_size_bytes'] >> 20} MiB) and "
+        "one part in flight (`num_parallel_uploads=1`), as the gateway's `put_object` does;",
+        "- gateway: `POST /v1/jobs`, the file streamed as multipart form data by httpx on one connection; the time "
+        "runs until the 202 answer, so it covers the gateway's whole path (receiving the body, the audio check, "
+        "the S3 upload, creating the TranscriptionJob). Each job is then deleted (`DELETE /v1/jobs/{id}`) and "
+        "the bench waits until it is gone, with its uploaded audio, before the next round.",
+        "",
+        "| | median | each round (s) |",
+        "| --- | --- | --- |",
+        f"| direct S3 PUT (baseline) | {upload['direct_mib_per_second']:.1f} MiB/s | "
+        f"{', '.join(f'{s:.2f}' for s in upload['direct_seconds'])} |",
+        f"| through the gateway | {upload['gateway_mib_per_second']:.1f} MiB/s | "
+        f"{', '.join(f'{s:.2f}' for s in upload['gateway_seconds'])} |",
+        "",
+        f"**Ratio gateway / direct (medians): {upload['ratio_gateway_to_direct']:.3f}** (goal ≥ 0.8).",
+        "",
+        "### Gateway memory during the uploads",
+        "",
+        "VmRSS of the gateway's process (the pid in its pod's containerID; with its descendants, if any), read "
+        f"from /proc every {rss['sample_seconds'] * 1000:.0f} ms while each upload ran.",
+        "",
+        f"**Peak RSS growth: {rss['growth_mib']:.1f} MiB** (goal ≤ 64 MiB): {rss['baseline_mib']:.1f} MiB before "
+        f"the first upload, {rss['peak_mib']:.1f} MiB at the highest. VmHWM (the process's own high-water mark) "
+        f"was {rss['hwm_before_mib']:.1f} MiB before the uploads and {rss['hwm_after_mib']:.1f} MiB after them.",
+        "",
+        "| round | RSS before | peak | growth | after | samples |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for number, each in enumerate(rss["each_round"], 1):
+        lines.append(
+            f"| {number} | {each['rss_before_mib']:.1f} MiB | {each['rss_peak_mib']:.1f} MiB | "
+            f"{each['growth_mib']:.1f} MiB | {each['rss_after_mib']:.1f} MiB | {each['samples']} |"
+        )
+    health, job = lookups["healthz"], lookups["job"]
+    lines += [
+        "",
+        "### Job lookups",
+        "",
+        f"{lookups['threads']} client threads in the bench's process, each with its own keep-alive httpx "
+        f"connection, send requests back to back for {job['seconds']:.0f} s: first `GET /healthz` (no "
+        f"authentication, no Kubernetes call: the baseline), then `GET /v1/jobs/{{id}}` of one small job "
+        f"({lookups['job_phase']}, its runner pod unschedulable) with an API key. The clients share the machine's "
+        "CPUs with the gateway and the cluster.",
+        "",
+        "| | requests/s | p50 | p99 | requests | non-200 answers |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, figures in (("GET /healthz (baseline)", health), ("GET /v1/jobs/{id}", job)):
+        non_200 = ", ".join(f"{status}: {n}" for status, n in figures["non_200"].items()) or "none"
+        lines.append(
+            f"| {label} | {figures['requests_per_second']:.1f} | {figures['p50_ms']:.2f} ms | "
+            f"{figures['p99_ms']:.2f} ms | {figures['requests']} | {non_200} |"
+        )
+    lines += [
+        "",
+        f"**Ratio job lookup / healthz (requests/s): {lookups['ratio_job_to_healthz']:.3f}**.",
+        "",
+    ]
     return lines
 
 

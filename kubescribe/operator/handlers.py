@@ -14,6 +14,7 @@ import kopf
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from minio.deleteobjects import DeleteObject
+from minio.error import S3Error
 from prometheus_client import start_http_server
 
 from kubescribe import s3
@@ -127,6 +128,11 @@ def _delete_objects(tj: dict[str, Any], settings: OperatorSettings) -> None:
         settings.s3_endpoint, settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value()
     )
     for name, keys in doomed.items():
-        errors = list(store.remove_objects(name, [DeleteObject(key) for key in keys]))
-        for error in errors:
-            log.warning("could not delete s3://%s/%s: %s", name, error.name, error.code)
+        try:
+            errors = list(store.remove_objects(name, [DeleteObject(key) for key in keys]))
+        except S3Error as error:
+            if error.code == "NoSuchBucket":  # nothing was written there
+                continue
+            raise
+        for failure in errors:
+            log.warning("could not delete s3://%s/%s: %s", name, failure.name, failure.code)

@@ -231,6 +231,18 @@ def test_deleting_a_running_job_cancels_it(kubescribe: Kubescribe, namespace: st
     assert not kubescribe.exists(f"s3://transcripts/{namespace}/cancel/")
 
 
+def test_a_job_whose_output_bucket_never_existed_can_be_deleted(kubescribe: Kubescribe, namespace: str) -> None:
+    kubescribe.submit(
+        namespace,
+        "nowhere",
+        source={"s3": {"bucket": "audio", "key": f"{namespace}/absent.wav"}},
+        outputs={"s3": {"bucket": f"missing-{namespace}", "prefix": "x/"}},
+    )
+    kubescribe.wait_finished(namespace, "nowhere")
+    kubescribe.cluster.kubectl("delete", "tj", "nowhere", "-n", namespace, "--timeout=60s")
+    assert kubescribe.job(namespace, "nowhere") is None
+
+
 def test_the_runner_may_touch_only_its_own_job(kubescribe: Kubescribe, namespace: str) -> None:
     for name in ("mine", "theirs"):
         kubescribe.submit(namespace, name, source={"s3": {"bucket": "audio", "key": f"{namespace}/absent.wav"}})
