@@ -31,8 +31,9 @@ from kubescribe.gateway.schemas import JobList, JobView, errors
 from kubescribe.gateway.service import Gateway
 from kubescribe.gateway.storage import chunks, open_object
 from kubescribe.gateway.submit import Request, parse_formats, submit
+from kubescribe.gateway.uploads import UploadRoute
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=UploadRoute)
 
 CONTENT_TYPES = {
     "json": "application/json",

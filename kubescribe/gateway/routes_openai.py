@@ -21,8 +21,9 @@ from kubescribe.gateway.schemas import ModelList, errors
 from kubescribe.gateway.service import Gateway
 from kubescribe.gateway.storage import read_text
 from kubescribe.gateway.submit import Request, submit
+from kubescribe.gateway.uploads import UploadRoute
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=UploadRoute)
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/plain": {}}, "description": "The transcript."},
     **errors(400, 401, 403, 413, 415, 429, 504),

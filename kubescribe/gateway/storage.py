@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import quote
 
 import av
 from minio import Minio
+from minio.datatypes import Part
 from urllib3 import BaseHTTPResponse
 
 from kubescribe import s3
@@ -54,6 +58,75 @@ def put_upload(store: Minio, bucket: str, key: str, file: BinaryIO, *, size: int
     store.put_object(
         bucket, key, file, size, part_size=PART_SIZE, num_parallel_uploads=1, metadata={"filename": quote(filename)}
     )
+
+
+class StreamingUpload:
+    """An S3 multipart upload of a file while it is still being written: each 8 MiB part is read back from the file
+    once written (one part in memory, one in flight), in a thread of its own. The object exists only once `commit`
+    completes the upload; `discard` aborts it."""
+
+    def __init__(self, store: Minio, bucket: str, key: str, file: BinaryIO, *, filename: str) -> None:
+        self.store, self.bucket, self.key = store, bucket, key
+        self._fd = os.dup(file.fileno())
+        self._headers = {"Content-Type": "application/octet-stream", "x-amz-meta-filename": quote(filename)}
+        self._changed = threading.Condition()
+        self._written, self._finished, self._cancelled, self._committed = 0, False, False, False
+        self._upload_id: str | None = None
+        self._parts: list[Part] = []
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name=f"upload {key}", daemon=True)
+        self._thread.start()
+
+    def written(self, size: int, *, finished: bool = False) -> None:
+        """The file's first `size` bytes are written (and flushed); `finished`: that is all of it."""
+        with self._changed:
+            self._written, self._finished = size, self._finished or finished
+            self._changed.notify()
+
+    def _next_part(self, offset: int) -> int:
+        """The size of the part at `offset` once it is written; 0 when there is none (or the upload is discarded)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._cancelled or self._finished or self._written - offset >= PART_SIZE)
+            return 0 if self._cancelled else min(self._written - offset, PART_SIZE)
+
+    def _run(self) -> None:
+        offset = 0
+        try:
+            while size := self._next_part(offset):
+                data = os.pread(self._fd, size, offset)
+                if len(data) != size:
+                    raise OSError(f"read {len(data)} of {size} bytes at {offset}")
+                if self._upload_id is None:
+                    self._upload_id = self.store._create_multipart_upload(self.bucket, self.key, dict(self._headers))
+                number = len(self._parts) + 1
+                etag = self.store._upload_part(self.bucket, self.key, data, None, self._upload_id, number)
+                self._parts.append(Part(number, etag))
+                offset += size
+        except Exception as error:
+            self._error = error
+        finally:
+            os.close(self._fd)
+
+    def commit(self) -> None:
+        """Waits for the last part and completes the upload: the object exists from then on. Blocking."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._cancelled or self._upload_id is None:
+            raise RuntimeError(f"the upload of {self.key} was discarded or is empty")
+        self.store._complete_multipart_upload(self.bucket, self.key, self._upload_id, self._parts)
+        self._committed = True
+
+    def discard(self) -> None:
+        """Stops the upload and aborts it unless it was committed; idempotent. Blocking."""
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify()
+        self._thread.join()
+        if self._upload_id is not None and not self._committed:
+            with contextlib.suppress(Exception):
+                self.store._abort_multipart_upload(self.bucket, self.key, self._upload_id)
+            self._upload_id = None
 
 
 def parse_uri(uri: str) -> tuple[str, str]:

@@ -1,5 +1,6 @@
-"""A submission: the job's spec checked first, then the upload checked to be audio and streamed to S3, and only
-then the TranscriptionJob created. Whatever fails leaves nothing behind."""
+"""A submission: the job's spec checked first, then the upload checked to be audio and its S3 upload (streamed while
+the file was received, see uploads.py) completed, and only then the TranscriptionJob created. Whatever fails leaves
+nothing behind."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from kubescribe.gateway.jobs import build_job, new_job_id, sanitize_filename, up
 from kubescribe.gateway.ratelimit import retry_after_header, waiting_jobs
 from kubescribe.gateway.service import Gateway
 from kubescribe.gateway.storage import NotAudio, check_audio, put_upload
+from kubescribe.gateway.uploads import StagedFile
 
 QUEUE_RETRY_SECONDS = 30
 
@@ -72,8 +74,11 @@ def job_spec(request: Request, bucket: str, key: str, gpus: int) -> Transcriptio
 async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, request: Request, request_id: str) -> Any:
     """Creates the job and returns it (as the API server answered)."""
     settings, namespace = gateway.settings, principal.namespace
-    job_id = new_job_id()
+    staged = upload if isinstance(upload, StagedFile) else None
+    job_id = staged.job_id if staged is not None else new_job_id()
     key = upload_key(namespace, job_id)
+    if staged is not None and staged.key != key:
+        raise ApiError(403, "the upload was not made by this caller")
     spec = job_spec(request, settings.upload_bucket, key, settings.job_gpus)
     if waiting_jobs(gateway.watcher.jobs(), namespace) >= settings.max_queued_jobs_per_namespace:
         raise ApiError(
@@ -92,9 +97,12 @@ async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, req
     except NotAudio as error:
         raise ApiError(415, str(error), param="file", code="unsupported_audio") from None
     filename = sanitize_filename(upload.filename)
-    await asyncio.to_thread(
-        put_upload, gateway.store, settings.upload_bucket, key, upload.file, size=size, filename=filename
-    )
+    if staged is not None:
+        await asyncio.to_thread(staged.upload.commit)
+    else:
+        await asyncio.to_thread(
+            put_upload, gateway.store, settings.upload_bucket, key, upload.file, size=size, filename=filename
+        )
     metrics.uploaded_bytes.inc(size)
     try:
         created = await asyncio.to_thread(gateway.create_job, build_job(namespace, job_id, spec, filename, request_id))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import tempfile
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from kubescribe.gateway.keys import KeyRecord, KeyStore, hash_key, new_key, pars
 from kubescribe.gateway.middleware import choose_request_id
 from kubescribe.gateway.openai_format import render_json, resolve_model
 from kubescribe.gateway.ratelimit import RateLimiter, TokenBucket, retry_after_header, waiting_jobs
+from kubescribe.gateway.storage import PART_SIZE, StreamingUpload
 from kubescribe.gateway.submit import Request, job_spec, parse_formats
 from kubescribe.operator.handlers import UPLOADED_SOURCE_ANNOTATION
 
@@ -183,3 +186,56 @@ def test_request_ids_are_kept_when_safe() -> None:
     assert choose_request_id("abc-123") == "abc-123"
     assert len(choose_request_id("bad id\n")) == 32
     assert len(choose_request_id(None)) == 32
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.calls: list[str] = []
+        self.headers: dict[str, str] = {}
+
+    def _create_multipart_upload(self, bucket: str, key: str, headers: dict[str, str]) -> str:
+        self.calls.append("create")
+        self.headers = headers
+        return "up-1"
+
+    def _upload_part(self, bucket: str, key: str, data: bytes, headers: Any, upload_id: str, number: int) -> str:
+        assert number == len(self.parts) + 1
+        self.parts.append(data)
+        return f"etag-{number}"
+
+    def _complete_multipart_upload(self, bucket: str, key: str, upload_id: str, parts: list[Any]) -> None:
+        self.calls.append(f"complete {[p.part_number for p in parts]}")
+
+    def _abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        self.calls.append("abort")
+
+
+def test_streaming_uploads_send_parts_as_the_file_fills_and_complete_only_when_committed() -> None:
+    content = bytes(range(256)) * ((2 * PART_SIZE + 1000) // 256)
+    store = FakeStore()
+    with tempfile.TemporaryFile() as file:
+        upload = StreamingUpload(store, "audio", "k", file, filename="a b.wav")  # type: ignore[arg-type]
+        for start in range(0, len(content), 1 << 20):
+            file.write(content[start : start + (1 << 20)])
+            file.flush()
+            upload.written(file.tell())
+        upload.written(file.tell(), finished=True)
+        upload.commit()
+        upload.discard()
+    assert b"".join(store.parts) == content
+    assert [len(part) for part in store.parts] == [PART_SIZE, PART_SIZE, len(content) - 2 * PART_SIZE]
+    assert store.calls == ["create", "complete [1, 2, 3]"]
+    assert store.headers["x-amz-meta-filename"] == "a%20b.wav"
+
+    store = FakeStore()
+    with tempfile.TemporaryFile() as file:
+        upload = StreamingUpload(store, "audio", "k", file, filename="a.wav")  # type: ignore[arg-type]
+        file.write(content)
+        file.flush()
+        upload.written(PART_SIZE + 10)
+        upload.discard()
+        upload.discard()
+    assert store.calls in (["create", "abort"], [])
+    with pytest.raises(RuntimeError):
+        upload.commit()
