@@ -50,6 +50,9 @@ Phase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelle
 
 ONE_SOURCE = "exactly one of source.s3 and source.url must be set"
 TRANSLATE_NEEDS_MULTILINGUAL = "translate needs a multilingual model; *.en models only transcribe English"
+FOREIGN_ENDPOINT_NEEDS_CREDENTIALS = (
+    "source.s3.endpoint needs source.s3.secretName: the operator's credentials are for its own store only"
+)
 SPEC_IMMUTABLE = "spec is immutable; delete and re-create the job"
 
 # Pydantic (Rust regex) and the API server (Go RE2) both search for a pattern: anchor it, and keep to shared syntax.
@@ -77,6 +80,15 @@ def _defaulted(model: type[_Model], description: str) -> Any:
 
 class S3Object(_Model):
     """An object in S3-compatible storage."""
+
+    # Checked where users write jobs, by the API server: the operator itself names its own store's endpoint.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "!has(self.endpoint) || has(self.secretName)", "message": FOREIGN_ENDPOINT_NEEDS_CREDENTIALS}
+            ]
+        }
+    )
 
     bucket: str = Field(pattern=_BUCKET, description="Bucket name (3-63 lowercase letters, digits, dots, hyphens).")
     key: str = Field(min_length=1, max_length=1024, description="Object key, for example speeches/jfk.flac.")

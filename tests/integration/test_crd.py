@@ -90,6 +90,11 @@ INVALID = [
     ("bad-webhook", {"webhookUrl": "not a url"}, "spec.webhookUrl: Invalid value"),
     ("priority-too-high", {"priority": 5000}, "should be less than or equal to 1000"),
     ("unknown-field", {"options.beamsize": 3}, 'unknown field "spec.options.beamsize"'),
+    (
+        "foreign-endpoint",
+        {"source.s3.endpoint": "https://s3.example.org"},
+        "source.s3.endpoint needs source.s3.secretName",
+    ),
 ]
 
 
