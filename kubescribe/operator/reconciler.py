@@ -20,7 +20,7 @@ from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION
 from kubescribe.operator import builders, metrics, webhook
 from kubescribe.operator.queue import plan_admission, queue_entry
 from kubescribe.operator.settings import OperatorSettings
-from kubescribe.operator.status import compute_status, is_finished, transitions
+from kubescribe.operator.status import compute_status, has_condition, is_finished, transitions
 
 log = logging.getLogger("kubescribe.operator")
 
@@ -76,7 +76,7 @@ class Reconciler:
                 now=now,
                 rejection=plan.rejected.get(key),
             )
-            if job is None and status.get("phase") in ("Pending", "Running") and _admitted(status):
+            if job is None and status.get("phase") in ("Pending", "Running") and has_condition(status, "Admitted"):
                 self._create_children(tj)
             self._write_status(tj, status)
             if is_finished(status):
@@ -181,10 +181,6 @@ class Reconciler:
             self.core.create_namespaced_event(metadata["namespace"], body)
         except ApiException as error:
             log.warning("event %s for %s/%s failed: %s", reason, metadata["namespace"], metadata["name"], error.reason)
-
-
-def _admitted(status: Mapping[str, Any]) -> bool:
-    return any(c["type"] == "Admitted" and c["status"] == "True" for c in status.get("conditions", []))
 
 
 def _json(response: Any) -> dict[str, Any]:

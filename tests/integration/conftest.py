@@ -47,6 +47,14 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}")
 
 
+def running_pid(pod: dict[str, Any] | None) -> int | None:
+    """The process of the pod's first container while it runs (the local node's containerID is kubescribe://<pid>)."""
+    statuses = (pod or {}).get("status", {}).get("containerStatuses", [])
+    if statuses and "running" in statuses[0]["state"]:
+        return int(statuses[0]["containerID"].split("://")[1])
+    return None
+
+
 class Cluster:
     def __init__(self, local: LocalCluster) -> None:
         self.local = local
@@ -160,11 +168,13 @@ class Kubescribe:
             "2m",
         )
 
-    def operator_pid(self) -> int:
-        pods = self.cluster.get("pods", "-n", self.namespace, "-l", "app.kubernetes.io/component=operator")["items"]
-        running = [p for p in pods if "running" in p["status"].get("containerStatuses", [{}])[0].get("state", {})]
-        assert len(running) == 1, f"expected one running operator pod, found {len(running)}"
-        return int(running[0]["status"]["containerStatuses"][0]["containerID"].split("://")[1])
+    def component_pid(self, component: str) -> int:
+        """The process of the one running pod of the operator or the gateway."""
+        selector = f"app.kubernetes.io/component={component}"
+        pids = [running_pid(p) for p in self.cluster.get("pods", "-n", self.namespace, "-l", selector)["items"]]
+        running = [pid for pid in pids if pid is not None]
+        assert len(running) == 1, f"expected one running {component} pod, found {len(running)}"
+        return running[0]
 
     def upload(self, bucket: str, key: str, path: Path) -> None:
         if not self.s3.bucket_exists(bucket):
@@ -180,6 +190,12 @@ class Kubescribe:
                 "spec": {"resources": {"gpu": 0}, **spec},
             }
         )
+
+    def submit_audio(self, namespace: str, name: str, wav: Path, **spec: Any) -> None:
+        """Uploads `wav` as s3://audio/<namespace>/<name>.wav and submits a job of that name to transcribe it."""
+        key = f"{namespace}/{name}.wav"
+        self.upload("audio", key, wav)
+        self.submit(namespace, name, source={"s3": {"bucket": "audio", "key": key}}, **spec)
 
     def job(self, namespace: str, name: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self.cluster.try_get("tj", name, "-n", namespace)
@@ -259,14 +275,6 @@ class Gateway:
     def create_key(self, namespace: str, name: str) -> str:
         api = client.CoreV1Api(config.new_client_from_config(str(self.kubescribe.cluster.local.admin_kubeconfig)))
         return create_key(api, self.kubescribe.namespace, "kubescribe-api-keys", namespace, name)
-
-    def pid(self) -> int:
-        pods = self.kubescribe.cluster.get(
-            "pods", "-n", self.kubescribe.namespace, "-l", "app.kubernetes.io/component=gateway"
-        )["items"]
-        running = [p for p in pods if "running" in p["status"].get("containerStatuses", [{}])[0].get("state", {})]
-        assert len(running) == 1, f"expected one running gateway pod, found {len(running)}"
-        return int(running[0]["status"]["containerStatuses"][0]["containerID"].split("://")[1])
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from tests.integration.conftest import Cluster, pinned_versions, pod, pod_template, wait_for
+from tests.integration.conftest import Cluster, pinned_versions, pod, pod_template, running_pid, wait_for
 
 
 def phase(cluster: Cluster, namespace: str, name: str) -> str | None:
@@ -173,10 +173,8 @@ def test_deleting_an_owner_deletes_its_pods_and_stops_their_processes(cluster: C
 
     def running_pids() -> list[int]:
         pods = cluster.get("pods", "-n", namespace, "-l", "app=sleeper")["items"]
-        states = [p["status"].get("containerStatuses", [{}])[0].get("state", {}) for p in pods]
-        if len(pods) != 2 or not all("running" in s for s in states):
-            return []
-        return [int(p["status"]["containerStatuses"][0]["containerID"].split("://")[1]) for p in pods]
+        pids = [running_pid(p) for p in pods]
+        return pids if len(pids) == 2 and None not in pids else []
 
     pids = wait_for(running_pids, 60, "two running pods")
     assert all(Path(f"/proc/{pid}").exists() for pid in pids)

@@ -311,7 +311,7 @@ def test_uploads_stream_with_bounded_memory(gateway: Gateway, kubescribe: Kubesc
         file.truncate(size)
 
     def peak_rss() -> int:
-        status = Path(f"/proc/{gateway.pid()}/status").read_text()
+        status = Path(f"/proc/{gateway.kubescribe.component_pid('gateway')}/status").read_text()
         return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) * 1024  # type: ignore[index]
 
     before = peak_rss()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kubescribe.localcluster import processes
 from kubescribe.localcluster.cluster import LocalCluster
-from tests.integration.conftest import Cluster, bin_path, pod, wait_for
+from tests.integration.conftest import Cluster, bin_path, pod, running_pid, wait_for
 
 
 def launcher(root: Path, command: str) -> subprocess.CompletedProcess[str]:
@@ -29,18 +29,12 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def running_pid(cluster: Cluster, namespace: str, name: str) -> int | None:
-    found = cluster.try_get("pod", name, "-n", namespace)
-    statuses = (found or {}).get("status", {}).get("containerStatuses", [])
-    if statuses and "running" in statuses[0]["state"]:
-        return int(statuses[0]["containerID"].split("://")[1])
-    return None
-
-
 def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path, cluster: Cluster, namespace: str) -> None:
     # A pod of the session's cluster, which must live through this second cluster's life on the same machine.
     cluster.apply(pod("neighbour", namespace, "import time; time.sleep(3600)"))
-    neighbour = wait_for(lambda: running_pid(cluster, namespace, "neighbour"), 60, "the neighbour pod to run")
+    neighbour = wait_for(
+        lambda: running_pid(cluster.try_get("pod", "neighbour", "-n", namespace)), 60, "the neighbour pod to run"
+    )
 
     root = tmp_path / "cluster"
     first = launcher(root, "up")
@@ -62,7 +56,7 @@ def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path, cluster: Cl
     own = Cluster(local)
     own.apply(pod("sleeper", "default", "import time; time.sleep(3600)"))
 
-    pod_pid = wait_for(lambda: running_pid(own, "default", "sleeper"), 60, "the pod to run")
+    pod_pid = wait_for(lambda: running_pid(own.try_get("pod", "sleeper")), 60, "the pod to run")
     marked = processes.marked_processes({processes.MARKER_VARIABLE: state.cluster_id})
     assert pod_pid in marked
     assert set(state.pids.values()) <= set(marked)

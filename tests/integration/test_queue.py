@@ -75,7 +75,7 @@ def test_a_killed_operator_loses_and_repeats_nothing(
         kubescribe.submit(namespace, name, source={"s3": {"bucket": "audio", "key": f"{namespace}/short.wav"}})
     wait_for(lambda: phase(kubescribe, namespace, "queued-2") == "Queued", 30, "the jobs to queue")
 
-    os.kill(kubescribe.operator_pid(), signal.SIGKILL)
+    os.kill(kubescribe.component_pid("operator"), signal.SIGKILL)
 
     jobs = [kubescribe.wait_finished(namespace, name, timeout=300) for name in names]
     assert [job["status"]["phase"] for job in jobs] == ["Succeeded"] * 3

