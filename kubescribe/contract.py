@@ -1,4 +1,5 @@
-"""What the operator and the runner agree on: how a runner pod is configured and how it reports its end."""
+"""What the components agree on across process boundaries: how the operator configures a runner pod and how the
+runner reports its end, what the gateway marks on the jobs it submits, and what a node gives a container."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ ENV_SPEC: Final = "KUBESCRIBE_SPEC"
 """The TranscriptionJob's spec as JSON (camelCase), with the operator's defaults filled in."""
 ENV_MODEL_CACHE: Final = "KUBESCRIBE_MODEL_CACHE"
 """Directory of downloaded models, shared between runs where the volume allows."""
+ENV_CONTAINER_ROOT: Final = "KUBESCRIBE_CONTAINER_ROOT"
+"""Set by a node whose containers share the host's filesystem: the directory that stands for the container's root."""
 # S3 access uses the standard variables AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 
 # Exit codes. Bad input is not worth retrying: the Job's podFailurePolicy fails the job at once on these.
@@ -24,3 +27,7 @@ NOT_RETRIED_EXIT_CODES: Final = (EXIT_BAD_INPUT, EXIT_SOURCE_NOT_FOUND)
 
 TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
 """The runner writes `{"reason": ..., "message": ...}` as JSON here before it exits with an error."""
+
+# Metadata of TranscriptionJobs.
+UPLOADED_SOURCE_ANNOTATION: Final = "kubescribe.io/uploaded-source"
+"""On a job whose source the gateway uploaded ("true"): the operator deletes the source when the job goes."""

@@ -2,10 +2,13 @@
 
 from kubescribe.api.v1alpha1 import (
     API_VERSION,
+    FINISHED_PHASES,
     GROUP,
     KIND,
+    PHASES,
     PLURAL,
     VERSION,
+    WAITING_PHASES,
     WHISPER_MODELS,
     Condition,
     Format,
@@ -23,14 +26,19 @@ from kubescribe.api.v1alpha1 import (
     TranscriptionJob,
     TranscriptionJobSpec,
     TranscriptionJobStatus,
+    is_finished,
+    phase_of,
 )
 
 __all__ = [
     "API_VERSION",
+    "FINISHED_PHASES",
     "GROUP",
     "KIND",
+    "PHASES",
     "PLURAL",
     "VERSION",
+    "WAITING_PHASES",
     "WHISPER_MODELS",
     "Condition",
     "Format",
@@ -48,4 +56,6 @@ __all__ = [
     "TranscriptionJob",
     "TranscriptionJobSpec",
     "TranscriptionJobStatus",
+    "is_finished",
+    "phase_of",
 ]

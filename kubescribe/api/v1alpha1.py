@@ -7,9 +7,10 @@ Python names are snake_case, the resource's are camelCase; both are accepted whe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal, Self, get_args
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -47,6 +48,11 @@ WHISPER_MODELS = (
 Format = Literal["json", "txt", "srt", "vtt", "tsv"]
 Task = Literal["transcribe", "translate"]
 Phase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled"]
+"""Pending: created, not yet admitted. Queued: waiting for its turn or for GPUs. Running: its runner Job was made.
+Succeeded, Failed, Cancelled: finished, for good."""
+PHASES: Final[tuple[Phase, ...]] = get_args(Phase)
+FINISHED_PHASES: Final[frozenset[Phase]] = frozenset({"Succeeded", "Failed", "Cancelled"})
+WAITING_PHASES: Final[frozenset[Phase]] = frozenset({"Pending", "Queued"})
 
 ONE_SOURCE = "exactly one of source.s3 and source.url must be set"
 TRANSLATE_NEEDS_MULTILINGUAL = "translate needs a multilingual model; *.en models only transcribe English"
@@ -341,3 +347,14 @@ class TranscriptionJob(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
     spec: TranscriptionJobSpec = Field(description="What to transcribe, how, and where the transcripts go.")
     status: TranscriptionJobStatus | None = Field(None, description="The observed state of the job.")
+
+
+def phase_of(status: Mapping[str, Any] | None) -> Phase:
+    """The phase a TranscriptionJob's status records; a job without one is Pending."""
+    phase = (status or {}).get("phase")
+    return phase if phase in PHASES else "Pending"
+
+
+def is_finished(status: Mapping[str, Any] | None) -> bool:
+    """Whether the job is in a phase it never leaves."""
+    return phase_of(status) in FINISHED_PHASES

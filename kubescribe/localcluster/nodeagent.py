@@ -35,6 +35,8 @@ import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
+from kubescribe.api.timestamps import now_timestamp, parse_timestamp
+from kubescribe.contract import ENV_CONTAINER_ROOT
 from kubescribe.localcluster import processes
 from kubescribe.localcluster.kubeconfig import kubeconfig, write_kubeconfig
 from kubescribe.localcluster.podspec import ConfigError, container_env, expand, pod_phase
@@ -42,7 +44,6 @@ from kubescribe.localcluster.podspec import ConfigError, container_env, expand, 
 log = logging.getLogger("kubescribe.nodeagent")
 
 NODE_VARIABLE = "KUBESCRIBE_NODE"
-ROOT_VARIABLE = "KUBESCRIBE_CONTAINER_ROOT"
 HOST_IP = "127.0.0.1"
 TOKEN_SECONDS = 3600
 MAX_MESSAGE_BYTES = 4096
@@ -52,14 +53,6 @@ POLL_SECONDS = 0.2
 LEASE_SECONDS, LEASE_RENEW_SECONDS, STATUS_EVERY_BEATS = 40, 10, 6
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OWN_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str) -> float:
-    return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()
 
 
 class Container:
@@ -106,7 +99,7 @@ class Container:
         self.termination_message_path.parent.mkdir(parents=True, exist_ok=True)
         self.termination_message_path.unlink(missing_ok=True)
         with self.log_path.open("ab") as out:
-            out.write(f"--- {now()} start {self.name} (restart {self.restart_count})\n".encode())
+            out.write(f"--- {now_timestamp()} start {self.name} (restart {self.restart_count})\n".encode())
         try:
             self.process = processes.spawn(command, self.log_path, env, cwd=workdir)
         except OSError as error:
@@ -116,12 +109,12 @@ class Container:
                     "exitCode": 128,
                     "reason": "StartError",
                     "message": str(error),
-                    "startedAt": now(),
-                    "finishedAt": now(),
+                    "startedAt": now_timestamp(),
+                    "finishedAt": now_timestamp(),
                 }
             }
             return
-        self.state = {"running": {"startedAt": now()}}
+        self.state = {"running": {"startedAt": now_timestamp()}}
 
     def reap(self) -> bool:
         """Records the exit of a finished process; True if it just ended."""
@@ -136,7 +129,7 @@ class Container:
             "exitCode": code,
             "reason": "Completed" if code == 0 else "Error",
             "startedAt": self.state["running"]["startedAt"],
-            "finishedAt": now(),
+            "finishedAt": now_timestamp(),
             "containerID": f"kubescribe://{self.process.pid}",
         }
         if message:
@@ -183,7 +176,7 @@ class PodWorker(threading.Thread):
         self.restart_policy: str = spec.get("restartPolicy", "Always")
         self.init_containers = [self._container(c) for c in spec.get("initContainers", [])]
         self.containers = [self._container(c) for c in spec.get("containers", [])]
-        self.start_time = pod.get("status", {}).get("startTime") or now()
+        self.start_time = pod.get("status", {}).get("startTime") or now_timestamp()
         self.reason: str | None = None
         self.message: str | None = None
         self.transitions: dict[str, tuple[str, str]] = {}
@@ -294,7 +287,7 @@ class PodWorker(threading.Thread):
 
     def _deadline_exceeded(self) -> bool:
         deadline = self.pod["spec"].get("activeDeadlineSeconds")
-        return deadline is not None and time.time() - parse_time(self.start_time) > deadline
+        return deadline is not None and time.time() - parse_timestamp(self.start_time).timestamp() > deadline
 
     def _terminate_for_deletion(self) -> None:
         grace = self.pod["metadata"].get("deletionGracePeriodSeconds", 30)
@@ -323,7 +316,7 @@ class PodWorker(threading.Thread):
                         "exitCode": 137,
                         "reason": "ContainerStatusUnknown",
                         "message": "The container was never started",
-                        "finishedAt": now(),
+                        "finishedAt": now_timestamp(),
                     }
                 }
 
@@ -342,7 +335,7 @@ class PodWorker(threading.Thread):
             "HOME": str(container.root),
             "HOSTNAME": self.pod_name,
             "LANG": "C.UTF-8",
-            ROOT_VARIABLE: str(container.root),
+            ENV_CONTAINER_ROOT: str(container.root),
             NODE_VARIABLE: self.agent.node,
             processes.MARKER_VARIABLE: os.environ.get(processes.MARKER_VARIABLE, ""),
         }
@@ -370,7 +363,7 @@ class PodWorker(threading.Thread):
     def _condition(self, kind: str, true: bool) -> dict[str, Any]:
         status = "True" if true else "False"
         if self.transitions.get(kind, ("", ""))[0] != status:
-            self.transitions[kind] = (status, now())
+            self.transitions[kind] = (status, now_timestamp())
         return {"type": kind, "status": status, "lastProbeTime": None, "lastTransitionTime": self.transitions[kind][1]}
 
     def _push_status(self, phase: str) -> None:
@@ -413,7 +406,7 @@ class NodeAgent:
         self.workers: dict[str, PodWorker] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self.started = now()
+        self.started = now_timestamp()
 
     # -- node --------------------------------------------------------------------------------------
 
@@ -460,7 +453,7 @@ class NodeAgent:
             "ephemeral-storage": f"{shutil.disk_usage(self.state_dir).total // 1024}Ki",
             "nvidia.com/gpu": str(self.gpus),
         }
-        stamp = now()
+        stamp = now_timestamp()
 
         def condition(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
             return {
@@ -677,7 +670,7 @@ class NodeAgent:
 
     def event(self, pod: dict[str, Any], kind: str, reason: str, message: str) -> None:
         metadata = pod["metadata"]
-        stamp = now()
+        stamp = now_timestamp()
         body = {
             "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
             "involvedObject": {

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -18,15 +17,15 @@ from minio.error import S3Error
 from prometheus_client import start_http_server
 
 from kubescribe import s3
-from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION, transcript_key
+from kubescribe.api.timestamps import now_timestamp
+from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION, is_finished, transcript_key
+from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION
 from kubescribe.operator import builders, metrics
 from kubescribe.operator.reconciler import RUNNER_SELECTOR, Reconciler
 from kubescribe.operator.settings import OperatorSettings
-from kubescribe.operator.status import is_finished, timestamp
 
 log = logging.getLogger("kubescribe.operator")
 
-UPLOADED_SOURCE_ANNOTATION = "kubescribe.io/uploaded-source"
 """Set (to "true") on jobs whose source object was uploaded for them: it is deleted with the job."""
 RUNNER_LABELS = dict(pair.split("=") for pair in RUNNER_SELECTOR.split(","))
 BURST_SECONDS = 0.2
@@ -107,7 +106,7 @@ def _cancel(tj: dict[str, Any]) -> None:
                 "phase": "Cancelled",
                 "reason": "Cancelled",
                 "message": "the job was deleted",
-                "completionTime": timestamp(datetime.now(UTC)),
+                "completionTime": now_timestamp(),
             }
         }
         with contextlib.suppress(ApiException):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter as CounterMetric
 from prometheus_client import Gauge, Histogram
 
+from kubescribe.api.timestamps import parse_timestamp
+from kubescribe.api.v1alpha1 import PHASES
 from kubescribe.operator.queue import AdmissionPlan
-
-PHASES = ("Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled")
 
 jobs = Gauge("kubescribe_jobs", "TranscriptionJobs by phase.", ["phase"])
 queue_depth = Gauge("kubescribe_queue_depth", "TranscriptionJobs waiting for admission.")
@@ -48,7 +47,7 @@ def observe_pass(transcription_jobs: Sequence[Mapping[str, Any]], plan: Admissio
 
 def observe_finished(status: Mapping[str, Any]) -> None:
     if status.get("startTime") and status.get("completionTime"):
-        elapsed = datetime.fromisoformat(status["completionTime"]) - datetime.fromisoformat(status["startTime"])
+        elapsed = parse_timestamp(status["completionTime"]) - parse_timestamp(status["startTime"])
         job_duration.labels(status["phase"]).observe(elapsed.total_seconds())
     duration = (status.get("result") or {}).get("durationSeconds")
     if status.get("phase") == "Succeeded" and duration:

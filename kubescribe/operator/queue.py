@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kubescribe.api.v1alpha1 import TranscriptionJobSpec
-from kubescribe.operator.status import has_condition, is_finished
+from kubescribe.api.timestamps import parse_timestamp
+from kubescribe.api.v1alpha1 import TranscriptionJobSpec, is_finished
+from kubescribe.operator.status import has_condition
 
 Key = tuple[str, str]
 """(namespace, name)"""
@@ -56,7 +57,7 @@ def queue_entry(tj: Mapping[str, Any]) -> QueueEntry:
         name=metadata["name"],
         uid=metadata["uid"],
         priority=spec.priority,
-        created=datetime.fromisoformat(metadata["creationTimestamp"]),
+        created=parse_timestamp(metadata["creationTimestamp"]),
         gpus=spec.resources.gpu,
         admitted=has_condition(status, "Admitted"),
         finished=is_finished(status),

@@ -16,11 +16,12 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION
+from kubescribe.api.timestamps import format_timestamp, parse_timestamp
+from kubescribe.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION, is_finished
 from kubescribe.operator import builders, metrics, webhook
 from kubescribe.operator.queue import plan_admission, queue_entry
 from kubescribe.operator.settings import OperatorSettings
-from kubescribe.operator.status import compute_status, has_condition, is_finished, transitions
+from kubescribe.operator.status import compute_status, has_condition, transitions
 
 log = logging.getLogger("kubescribe.operator")
 
@@ -142,7 +143,8 @@ class Reconciler:
 
     def _expire(self, tj: dict[str, Any], status: Mapping[str, Any], now: datetime.datetime) -> float:
         """Deletes a finished job whose TTL ran out; otherwise returns the seconds left."""
-        finished = datetime.datetime.fromisoformat(status.get("completionTime") or now.isoformat())
+        completion = status.get("completionTime")
+        finished = parse_timestamp(completion) if completion else now
         ttl = tj["spec"].get("ttlSecondsAfterFinished", 7200)
         left = (finished + datetime.timedelta(seconds=ttl) - now).total_seconds()
         if left > 0:
@@ -158,12 +160,12 @@ class Reconciler:
 
     def _event(self, tj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         metadata = tj["metadata"]
-        stamp = self.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = format_timestamp(self.now())
         body = {
             "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
             "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "TranscriptionJob",
+                "apiVersion": API_VERSION,
+                "kind": KIND,
                 "name": metadata["name"],
                 "namespace": metadata["namespace"],
                 "uid": metadata["uid"],

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
+from kubescribe.api.timestamps import format_timestamp
+from kubescribe.api.v1alpha1 import FINISHED_PHASES, is_finished
 from kubescribe.contract import EXIT_BAD_INPUT, EXIT_SOURCE_NOT_FOUND, NOT_RETRIED_EXIT_CODES
 from kubescribe.operator.builders import RUNNER_CONTAINER
 
-FINISHED_PHASES: Final = frozenset({"Succeeded", "Failed", "Cancelled"})
 EXCEEDS_GPU_QUOTA: Final = "ExceedsGPUQuota"
 REASONS_BY_EXIT_CODE: Final = {EXIT_BAD_INPUT: "BadInput", EXIT_SOURCE_NOT_FOUND: "SourceNotFound"}
 """Failure reasons for a runner that exited without a termination message of its own."""
@@ -38,15 +39,6 @@ class _RunnerExit:
     code: int
     message: str
     finished_at: str | None
-
-
-def timestamp(moment: datetime) -> str:
-    """A time as Kubernetes writes it: RFC 3339 in UTC, whole seconds."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def is_finished(status: Mapping[str, Any] | None) -> bool:
-    return (status or {}).get("phase") in FINISHED_PHASES
 
 
 def has_condition(status: Mapping[str, Any] | None, type_: str) -> bool:
@@ -181,7 +173,7 @@ def _completion_time(
         candidates = [conditions.get(type_, {}).get("lastTransitionTime") for type_ in ("Failed", "FailureTarget")]
         runner_exit = _latest_failed_exit(pods)
         candidates.append(runner_exit.finished_at if runner_exit is not None else None)
-    found: str = next((candidate for candidate in candidates if candidate), timestamp(now))
+    found: str = next((candidate for candidate in candidates if candidate), format_timestamp(now))
     return found
 
 
@@ -229,7 +221,7 @@ def _conditions(
                 "message": "admitted to run" if admitted_now else observed.message,
                 "lastTransitionTime": before["lastTransitionTime"]
                 if before is not None and before.get("status") == status
-                else timestamp(now),
+                else format_timestamp(now),
                 "observedGeneration": generation,
             }
         )

@@ -21,13 +21,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION
+from kubescribe.api.timestamps import now_timestamp
+from kubescribe.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("kubescribe.operator.webhook")
 
@@ -46,8 +46,8 @@ def payload(tj: Mapping[str, Any]) -> bytes:
     """What the receiver gets: the job's identity and its final status."""
     metadata = tj["metadata"]
     body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "TranscriptionJob",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "namespace": metadata["namespace"],
         "name": metadata["name"],
         "uid": metadata["uid"],
@@ -102,7 +102,7 @@ class Deliverer:
                 )
             record: dict[str, Any] = {"delivered": error is None, "attempts": attempts, "lastError": error}
             if error is None:
-                record["deliveredAt"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                record["deliveredAt"] = now_timestamp()
             self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, metadata["namespace"], PLURAL, metadata["name"], {"status": {"webhook": record}}
             )

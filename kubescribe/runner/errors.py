@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kubescribe.contract import EXIT_BAD_INPUT, TERMINATION_MESSAGE_PATH
-
-CONTAINER_ROOT_VARIABLE = "KUBESCRIBE_CONTAINER_ROOT"
-"""Set by the local node agent: the directory that stands for the container's filesystem root."""
+from kubescribe.contract import ENV_CONTAINER_ROOT, EXIT_BAD_INPUT, TERMINATION_MESSAGE_PATH
 
 
 class RunnerFailure(Exception):
@@ -30,5 +27,5 @@ def bad_audio(message: str) -> RunnerFailure:
 
 
 def termination_message_path() -> Path:
-    root = os.environ.get(CONTAINER_ROOT_VARIABLE)
+    root = os.environ.get(ENV_CONTAINER_ROOT)
     return Path(root + TERMINATION_MESSAGE_PATH) if root else Path(TERMINATION_MESSAGE_PATH)
