@@ -42,6 +42,7 @@ binaries:
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check kubescribe tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit -q

@@ -21,8 +21,8 @@ from minio import Minio
 
 from bench import kube
 from bench.speech import wav_duration
-from kubescribe.gateway.keys import create_key
-from kubescribe.gateway.storage import PART_SIZE
+from kubescribe.gateway.access.keys import create_key
+from kubescribe.gateway.stores.objects import PART_SIZE
 from kubescribe.localcluster.cluster import ClusterState, LocalCluster, free_port
 
 ROUNDS = 3

@@ -437,7 +437,7 @@ def _api_message(error: Any) -> str:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from kubescribe.gateway import keys  # noqa: PLC0415
+    from kubescribe.gateway.access import keys  # noqa: PLC0415
 
     api = _core_api(args)
     key = _keys_call(lambda: keys.create_key(api, args.secret_namespace, args.secret_name, args.namespace, args.name))
@@ -447,7 +447,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from kubescribe.gateway import keys  # noqa: PLC0415
+    from kubescribe.gateway.access import keys  # noqa: PLC0415
 
     api = _core_api(args)
     records = _keys_call(lambda: keys.list_keys(api, args.secret_namespace, args.secret_name))
@@ -462,7 +462,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from kubescribe.gateway import keys  # noqa: PLC0415
+    from kubescribe.gateway.access import keys  # noqa: PLC0415
 
     api = _core_api(args)
     revoked = _keys_call(

@@ -7,10 +7,11 @@ import logging
 import uvicorn
 from kubernetes import client, config
 
+from kubescribe.gateway.access.caller import Access
 from kubescribe.gateway.app import create_app
 from kubescribe.gateway.middleware import request_id
-from kubescribe.gateway.service import Gateway
 from kubescribe.gateway.settings import GatewaySettings
+from kubescribe.gateway.state import Gateway
 from kubescribe.logs import JsonFormatter
 
 
@@ -31,7 +32,8 @@ def main() -> None:
     settings = GatewaySettings()
     setup_logging(settings)
     config.load_config()
-    app = create_app(Gateway.create(settings, client.ApiClient()))
+    api_client = client.ApiClient()
+    app = create_app(Gateway.create(settings, api_client), Access.create(settings, api_client))
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client, config
 from minio import Minio
 
-from kubescribe.gateway.keys import create_key
+from kubescribe.gateway.access.keys import create_key
 from kubescribe.localcluster.cluster import LocalCluster, free_port
 
 REPO = Path(__file__).resolve().parents[2]

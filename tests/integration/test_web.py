@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from kubescribe.api.v1alpha1 import PHASES
 from tests.integration.conftest import Gateway, wait_for
 from tests.integration.speech import PASSAGE, speak, word_error_rate
 
@@ -161,6 +162,14 @@ def test_upload_shows_live_progress_the_transcript_and_downloads(
     # The key stays in this browser: a reload lists the job again without asking for it.
     page.reload()
     expect(page.get_by_role("textbox", name="API key")).to_have_value(key)
+    expect(row(page, "passage.wav")).to_have_attribute("data-phase", "Succeeded")
+
+    # The filter offers the API's phases; a finished job is listed under its own and under no other.
+    show = page.get_by_label("Show")
+    expect(show.locator("option")).to_have_text(["All jobs", *PHASES])
+    show.select_option("Running")
+    expect(row(page, "passage.wav")).to_have_count(0)
+    show.select_option("Succeeded")
     expect(row(page, "passage.wav")).to_have_attribute("data-phase", "Succeeded")
 
 

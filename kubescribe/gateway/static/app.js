@@ -2,7 +2,6 @@
 "use strict";
 
 const KEY_STORAGE = "kubescribe.apiKey";
-const FINISHED = new Set(["Succeeded", "Failed", "Cancelled"]);
 const PAGE_SIZE = 20;
 const RECORDING_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/webm", "audio/ogg"];
 
@@ -104,12 +103,12 @@ async function follow(id) {
           if (message.event !== "status" || signal.aborted) continue;
           const view = JSON.parse(message.data);
           show(view);
-          if (FINISHED.has(view.phase)) return;
+          if (view.finished) return;
         }
         const view = await (await api(jobPath(id), { signal })).json();
         if (signal.aborted) return;
         show(view);
-        if (FINISHED.has(view.phase)) return;
+        if (view.finished) return;
       } catch (error) {
         if (error.status === 404) forget(id);
         if (error.name === "AbortError" || error.status === 404 || error.status === 401) return;
@@ -197,7 +196,7 @@ function show(view) {
   if (percent == null) progress.removeAttribute("value");
   else progress.value = percent;
   progress.setAttribute("aria-label", `Progress of ${file}`);
-  progress.hidden = FINISHED.has(view.phase) && view.phase !== "Succeeded";
+  progress.hidden = view.finished && view.phase !== "Succeeded";
   row.querySelector(".progress-text").textContent = progressText(view);
   row.querySelector(".model").textContent = [view.model, view.language].filter(Boolean).join(", ");
   row.querySelector(".created").textContent = view.created ? new Date(view.created).toLocaleString() : "";
@@ -205,11 +204,22 @@ function show(view) {
   transcript.hidden = view.phase !== "Succeeded";
   transcript.setAttribute("aria-label", `Transcript of ${file}`);
   const remove = row.querySelector(".delete");
-  remove.textContent = FINISHED.has(view.phase) ? "Delete" : "Cancel";
+  remove.textContent = view.finished ? "Delete" : "Cancel";
   remove.setAttribute("aria-label", `${remove.textContent} ${file}`);
   $("#jobs-empty").hidden = state.views.size > 0;
-  if (before && before !== view.phase && FINISHED.has(view.phase)) announce("#jobs-status", `${file}: ${view.phase}`);
-  if (!FINISHED.has(view.phase)) follow(view.id);
+  if (before && before !== view.phase && view.finished) announce("#jobs-status", `${file}: ${view.phase}`);
+  if (!view.finished) follow(view.id);
+}
+
+// The phases a job goes through, as the API's own document names them.
+async function listPhases() {
+  try {
+    const schema = await (await fetch("openapi.json")).json();
+    const options = schema.components.schemas.JobView.properties.phase.enum.map((phase) => element("option", { textContent: phase }));
+    $("#phase-filter").append(...options);
+  } catch {
+    $("#phase-filter").disabled = true;
+  }
 }
 
 async function loadJobs({ more = false } = {}) {
@@ -242,7 +252,7 @@ async function deleteJob(id) {
   try {
     await api(jobPath(id), { method: "DELETE" });
     forget(id);
-    announce("#upload-status", `${FINISHED.has(view?.phase) ? "Deleted" : "Cancelled and deleted"} ${name}.`);
+    announce("#upload-status", `${view?.finished ? "Deleted" : "Cancelled and deleted"} ${name}.`);
   } catch (error) {
     alertUser(error.message);
   }
@@ -447,6 +457,7 @@ function start() {
   if (!window.MediaRecorder || !navigator.mediaDevices) $("#record").disabled = true;
   $("#refresh").addEventListener("click", () => loadJobs());
   $("#phase-filter").addEventListener("change", () => loadJobs());
+  listPhases();
   $("#more").addEventListener("click", () => loadJobs({ more: true }));
   if (state.key) useKey(state.key);
   else announce("#key-status", "Enter your API key to start.");

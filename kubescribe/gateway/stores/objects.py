@@ -1,4 +1,4 @@
-"""S3: the uploaded audio (checked to decode, then streamed to the store in parts) and the transcripts."""
+"""S3: the uploaded audio, streamed to the store in parts while it is received, and the transcripts read back."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import quote
 
-import av
 from minio import Minio
 from minio.datatypes import Part
 from urllib3 import BaseHTTPResponse
@@ -19,45 +18,19 @@ from kubescribe.gateway.settings import GatewaySettings
 
 PART_SIZE = 8 << 20
 CHUNK = 64 << 10
-MIN_SECONDS = 0.1
 
 
-class NotAudio(ValueError):
-    pass
-
-
-def s3_client(settings: GatewaySettings) -> Minio:
+def object_store(settings: GatewaySettings) -> Minio:
     return s3.client(
         settings.s3_endpoint, settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value()
     )
 
 
-def check_audio(file: BinaryIO) -> None:
-    """Raises NotAudio unless the file has an audio stream of which the first 0.1 s decode."""
-    file.seek(0)
-    seconds = 0.0
+def reachable(store: Minio, bucket: str) -> bool:
     try:
-        with av.open(file, mode="r") as container:
-            if not container.streams.audio:
-                raise NotAudio("the file has no audio stream")
-            for frame in container.decode(audio=0):
-                seconds += frame.samples / (frame.sample_rate or 1)
-                if seconds >= MIN_SECONDS:
-                    break
-    except av.FFmpegError as error:
-        raise NotAudio("the file is not audio that can be decoded") from error
-    finally:
-        file.seek(0)
-    if seconds < MIN_SECONDS:
-        raise NotAudio(f"the file has less than {MIN_SECONDS} s of decodable audio")
-
-
-def put_upload(store: Minio, bucket: str, key: str, file: BinaryIO, *, size: int, filename: str) -> None:
-    """Streams `file` to S3 one 8 MiB part at a time; the (percent-encoded) file name is kept as object metadata."""
-    file.seek(0)
-    store.put_object(
-        bucket, key, file, size, part_size=PART_SIZE, num_parallel_uploads=1, metadata={"filename": quote(filename)}
-    )
+        return bool(store.bucket_exists(bucket))
+    except Exception:
+        return False
 
 
 class StreamingUpload:

@@ -1,6 +1,7 @@
 """Uploads streamed to S3 while they are received: the form's `file` part is written to a temporary file (for the
 audio check, which needs all of it) and, from there, sent to S3 part by part as it fills. The upload is completed
-only when the submission commits it; whatever else happens to the request aborts it."""
+only when the submission commits it; whatever else happens to the request aborts it. The job's id is chosen here,
+when the upload starts, since it names the upload's key."""
 
 from __future__ import annotations
 
@@ -16,17 +17,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, Headers
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.types import Receive, Scope
 
-from kubescribe.gateway.auth import Forbidden, Unauthenticated, authenticate
-from kubescribe.gateway.jobs import new_job_id, sanitize_filename, upload_key
-from kubescribe.gateway.service import Gateway
-from kubescribe.gateway.storage import PART_SIZE, StreamingUpload
+from kubescribe.gateway.access.caller import Principal, caller
+from kubescribe.gateway.intake.resource import new_job_id, sanitize_filename, upload_key
+from kubescribe.gateway.state import Gateway
+from kubescribe.gateway.stores.objects import PART_SIZE, StreamingUpload
 
 FILE_FIELD = "file"
 
 
 class StagedFile(UploadFile):
-    """An uploaded file whose bytes go to `upload` (to the S3 key of job `job_id`) as they are written."""
+    """An uploaded file (its name made safe) whose bytes go to `upload`, the S3 key of job `job_id`, as they are
+    written."""
 
     def __init__(
         self, file: Any, *, filename: str | None, headers: Headers, upload: StreamingUpload, job_id: str
@@ -70,10 +73,13 @@ class StagingParser(MultiPartParser):
         return form
 
 
-class StagingRequest(Request):
-    """A request whose multipart form, from an authenticated caller, streams its file to S3 while it is parsed."""
+class StreamingFormRequest(Request):
+    """A request whose multipart form streams its file to S3, under the caller's namespace, while it is parsed."""
 
-    staged: StagedFile | None = None
+    def __init__(self, scope: Scope, receive: Receive, *, principal: Principal) -> None:
+        super().__init__(scope, receive)
+        self.principal = principal
+        self.staged: StagedFile | None = None
 
     async def _get_form(
         self, *, max_files: int | float = 1000, max_fields: int | float = 1000, max_part_size: int = 1024 * 1024
@@ -82,22 +88,13 @@ class StagingRequest(Request):
         if self._form is not None or media_type != "multipart/form-data":
             return await super()._get_form(max_files=max_files, max_fields=max_fields, max_part_size=max_part_size)
         gateway: Gateway = self.app.state.gateway
-        try:
-            principal = await asyncio.to_thread(authenticate, self.headers, gateway.keys, gateway.tokens)
-        except (Unauthenticated, Forbidden):  # answered by the principal dependency, once the form is read
-            return await super()._get_form(max_files=max_files, max_fields=max_fields, max_part_size=max_part_size)
 
         def stage(filename: str | None, headers: Headers) -> StagedFile:
-            job_id = new_job_id()
+            job_id, name = new_job_id(), sanitize_filename(filename)
             file = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the form
-            upload = StreamingUpload(
-                gateway.store,
-                gateway.settings.upload_bucket,
-                upload_key(principal.namespace, job_id),
-                file,
-                filename=sanitize_filename(filename),
-            )
-            self.staged = StagedFile(file, filename=filename, headers=headers, upload=upload, job_id=job_id)
+            key = upload_key(self.principal.namespace, job_id)
+            upload = StreamingUpload(gateway.objects, gateway.settings.upload_bucket, key, file, filename=name)
+            self.staged = StagedFile(file, filename=name, headers=headers, upload=upload, job_id=job_id)
             return self.staged
 
         try:
@@ -121,16 +118,17 @@ class StagingRequest(Request):
 
 
 class UploadRoute(APIRoute):
-    """Routes taking an uploaded `file`: it streams to S3 while it is received (see StagingRequest)."""
+    """Routes taking an uploaded `file`: the caller is decided before the body is read (an unknown caller sends
+    nothing to the store), then the file streams to S3 while it is received (see StreamingFormRequest)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
-        async def staging_handler(request: Request) -> Response:
-            staging = StagingRequest(request.scope, request.receive)
+        async def streaming_handler(request: Request) -> Response:
+            streaming = StreamingFormRequest(request.scope, request.receive, principal=await caller(request))
             try:
-                return await handler(staging)
+                return await handler(streaming)
             finally:
-                await staging.discard()
+                await streaming.discard()
 
-        return staging_handler
+        return streaming_handler

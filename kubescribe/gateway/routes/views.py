@@ -1,84 +1,17 @@
-"""TranscriptionJobs as the gateway sees them: names, the resource it submits, the view it answers with, and
-pagination. Pure functions."""
+"""Jobs as the API shows them: the view of a TranscriptionJob, a transcript's download name, and pages of jobs.
+Pure functions."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-import secrets
-import string
-import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from kubescribe.api.v1alpha1 import API_VERSION, KIND, TranscriptionJobSpec
-
-UPLOADED_SOURCE_ANNOTATION = "kubescribe.io/uploaded-source"
-"""The operator deletes the source of a job annotated so ("true") when the job goes."""
-FILENAME_ANNOTATION = "kubescribe.io/filename"
-REQUEST_ID_ANNOTATION = "kubescribe.io/request-id"
-SUBMITTED_BY_LABEL = "kubescribe.io/submitted-by"
-GATEWAY_SELECTOR = f"{SUBMITTED_BY_LABEL}=gateway"
-FINISHED_PHASES = ("Succeeded", "Failed", "Cancelled")
-MAX_FILENAME_CHARS = 200
-_ID_ALPHABET = string.ascii_lowercase + string.digits
-_ID_CHARS = 12
-
-
-def new_job_id() -> str:
-    return "tj-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_CHARS))
-
-
-def is_job_id(value: str) -> bool:
-    return len(value) == 3 + _ID_CHARS and value.startswith("tj-") and all(c in _ID_ALPHABET for c in value[3:])
-
-
-def sanitize_filename(raw: str | None) -> str:
-    """The last path component, without control characters or leading dots, at most 200 characters; never a path."""
-    name = unicodedata.normalize("NFC", raw or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip().lstrip(".").strip()
-    if len(name) > MAX_FILENAME_CHARS:
-        suffix = PurePosixPath(name).suffix[:16]
-        name = name[: MAX_FILENAME_CHARS - len(suffix)] + suffix
-    return name or "audio"
-
-
-def upload_key(namespace: str, job_id: str) -> str:
-    return f"uploads/{namespace}/{job_id}/audio"
-
-
-def build_job(
-    namespace: str,
-    job_id: str,
-    spec: TranscriptionJobSpec,
-    filename: str,
-    request_id: str,
-) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {
-            "name": job_id,
-            "namespace": namespace,
-            "labels": {SUBMITTED_BY_LABEL: "gateway"},
-            "annotations": {
-                UPLOADED_SOURCE_ANNOTATION: "true",
-                FILENAME_ANNOTATION: filename,
-                REQUEST_ID_ANNOTATION: request_id,
-            },
-        },
-        "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-    }
-
-
-def phase(job: Mapping[str, Any]) -> str:
-    return str((job.get("status") or {}).get("phase") or "Pending")
-
-
-def is_finished(job: Mapping[str, Any]) -> bool:
-    return phase(job) in FINISHED_PHASES
+from kubescribe.api.v1alpha1 import FINISHED_PHASES, phase_of
+from kubescribe.gateway.intake.resource import FILENAME_ANNOTATION
 
 
 def status_url(job_id: str) -> str:
@@ -88,7 +21,7 @@ def status_url(job_id: str) -> str:
 def job_view(job: Mapping[str, Any]) -> dict[str, Any]:
     metadata, spec, status = job["metadata"], job.get("spec") or {}, job.get("status") or {}
     progress = status.get("progress")
-    current = phase(job)
+    current = phase_of(status)
     error = None
     if current in ("Failed", "Cancelled"):
         error = {"reason": status.get("reason") or current, "message": status.get("message") or ""}
@@ -96,6 +29,7 @@ def job_view(job: Mapping[str, Any]) -> dict[str, Any]:
         "id": metadata["name"],
         "namespace": metadata["namespace"],
         "phase": current,
+        "finished": current in FINISHED_PHASES,
         "created": metadata.get("creationTimestamp"),
         "filename": (metadata.get("annotations") or {}).get(FILENAME_ANNOTATION),
         "model": spec.get("model"),

@@ -10,18 +10,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from kubescribe.api.v1alpha1 import Task
-from kubescribe.gateway.auth import Principal
-from kubescribe.gateway.deps import GatewayDep, PrincipalDep
+from kubescribe.api.v1alpha1 import Task, is_finished, phase_of
+from kubescribe.gateway.access.caller import Principal
 from kubescribe.gateway.errors import ApiError
-from kubescribe.gateway.jobs import is_finished, phase
-from kubescribe.gateway.middleware import request_id
-from kubescribe.gateway.openai_format import OPENAI_MODEL, SOURCE_FORMAT, ResponseFormat, render_json, resolve_model
-from kubescribe.gateway.schemas import ModelList, errors
-from kubescribe.gateway.service import Gateway
-from kubescribe.gateway.storage import read_text
-from kubescribe.gateway.submit import Request, submit
-from kubescribe.gateway.uploads import UploadRoute
+from kubescribe.gateway.intake.submission import Submission, submit
+from kubescribe.gateway.intake.upload import UploadRoute
+from kubescribe.gateway.routes.deps import CallerDep, GatewayDep
+from kubescribe.gateway.routes.openai_views import (
+    OPENAI_MODEL,
+    SOURCE_FORMAT,
+    ResponseFormat,
+    render_json,
+    resolve_model,
+)
+from kubescribe.gateway.routes.schemas import ModelList, errors
+from kubescribe.gateway.state import Gateway
+from kubescribe.gateway.stores.objects import read_text
 
 router = APIRouter(prefix="/v1", tags=["openai"], route_class=UploadRoute)
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -34,8 +38,8 @@ async def wait_finished(gateway: Gateway, namespace: str, name: str, timeout: fl
     """The job once finished (None if it went first); TimeoutError after `timeout` seconds."""
     async with asyncio.timeout(timeout):
         with gateway.watcher.follow(namespace, name) as changes:
-            job = await asyncio.to_thread(gateway.get_job, namespace, name)
-            while job is not None and not is_finished(job):
+            job = await asyncio.to_thread(gateway.jobs.get, namespace, name)
+            while job is not None and not is_finished(job.get("status")):
                 job = await changes.get()
             return job
 
@@ -57,7 +61,7 @@ async def transcribe(
     resolved = resolve_model(model, task, language, settings.default_model, settings.multilingual_model)
     if resolved is None:
         raise ApiError(400, f"unknown model {model!r}", param="model", code="model_not_found")
-    request = Request(
+    submission = Submission(
         model=resolved,
         language=language,
         task=task,
@@ -66,22 +70,22 @@ async def transcribe(
         prompt=prompt,
         temperature=temperature,
     )
-    created = await submit(gateway, principal, file, request, request_id.get())
+    created = await submit(gateway, principal, file, submission)
     name = created["metadata"]["name"]
     try:
         job = await wait_finished(gateway, principal.namespace, name, settings.openai_wait_seconds)
-        if job is None or phase(job) != "Succeeded":
+        if job is None or phase_of(job.get("status")) != "Succeeded":
             status = (job or {}).get("status") or {}
             code = 400 if status.get("reason") in ("BadAudio", "SourceNotFound") else 500
             raise ApiError(code, status.get("message") or "the transcription did not finish", code=status.get("reason"))
         transcript = await asyncio.to_thread(
-            read_text, gateway.store, job["status"]["result"]["outputs"][SOURCE_FORMAT[response_format]]
+            read_text, gateway.objects, job["status"]["result"]["outputs"][SOURCE_FORMAT[response_format]]
         )
     except TimeoutError:
         raise ApiError(504, f"the transcription took longer than {settings.openai_wait_seconds:g} s") from None
     finally:
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(gateway.delete_job, principal.namespace, name)
+            await asyncio.to_thread(gateway.jobs.delete, principal.namespace, name)
     if response_format in ("json", "verbose_json"):
         return JSONResponse(render_json(transcript, response_format, task, granularities, temperature))
     return PlainTextResponse(transcript)
@@ -99,7 +103,7 @@ Audio = Annotated[UploadFile, File(description="The audio: any format ffmpeg dec
 async def transcriptions(
     *,
     gateway: GatewayDep,
-    principal: PrincipalDep,
+    principal: CallerDep,
     file: Audio,
     model: Model,
     language: Annotated[str | None, Form(description="ISO 639-1 code such as en.")] = None,
@@ -126,7 +130,7 @@ async def transcriptions(
 async def translations(
     *,
     gateway: GatewayDep,
-    principal: PrincipalDep,
+    principal: CallerDep,
     file: Audio,
     model: Model,
     prompt: Prompt = None,
@@ -148,6 +152,6 @@ async def translations(
 
 
 @router.get("/models", response_model=ModelList, responses={**errors(401, 403, 429)}, summary="Models offered")
-async def models(gateway: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
+async def models(gateway: GatewayDep, principal: CallerDep) -> dict[str, Any]:
     names = dict.fromkeys([OPENAI_MODEL, *gateway.settings.models])
     return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "kubescribe"} for name in names]}

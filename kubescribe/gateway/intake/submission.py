@@ -1,32 +1,36 @@
-"""A submission: the job's spec checked first, then the upload checked to be audio and its S3 upload (streamed while
-the file was received, see uploads.py) completed, and only then the TranscriptionJob created. Whatever fails leaves
-nothing behind."""
+"""A submission, in order: the job's spec is checked, then the namespace's queue, then the upload (streamed to S3
+while it was received, see upload.py) is checked to be audio and its S3 upload completed; only then is the
+TranscriptionJob created. Whatever fails leaves nothing behind."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, get_args
 
 from fastapi import UploadFile
 from pydantic import ValidationError
 
-from kubescribe.api.v1alpha1 import Format, Task, TranscriptionJobSpec
+from kubescribe.api.v1alpha1 import WAITING_PHASES, Format, Task, TranscriptionJobSpec, phase_of
 from kubescribe.gateway import metrics
-from kubescribe.gateway.auth import Principal
+from kubescribe.gateway.access.caller import Principal
+from kubescribe.gateway.access.ratelimit import retry_after_header
 from kubescribe.gateway.errors import ApiError
-from kubescribe.gateway.jobs import build_job, new_job_id, sanitize_filename, upload_key
-from kubescribe.gateway.ratelimit import retry_after_header, waiting_jobs
-from kubescribe.gateway.service import Gateway
-from kubescribe.gateway.storage import NotAudio, check_audio, put_upload
-from kubescribe.gateway.uploads import StagedFile
+from kubescribe.gateway.intake.audio import NotAudio, check_audio
+from kubescribe.gateway.intake.resource import build_transcription_job
+from kubescribe.gateway.intake.upload import StagedFile
+from kubescribe.gateway.middleware import request_id
+from kubescribe.gateway.state import Gateway
 
 QUEUE_RETRY_SECONDS = 30
 
 
 @dataclass(frozen=True)
-class Request:
+class Submission:
+    """What a caller asks of a transcription, whichever endpoint they asked it of."""
+
     model: str
     language: str | None = None
     task: Task = "transcribe"
@@ -46,23 +50,23 @@ def parse_formats(raw: str) -> tuple[str, ...]:
     return formats
 
 
-def job_spec(request: Request, bucket: str, key: str, gpus: int) -> TranscriptionJobSpec:
-    options: dict[str, Any] = {"vad": request.vad, "wordTimestamps": request.word_timestamps}
-    if request.prompt:
-        options["initialPrompt"] = request.prompt
-    if request.temperature:
-        options["temperature"] = request.temperature
+def transcription_job_spec(submission: Submission, bucket: str, key: str, gpus: int) -> TranscriptionJobSpec:
+    options: dict[str, Any] = {"vad": submission.vad, "wordTimestamps": submission.word_timestamps}
+    if submission.prompt:
+        options["initialPrompt"] = submission.prompt
+    if submission.temperature:
+        options["temperature"] = submission.temperature
     try:
         return TranscriptionJobSpec.model_validate(
             {
                 "source": {"s3": {"bucket": bucket, "key": key}},
-                "model": request.model,
-                "language": request.language or None,
-                "task": request.task,
-                "outputs": {"formats": list(request.formats)},
+                "model": submission.model,
+                "language": submission.language or None,
+                "task": submission.task,
+                "outputs": {"formats": list(submission.formats)},
                 "options": options,
                 "resources": {"gpu": gpus},
-                "webhookUrl": request.webhook_url or None,
+                "webhookUrl": submission.webhook_url or None,
             }
         )
     except ValidationError as error:
@@ -71,15 +75,19 @@ def job_spec(request: Request, bucket: str, key: str, gpus: int) -> Transcriptio
         raise ApiError(400, f"{param}: {first['msg']}" if param else first["msg"], param=param) from None
 
 
-async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, request: Request, request_id: str) -> Any:
+def waiting_jobs(jobs: Iterable[Mapping[str, Any]], namespace: str) -> int:
+    """Jobs of `namespace` not admitted yet."""
+    return sum(
+        1 for job in jobs if job["metadata"]["namespace"] == namespace and phase_of(job.get("status")) in WAITING_PHASES
+    )
+
+
+async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, submission: Submission) -> Any:
     """Creates the job and returns it (as the API server answered)."""
+    if not isinstance(upload, StagedFile):
+        raise ApiError(400, "send the audio as one multipart/form-data part named file", param="file")
     settings, namespace = gateway.settings, principal.namespace
-    staged = upload if isinstance(upload, StagedFile) else None
-    job_id = staged.job_id if staged is not None else new_job_id()
-    key = upload_key(namespace, job_id)
-    if staged is not None and staged.key != key:
-        raise ApiError(403, "the upload was not made by this caller")
-    spec = job_spec(request, settings.upload_bucket, key, settings.job_gpus)
+    spec = transcription_job_spec(submission, settings.upload_bucket, upload.key, settings.job_gpus)
     if waiting_jobs(gateway.watcher.jobs(), namespace) >= settings.max_queued_jobs_per_namespace:
         raise ApiError(
             429,
@@ -87,7 +95,7 @@ async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, req
             code="too_many_queued_jobs",
             headers={"Retry-After": retry_after_header(QUEUE_RETRY_SECONDS)},
         )
-    size = upload.size if upload.size is not None else 0
+    size = upload.size or 0
     if size == 0:
         raise ApiError(400, "the file is empty", param="file")
     if size > settings.max_upload_bytes:
@@ -96,19 +104,14 @@ async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, req
         await asyncio.to_thread(check_audio, upload.file)
     except NotAudio as error:
         raise ApiError(415, str(error), param="file", code="unsupported_audio") from None
-    filename = sanitize_filename(upload.filename)
-    if staged is not None:
-        await asyncio.to_thread(staged.upload.commit)
-    else:
-        await asyncio.to_thread(
-            put_upload, gateway.store, settings.upload_bucket, key, upload.file, size=size, filename=filename
-        )
+    await asyncio.to_thread(upload.upload.commit)
     metrics.uploaded_bytes.inc(size)
+    job = build_transcription_job(namespace, upload.job_id, spec, upload.filename or "audio", request_id.get())
     try:
-        created = await asyncio.to_thread(gateway.create_job, build_job(namespace, job_id, spec, filename, request_id))
+        created = await asyncio.to_thread(gateway.jobs.create, job)
     except BaseException:
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(gateway.store.remove_object, settings.upload_bucket, key)
+            await asyncio.to_thread(gateway.objects.remove_object, settings.upload_bucket, upload.key)
         raise
     metrics.jobs_submitted.inc()
     return created

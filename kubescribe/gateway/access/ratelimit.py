@@ -1,13 +1,10 @@
-"""Per-key token buckets, and the cap on waiting jobs per namespace: pure decisions, with the clock passed in."""
+"""Per-caller token buckets: pure decisions, with the clock passed in."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-WAITING_PHASES = ("Pending", "Queued")
 MAX_BUCKETS = 100_000
 
 
@@ -44,13 +41,3 @@ class RateLimiter:
 
 def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(min(seconds, 3600))))
-
-
-def waiting_jobs(jobs: Iterable[Mapping[str, Any]], namespace: str) -> int:
-    """Jobs of `namespace` not admitted yet (no phase counts as Pending)."""
-    return sum(
-        1
-        for job in jobs
-        if job["metadata"]["namespace"] == namespace
-        and ((job.get("status") or {}).get("phase") or "Pending") in WAITING_PHASES
-    )

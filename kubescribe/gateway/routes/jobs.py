@@ -5,33 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from kubescribe.api.v1alpha1 import Task
+from kubescribe.api.v1alpha1 import Format, Phase, Task, is_finished, phase_of
 from kubescribe.gateway import metrics
-from kubescribe.gateway.auth import Principal
-from kubescribe.gateway.deps import GatewayDep, PrincipalDep
 from kubescribe.gateway.errors import ApiError
-from kubescribe.gateway.jobs import (
-    decode_page_token,
-    is_finished,
-    is_job_id,
-    job_view,
-    page,
-    phase,
-    status_url,
-    transcript_filename,
-)
-from kubescribe.gateway.middleware import request_id
-from kubescribe.gateway.schemas import JobList, JobView, errors
-from kubescribe.gateway.service import Gateway
-from kubescribe.gateway.storage import chunks, open_object
-from kubescribe.gateway.submit import Request, parse_formats, submit
-from kubescribe.gateway.uploads import UploadRoute
+from kubescribe.gateway.intake.submission import Submission, parse_formats, submit
+from kubescribe.gateway.intake.upload import UploadRoute
+from kubescribe.gateway.routes.deps import CallerDep, GatewayDep, JobDep
+from kubescribe.gateway.routes.schemas import JobList, JobView, errors
+from kubescribe.gateway.routes.views import decode_page_token, job_view, page, status_url, transcript_filename
+from kubescribe.gateway.state import Gateway
+from kubescribe.gateway.stores.objects import chunks, open_object
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=UploadRoute)
 
@@ -45,14 +34,6 @@ CONTENT_TYPES = {
 KEEPALIVE_SECONDS = 15
 
 
-async def find_job(gateway: Gateway, principal: Principal, job_id: str) -> dict[str, Any]:
-    """The caller's job, or 404: other namespaces' jobs are not found, whoever asks."""
-    job = await asyncio.to_thread(gateway.get_job, principal.namespace, job_id) if is_job_id(job_id) else None
-    if job is None:
-        raise ApiError(404, f"no job {job_id}", param="id", code="job_not_found")
-    return job
-
-
 @router.post(
     "",
     status_code=202,
@@ -63,7 +44,7 @@ async def find_job(gateway: Gateway, principal: Principal, job_id: str) -> dict[
 async def create_job(
     *,
     gateway: GatewayDep,
-    principal: PrincipalDep,
+    principal: CallerDep,
     file: Annotated[UploadFile, File(description="The audio: any format ffmpeg decodes.")],
     model: Annotated[str | None, Form(description="A Whisper model name; the gateway's default when omitted.")] = None,
     language: Annotated[str | None, Form(description="ISO 639-1 code such as en; detected when omitted.")] = None,
@@ -73,7 +54,7 @@ async def create_job(
     word_timestamps: Annotated[bool, Form(description="Add each word's time to the json output.")] = False,
     webhook_url: Annotated[str | None, Form(description="An http(s) URL POSTed the status at the end.")] = None,
 ) -> JSONResponse:
-    request = Request(
+    submission = Submission(
         model=model or gateway.settings.default_model,
         language=language,
         task=task,
@@ -82,7 +63,7 @@ async def create_job(
         word_timestamps=word_timestamps,
         webhook_url=webhook_url,
     )
-    created = await submit(gateway, principal, file, request, request_id.get())
+    created = await submit(gateway, principal, file, submission)
     view = job_view(created)
     return JSONResponse(view, 202, headers={"Location": view["status_url"]})
 
@@ -90,10 +71,8 @@ async def create_job(
 @router.get("", response_model=JobList, responses={**errors(400, 401, 403, 429)}, summary="List jobs, newest first")
 async def list_jobs(
     gateway: GatewayDep,
-    principal: PrincipalDep,
-    phase_: Annotated[
-        Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled"] | None, Query(alias="phase")
-    ] = None,
+    principal: CallerDep,
+    phase: Annotated[Phase | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     page_token: Annotated[str | None, Query(description="next_page_token of the previous page.")] = None,
 ) -> dict[str, Any]:
@@ -102,14 +81,14 @@ async def list_jobs(
         after = decode_page_token(page_token)
         if after is None:
             raise ApiError(400, "invalid page_token", param="page_token")
-    jobs = await asyncio.to_thread(gateway.list_jobs, principal.namespace)
-    chosen, next_token = page([j for j in jobs if phase_ in (None, phase(j))], limit, after)
+    jobs = await asyncio.to_thread(gateway.jobs.list, principal.namespace)
+    chosen, next_token = page([job for job in jobs if phase in (None, phase_of(job.get("status")))], limit, after)
     return {"jobs": [job_view(job) for job in chosen], "next_page_token": next_token}
 
 
 @router.get("/{job_id}", response_model=JobView, responses={**errors(401, 403, 404, 429)}, summary="A job's state")
-async def get_job(gateway: GatewayDep, principal: PrincipalDep, job_id: str) -> dict[str, Any]:
-    return job_view(await find_job(gateway, principal, job_id))
+async def get_job(job: JobDep) -> dict[str, Any]:
+    return job_view(job)
 
 
 @router.delete(
@@ -119,9 +98,8 @@ async def get_job(gateway: GatewayDep, principal: PrincipalDep, job_id: str) -> 
     responses={**errors(401, 403, 404, 429)},
     summary="Cancel a job and delete it with its audio and transcripts",
 )
-async def delete_job(gateway: GatewayDep, principal: PrincipalDep, job_id: str) -> dict[str, Any]:
-    job = await find_job(gateway, principal, job_id)
-    await asyncio.to_thread(gateway.delete_job, principal.namespace, job_id)
+async def delete_job(gateway: GatewayDep, job: JobDep) -> dict[str, Any]:
+    await asyncio.to_thread(gateway.jobs.delete, job["metadata"]["namespace"], job["metadata"]["name"])
     return job_view(job)
 
 
@@ -134,18 +112,15 @@ async def delete_job(gateway: GatewayDep, principal: PrincipalDep, job_id: str) 
     summary="Download a transcript",
 )
 async def transcript(
-    gateway: GatewayDep,
-    principal: PrincipalDep,
-    job_id: str,
-    format: Annotated[Literal["json", "txt", "srt", "vtt", "tsv"], Query()] = "json",
+    gateway: GatewayDep, job: JobDep, format: Annotated[Format, Query()] = "json"
 ) -> StreamingResponse:
-    job = await find_job(gateway, principal, job_id)
-    if not is_finished(job):
-        raise ApiError(409, f"job {job_id} is {phase(job)}: no transcript yet", code="job_not_finished")
+    job_id, status = job["metadata"]["name"], job.get("status")
+    if not is_finished(status):
+        raise ApiError(409, f"job {job_id} is {phase_of(status)}: no transcript yet", code="job_not_finished")
     uri = ((job.get("status") or {}).get("result") or {}).get("outputs", {}).get(format)
     if uri is None:
         raise ApiError(404, f"job {job_id} has no {format} transcript", param="format", code="transcript_not_found")
-    response = await asyncio.to_thread(open_object, gateway.store, uri)
+    response = await asyncio.to_thread(open_object, gateway.objects, uri)
     filename = transcript_filename(job, format)
     ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
     disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
@@ -163,10 +138,9 @@ def sse(event: str, data: object) -> str:
     responses={200: {"content": {"text/event-stream": {}}}, **errors(401, 403, 404, 429)},
     summary="Server-Sent Events: the job's state whenever it changes, then `end`",
 )
-async def events(gateway: GatewayDep, principal: PrincipalDep, job_id: str) -> StreamingResponse:
-    await find_job(gateway, principal, job_id)
+async def events(gateway: GatewayDep, job: JobDep) -> StreamingResponse:
     return StreamingResponse(
-        follow(gateway, principal.namespace, job_id),
+        follow(gateway, job["metadata"]["namespace"], job["metadata"]["name"]),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -176,14 +150,14 @@ async def follow(gateway: Gateway, namespace: str, job_id: str) -> AsyncIterator
     metrics.event_streams.inc()
     try:
         with gateway.watcher.follow(namespace, job_id) as changes:
-            job = await asyncio.to_thread(gateway.get_job, namespace, job_id)
+            job = await asyncio.to_thread(gateway.jobs.get, namespace, job_id)
             last: dict[str, Any] | None = None
             while job is not None:
                 view = job_view(job)
                 if last is None or (view["phase"], view["progress"]) != (last["phase"], last["progress"]):
                     yield sse("status", view)
                 last = view
-                if is_finished(job):
+                if is_finished(job.get("status")):
                     break
                 try:
                     job = await asyncio.wait_for(changes.get(), KEEPALIVE_SECONDS)

@@ -7,10 +7,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from kubescribe.api.v1alpha1 import Phase
+
 JOB_EXAMPLE: JsonDict = {
     "id": "tj-4k2m9x0q7a1b",
     "namespace": "team-a",
     "phase": "Running",
+    "finished": False,
     "created": "2025-01-01T12:00:00Z",
     "filename": "interview.mp3",
     "model": "tiny.en",
@@ -41,7 +44,8 @@ class JobView(BaseModel):
 
     id: str
     namespace: str
-    phase: str = Field(description="Pending, Queued, Running, Succeeded, Failed or Cancelled.")
+    phase: Phase
+    finished: bool = Field(description="Whether the phase is one the job never leaves: Succeeded, Failed, Cancelled.")
     created: str | None
     filename: str | None
     model: str | None

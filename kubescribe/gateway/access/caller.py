@@ -1,0 +1,115 @@
+"""Who is calling, decided once per request: an API key (bound to one namespace) or, when allowed, a Kubernetes
+bearer token that may create TranscriptionJobs in the namespace it names; then the caller's rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from kubernetes import client
+
+from kubescribe.gateway.access.keys import KeyStore, hash_key
+from kubescribe.gateway.access.ratelimit import RateLimiter, retry_after_header
+from kubescribe.gateway.access.tokens import TokenReviewer, looks_like_jwt
+from kubescribe.gateway.errors import ApiError
+from kubescribe.gateway.settings import GatewaySettings
+
+NAMESPACE_HEADER = "x-kubescribe-namespace"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    namespace: str
+    subject: str
+    """The key's name or the token's user name, for logs."""
+    identity: str
+    """A hash of the credential: what the rate limit counts by."""
+
+
+class Unauthenticated(Exception):
+    pass
+
+
+class Forbidden(Exception):
+    pass
+
+
+def credential(headers: Mapping[str, str]) -> str | None:
+    """The key or token of `Authorization: Bearer ...` or `X-API-Key: ...`."""
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return headers.get("x-api-key", "").strip() or None
+
+
+def authenticate(headers: Mapping[str, str], keys: KeyStore, tokens: TokenReviewer | None) -> Principal:
+    """The caller, or Unauthenticated / Forbidden. Blocking: call it in a thread."""
+    secret = credential(headers)
+    if secret is None:
+        raise Unauthenticated("missing API key: send Authorization: Bearer <key> or X-API-Key: <key>")
+    record = keys.lookup(secret)
+    if record is not None:
+        return Principal(record.namespace, record.name, record.hash)
+    if tokens is None or not looks_like_jwt(secret):
+        raise Unauthenticated("invalid API key")
+    namespace = headers.get(NAMESPACE_HEADER, "default")
+    if not _DNS_LABEL.match(namespace):
+        raise Forbidden("X-Kubescribe-Namespace is not a namespace name")
+    user, allowed = tokens.review(secret, namespace)
+    if user is None:
+        raise Unauthenticated("invalid API key or token")
+    if not allowed:
+        raise Forbidden(f"{user} may not create transcriptionjobs in namespace {namespace}")
+    return Principal(namespace, user, hash_key(secret))
+
+
+@dataclass
+class Access:
+    """What deciding a caller takes: the keys, the token reviewer (None: API keys only) and the rate limit."""
+
+    keys: KeyStore
+    tokens: TokenReviewer | None
+    limiter: RateLimiter = field(repr=False)
+
+    @classmethod
+    def create(cls, settings: GatewaySettings, api_client: client.ApiClient) -> Access:
+        keys = KeyStore.from_secret(
+            client.CoreV1Api(api_client),
+            settings.keys_secret_namespace,
+            settings.keys_secret_name,
+            settings.keys_cache_seconds,
+        )
+        tokens = TokenReviewer(api_client) if settings.kubernetes_tokens else None
+        return cls(keys, tokens, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst))
+
+    async def admit(self, headers: Mapping[str, str]) -> Principal:
+        """The caller, if known, allowed and within its rate limit; otherwise the ApiError to answer."""
+        try:
+            principal = await asyncio.to_thread(authenticate, headers, self.keys, self.tokens)
+        except Unauthenticated as error:
+            raise ApiError(401, str(error), code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}) from None
+        except Forbidden as error:
+            raise ApiError(403, str(error)) from None
+        wait = self.limiter.take(principal.identity, time.monotonic())
+        if wait > 0:
+            raise ApiError(
+                429,
+                "rate limit exceeded",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": retry_after_header(wait)},
+            )
+        return principal
+
+
+async def caller(request: Request) -> Principal:
+    """The request's caller, decided on first use (before an upload's body is read) and remembered for the rest."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        access: Access = request.app.state.access
+        principal = request.state.principal = await access.admit(request.headers)
+    return principal

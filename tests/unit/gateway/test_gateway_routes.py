@@ -1,0 +1,86 @@
+"""What the API answers: job views, pages, OpenAI's shapes, request ids."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from kubescribe.gateway.intake.resource import FILENAME_ANNOTATION
+from kubescribe.gateway.middleware import choose_request_id
+from kubescribe.gateway.routes import views
+from kubescribe.gateway.routes.openai_views import render_json, resolve_model
+
+
+def tj(namespace: str, name: str, phase: str | None = None, created: str = "2025-01-01T00:00:00Z") -> dict:
+    job: dict = {"metadata": {"namespace": namespace, "name": name, "creationTimestamp": created}, "spec": {}}
+    if phase:
+        job["status"] = {"phase": phase}
+    return job
+
+
+def test_the_job_view() -> None:
+    job = tj("a", "tj-1", "Failed")
+    job["metadata"]["annotations"] = {FILENAME_ANNOTATION: "talk.mp3"}
+    job["spec"] = {"model": "base", "outputs": {"formats": ["srt"]}}
+    job["status"].update(reason="BadAudio", message="no samples", progress={"percent": 5})
+    view = views.job_view(job)
+    assert view["error"] == {"reason": "BadAudio", "message": "no samples"}
+    assert view["progress"] == {"percent": 5, "processedSeconds": None, "durationSeconds": None, "etaSeconds": None}
+    assert (view["phase"], view["task"], view["formats"], view["status_url"]) == (
+        "Failed",
+        "transcribe",
+        ["srt"],
+        "/v1/jobs/tj-1",
+    )
+    assert views.job_view(tj("a", "tj-2"))["phase"] == "Pending"
+    assert views.transcript_filename(job, "srt") == "talk.srt"
+
+
+def test_pages_go_newest_first_without_gaps_or_repeats() -> None:
+    found = [tj("a", f"j{i}", created=f"2025-01-01T00:00:0{i % 3}Z") for i in range(7)]
+    seen, after = [], None
+    while True:
+        chosen, token = views.page(found, 3, after)
+        seen += [job["metadata"]["name"] for job in chosen]
+        if token is None:
+            break
+        after = views.decode_page_token(token)
+    assert sorted(seen) == sorted(j["metadata"]["name"] for j in found) and len(seen) == 7
+    times = [next(j for j in found if j["metadata"]["name"] == n)["metadata"]["creationTimestamp"] for n in seen]
+    assert times == sorted(times, reverse=True)
+    assert views.decode_page_token("garbage") is None
+    assert views.decode_page_token(base64.urlsafe_b64encode(b"[1, 2]").decode()) is None
+
+
+def test_openai_models_and_bodies() -> None:
+    assert resolve_model("whisper-1", "transcribe", None, "tiny.en", "base") == "tiny.en"
+    assert resolve_model("whisper-1", "transcribe", "de", "tiny.en", "base") == "base"
+    assert resolve_model("whisper-1", "translate", None, "tiny.en", "base") == "base"
+    assert resolve_model("small", "transcribe", None, "tiny.en", "base") == "small"
+    assert resolve_model("gpt-4o", "transcribe", None, "tiny.en", "base") is None
+    document = json.dumps(
+        {
+            "language": "en",
+            "duration": 2.0,
+            "segments": [
+                {
+                    "id": 1,
+                    "start": 0,
+                    "end": 2,
+                    "text": " Hello there.",
+                    "words": [{"word": " Hello", "start": 0, "end": 1, "probability": 0.9}],
+                }
+            ],
+        }
+    )
+    assert render_json(document, "json", "transcribe", [], 0) == {"text": "Hello there."}
+    verbose = render_json(document, "verbose_json", "transcribe", ["word"], 0)
+    assert verbose["words"] == [{"word": "Hello", "start": 0, "end": 1}]
+    assert "segments" not in verbose
+    assert render_json(document, "verbose_json", "transcribe", [], 0)["segments"][0]["text"] == " Hello there."
+
+
+def test_request_ids_are_kept_when_safe() -> None:
+    assert choose_request_id("abc-123") == "abc-123"
+    assert len(choose_request_id("bad id\n")) == 32
+    assert len(choose_request_id(None)) == 32

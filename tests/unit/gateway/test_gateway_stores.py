@@ -1,0 +1,63 @@
+"""The object store: uploads streamed to S3 in parts while the file fills."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import pytest
+
+from kubescribe.gateway.stores.objects import PART_SIZE, StreamingUpload
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.calls: list[str] = []
+        self.headers: dict[str, str] = {}
+
+    def _create_multipart_upload(self, bucket: str, key: str, headers: dict[str, str]) -> str:
+        self.calls.append("create")
+        self.headers = headers
+        return "up-1"
+
+    def _upload_part(self, bucket: str, key: str, data: bytes, headers: Any, upload_id: str, number: int) -> str:
+        assert number == len(self.parts) + 1
+        self.parts.append(data)
+        return f"etag-{number}"
+
+    def _complete_multipart_upload(self, bucket: str, key: str, upload_id: str, parts: list[Any]) -> None:
+        self.calls.append(f"complete {[p.part_number for p in parts]}")
+
+    def _abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        self.calls.append("abort")
+
+
+def test_streaming_uploads_send_parts_as_the_file_fills_and_complete_only_when_committed() -> None:
+    content = bytes(range(256)) * ((2 * PART_SIZE + 1000) // 256)
+    store = FakeStore()
+    with tempfile.TemporaryFile() as file:
+        upload = StreamingUpload(store, "audio", "k", file, filename="a b.wav")  # type: ignore[arg-type]
+        for start in range(0, len(content), 1 << 20):
+            file.write(content[start : start + (1 << 20)])
+            file.flush()
+            upload.written(file.tell())
+        upload.written(file.tell(), finished=True)
+        upload.commit()
+        upload.discard()
+    assert b"".join(store.parts) == content
+    assert [len(part) for part in store.parts] == [PART_SIZE, PART_SIZE, len(content) - 2 * PART_SIZE]
+    assert store.calls == ["create", "complete [1, 2, 3]"]
+    assert store.headers["x-amz-meta-filename"] == "a%20b.wav"
+
+    store = FakeStore()
+    with tempfile.TemporaryFile() as file:
+        upload = StreamingUpload(store, "audio", "k", file, filename="a.wav")  # type: ignore[arg-type]
+        file.write(content)
+        file.flush()
+        upload.written(PART_SIZE + 10)
+        upload.discard()
+        upload.discard()
+    assert store.calls in (["create", "abort"], [])
+    with pytest.raises(RuntimeError):
+        upload.commit()
