@@ -212,7 +212,7 @@ def _pod_spec(tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: Opera
     return pod
 
 
-def build_job(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+def build_runner_job(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
     """The batch/v1 Job that runs the runner pod. Retries, deadline and failure policy are the Job's: exit codes
     the contract marks as not worth retrying fail it at once, and evicted or preempted pods do not count."""
     spec = runner_spec(tj, settings)

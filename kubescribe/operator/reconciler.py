@@ -114,7 +114,7 @@ class Reconciler:
                 tj, self.settings.s3_access_key.get_secret_value(), self.settings.s3_secret_key.get_secret_value()
             )
             creations.append((self.core.create_namespaced_secret, secret))
-        creations.append((self.batch.create_namespaced_job, builders.build_job(tj, self.settings)))
+        creations.append((self.batch.create_namespaced_job, builders.build_runner_job(tj, self.settings)))
         for create, body in creations:
             try:
                 create(namespace, body)

@@ -178,6 +178,18 @@ def test_requests_without_a_valid_key_are_refused(gateway: Gateway) -> None:
     response = anonymous.get("/v1/jobs", headers={"X-API-Key": gateway.keys["gw-a"]})
     assert response.status_code == 200
 
+    # An upload from an unknown caller is refused before its body is read: the answer comes with none sent.
+    connection = http.client.HTTPConnection(gateway.url.removeprefix("http://"), timeout=30)
+    connection.putrequest("POST", "/v1/jobs")
+    connection.putheader("Authorization", "Bearer ks_wrong")
+    connection.putheader("Content-Type", "multipart/form-data; boundary=x")
+    connection.putheader("Content-Length", str(gateway.max_upload_bytes // 2))
+    connection.endheaders()
+    answer = connection.getresponse()
+    assert answer.status == 401
+    assert json.loads(answer.read())["error"]["type"] == "authentication_error"
+    connection.close()
+
 
 def test_invalid_requests_are_answered_with_errors(gateway: Gateway, sentence: Path) -> None:
     client = api(gateway)
@@ -236,6 +248,10 @@ def test_bad_uploads_leave_nothing_behind(
         response = client.post("/v1/jobs", files={"file": (name, content)})
         assert response.status_code == status, (name[:40], response.text)
         assert response.json()["error"]["type"] == "invalid_request_error"
+
+    twice = client.post("/v1/jobs", files=[("file", ("one.wav", speech)), ("file", ("two.wav", speech))])
+    assert twice.status_code == 400, twice.text
+    assert twice.json()["error"]["param"] == "file"
 
     oversized = tmp_path / "big.wav"
     size = gateway.max_upload_bytes + (2 << 20)

@@ -16,9 +16,9 @@ from kubescribe.contract import (
 from kubescribe.operator import builders
 from kubescribe.operator.builders import (
     build_credentials_secret,
-    build_job,
     build_role,
     build_role_binding,
+    build_runner_job,
     build_service_account,
     child_name,
     needs_credentials_copy,
@@ -93,7 +93,7 @@ def test_every_child_is_owned_by_the_job_and_labelled() -> None:
         build_role(job_resource),
         build_role_binding(job_resource),
         build_credentials_secret(job_resource, "key", "secret"),
-        build_job(job_resource, SETTINGS),
+        build_runner_job(job_resource, SETTINGS),
     ]
     for child in children:
         metadata = child["metadata"]
@@ -133,7 +133,7 @@ def test_role_binding_binds_the_jobs_service_account_to_its_role() -> None:
     binding = build_role_binding(tj())
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "transcribe-jfk"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "transcribe-jfk", "namespace": "team-a"}]
-    assert build_job(tj(), SETTINGS)["spec"]["template"]["spec"]["serviceAccountName"] == "transcribe-jfk"
+    assert build_runner_job(tj(), SETTINGS)["spec"]["template"]["spec"]["serviceAccountName"] == "transcribe-jfk"
 
 
 def test_credentials_secret_holds_both_keys() -> None:
@@ -144,7 +144,7 @@ def test_credentials_secret_holds_both_keys() -> None:
 
 def test_runner_uses_the_copied_operator_credentials_by_default() -> None:
     assert needs_credentials_copy(tj())
-    variables = env(build_job(tj(), SETTINGS))
+    variables = env(build_runner_job(tj(), SETTINGS))
     assert variables["AWS_ENDPOINT_URL"] == "http://minio.store:9000"
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert variables[key] == {"secretKeyRef": {"name": "transcribe-jfk", "key": key}}
@@ -154,14 +154,14 @@ def test_runner_uses_the_users_secret_and_endpoint_when_the_source_names_them() 
     source = {"s3": {"bucket": "audio", "key": "a.wav", "endpoint": "https://s3.example", "secretName": "mine"}}
     resource = tj(source=source)
     assert not needs_credentials_copy(resource)
-    variables = env(build_job(resource, SETTINGS))
+    variables = env(build_runner_job(resource, SETTINGS))
     assert variables["AWS_ENDPOINT_URL"] == "https://s3.example"
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert variables[key] == {"secretKeyRef": {"name": "mine", "key": key}}
 
 
 def test_spec_in_the_environment_parses_back_with_the_defaults_filled_in() -> None:
-    variables = env(build_job(tj(), SETTINGS))
+    variables = env(build_runner_job(tj(), SETTINGS))
     spec = TranscriptionJobSpec.model_validate_json(variables[ENV_SPEC])
     assert spec.outputs.s3 is not None
     assert (spec.outputs.s3.bucket, spec.outputs.s3.prefix) == ("transcripts", "team-a/jfk/")
@@ -177,22 +177,22 @@ def test_spec_in_the_environment_parses_back_with_the_defaults_filled_in() -> No
 def test_spec_values_win_over_the_operators_defaults() -> None:
     resource = tj(model="base", outputs={"formats": ["srt"], "s3": {"bucket": "mine", "prefix": "x/"}})
     settings = SETTINGS.model_copy(update={"default_model": "small"})
-    spec = TranscriptionJobSpec.model_validate_json(env(build_job(resource, settings))[ENV_SPEC])
+    spec = TranscriptionJobSpec.model_validate_json(env(build_runner_job(resource, settings))[ENV_SPEC])
     assert spec.model == "base"
     assert spec.outputs.s3 is not None
     assert (spec.outputs.s3.bucket, spec.outputs.s3.prefix) == ("mine", "x/")
     assert spec.outputs.formats == ["srt"]
-    without_model = TranscriptionJobSpec.model_validate_json(env(build_job(tj(), settings))[ENV_SPEC])
+    without_model = TranscriptionJobSpec.model_validate_json(env(build_runner_job(tj(), settings))[ENV_SPEC])
     assert without_model.model == "small"
 
 
 def test_gpu_limit_only_when_the_job_asks_for_gpus() -> None:
-    gpu = container(build_job(tj(resources={"gpu": 2, "cpu": "2", "memory": "4Gi"}), SETTINGS))["resources"]
+    gpu = container(build_runner_job(tj(resources={"gpu": 2, "cpu": "2", "memory": "4Gi"}), SETTINGS))["resources"]
     assert gpu == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"nvidia.com/gpu": "2"}}
-    cpu = container(build_job(tj(resources={"gpu": 0}), SETTINGS))["resources"]
+    cpu = container(build_runner_job(tj(resources={"gpu": 0}), SETTINGS))["resources"]
     assert "nvidia.com/gpu" not in json.dumps(cpu)
     assert cpu == {}
-    default = container(build_job(tj(), SETTINGS))["resources"]
+    default = container(build_runner_job(tj(), SETTINGS))["resources"]
     assert default == {"limits": {"nvidia.com/gpu": "1"}}
 
 
@@ -203,16 +203,16 @@ def test_placement_comes_from_the_spec() -> None:
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "priorityClassName": "batch-high",
     }
-    pod = build_job(tj(resources=resources), SETTINGS)["spec"]["template"]["spec"]
+    pod = build_runner_job(tj(resources=resources), SETTINGS)["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"gpu-type": "a100"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["priorityClassName"] == "batch-high"
-    plain = build_job(tj(), SETTINGS)["spec"]["template"]["spec"]
+    plain = build_runner_job(tj(), SETTINGS)["spec"]["template"]["spec"]
     assert not {"nodeSelector", "tolerations", "priorityClassName"} & set(plain)
 
 
 def test_runner_pod_shape() -> None:
-    job = build_job(tj(), SETTINGS)
+    job = build_runner_job(tj(), SETTINGS)
     pod = job["spec"]["template"]["spec"]
     runner = container(job)
     assert pod["restartPolicy"] == "Never"
@@ -230,7 +230,7 @@ def test_runner_pod_shape() -> None:
 
 
 def test_job_retries_deadline_and_failure_policy() -> None:
-    spec = build_job(tj(backoffLimit=4, activeDeadlineSeconds=600), SETTINGS)["spec"]
+    spec = build_runner_job(tj(backoffLimit=4, activeDeadlineSeconds=600), SETTINGS)["spec"]
     assert spec["backoffLimit"] == 4
     assert spec["activeDeadlineSeconds"] == 600
     assert spec["suspend"] is False
@@ -245,11 +245,11 @@ def test_job_retries_deadline_and_failure_policy() -> None:
 
 
 def test_kueue_queue_label_is_passed_to_the_job_only_when_present() -> None:
-    queued = build_job(tj(labels={"kueue.x-k8s.io/queue-name": "gpu-queue", "team": "a"}), SETTINGS)
+    queued = build_runner_job(tj(labels={"kueue.x-k8s.io/queue-name": "gpu-queue", "team": "a"}), SETTINGS)
     assert queued["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert "team" not in queued["metadata"]["labels"]
-    assert "kueue.x-k8s.io/queue-name" not in build_job(tj(), SETTINGS)["metadata"]["labels"]
+    assert "kueue.x-k8s.io/queue-name" not in build_runner_job(tj(), SETTINGS)["metadata"]["labels"]
 
 
 def test_job_is_deterministic() -> None:
-    assert build_job(tj(), SETTINGS) == build_job(tj(), SETTINGS)
+    assert build_runner_job(tj(), SETTINGS) == build_runner_job(tj(), SETTINGS)
