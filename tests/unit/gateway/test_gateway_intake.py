@@ -11,15 +11,11 @@ from kubescribe.gateway.intake import resource
 from kubescribe.gateway.intake.submission import Submission, parse_formats, transcription_job_spec, waiting_jobs
 
 
-def tj(namespace: str, name: str, phase: str | None = None, created: str = "2025-01-01T00:00:00Z") -> dict:
-    job: dict = {"metadata": {"namespace": namespace, "name": name, "creationTimestamp": created}, "spec": {}}
-    if phase:
-        job["status"] = {"phase": phase}
-    return job
-
-
 def test_waiting_jobs_count_pending_and_queued_of_one_namespace() -> None:
-    found = [tj("a", "1"), tj("a", "2", "Queued"), tj("a", "3", "Running"), tj("b", "4", "Pending")]
+    found = [
+        {"metadata": {"namespace": namespace}, "status": {"phase": phase} if phase else None}
+        for namespace, phase in [("a", None), ("a", "Queued"), ("a", "Running"), ("b", "Pending")]
+    ]
     assert waiting_jobs(found, "a") == 2
 
 
