@@ -8,7 +8,7 @@ from kubescribe.api import TranscriptionJob, TranscriptionJobSpec, Transcription
 from kubescribe.api import crd as crd_module
 from kubescribe.api.crd import build_crd
 
-SAMPLE = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples/transcriptionjob.yaml").read_text())
+SAMPLE = yaml.safe_load((Path(__file__).resolve().parents[3] / "examples/transcriptionjob.yaml").read_text())
 
 URL_SOURCE = {"url": "https://example.org/talk.mp3"}
 
