@@ -1,15 +1,35 @@
-{{- define "kubescribe.fullname" -}}
+{{/* The image of the operator and the gateway, and of the runner unless runner.image names another. */}}
+{{- define "kubescribe.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The name of the operator's Deployment, ServiceAccount, ClusterRole and ClusterRoleBinding. */}}
+{{- define "kubescribe.operator.name" -}}
 {{- printf "%s-operator" .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{- define "kubescribe.labels" -}}
+{{/* The labels that select the operator's pods. */}}
+{{- define "kubescribe.operator.selectorLabels" -}}
 app.kubernetes.io/name: kubescribe
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/* The labels of the operator's objects and pods. */}}
+{{- define "kubescribe.operator.labels" -}}
+{{ include "kubescribe.operator.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
-{{- define "kubescribe.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{/* The name of every gateway object: Deployment, Service, ServiceAccount and its roles and bindings. */}}
+{{- define "kubescribe.gateway.name" -}}
+{{- printf "%s-gateway" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The labels of the gateway's objects and pods, which also select its pods. */}}
+{{- define "kubescribe.gateway.labels" -}}
+app.kubernetes.io/name: kubescribe
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
 {{- end -}}

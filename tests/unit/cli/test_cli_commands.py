@@ -1,9 +1,11 @@
-"""The CLI's pure parts, and the whole `transcribe` flow against a small stand-in gateway on loopback."""
+"""The CLI's commands: arguments, settings, and the whole `transcribe` flow against a small stand-in gateway on
+loopback."""
 
 from __future__ import annotations
 
-import io
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from email.parser import BytesParser
@@ -14,103 +16,12 @@ from typing import Any
 
 import pytest
 
-from kubescribe import cli
-from kubescribe.cli import SseEvent, parse_sse, render_bar, render_progress
-
-
-def test_sse_parser_joins_data_lines_and_skips_comments() -> None:
-    stream = [
-        ": keep-alive\n",
-        "event: status\n",
-        'data: {"a":\n',
-        "data: 1}\n",
-        "\n",
-        "retry: 1000\n",
-        "data:plain\r\n",
-        "\r\n",
-        "event: end\n",
-        "data: {}\n",
-        "\n",
-    ]
-    assert list(parse_sse(stream)) == [
-        SseEvent("status", '{"a":\n1}'),
-        SseEvent("message", "plain"),
-        SseEvent("end", "{}"),
-    ]
-
-
-def test_sse_parser_drops_an_unfinished_event_and_events_without_data() -> None:
-    assert list(parse_sse(["event: status\n", "\n", "event: status\n", "data: x\n"])) == []
-
-
-def test_bar_is_clamped() -> None:
-    assert render_bar(0.5, 10) == "[#####-----]"
-    assert render_bar(1.7, 4) == "[####]"
-    assert render_bar(-1, 4) == "[----]"
-
-
-def test_progress_of_a_running_job() -> None:
-    job = {
-        "phase": "Running",
-        "progress": {"percent": 50.0, "processedSeconds": 30, "durationSeconds": 60, "etaSeconds": 95},
-    }
-    assert render_progress(job, 10) == "Running   [#####-----]  50%  30 s of 1m00s, about 1m35s left"
-
-
-@pytest.mark.parametrize(
-    ("job", "line"),
-    [
-        ({"phase": "Queued", "progress": None}, "Queued"),
-        ({"phase": None}, "Pending"),
-        ({"phase": "Running", "progress": None}, "Running   [----]"),
-        ({"phase": "Succeeded", "progress": {"percent": 98.0, "etaSeconds": 1}}, "Succeeded [####] 100%"),
-        ({"phase": "Failed", "progress": {"percent": 50.0}}, "Failed    [##--]  50%"),
-    ],
-)
-def test_progress_of_other_phases(job: dict[str, Any], line: str) -> None:
-    assert render_progress(job, 4) == line
-
-
-def test_progress_line_off_a_terminal_writes_phase_changes_only() -> None:
-    stream = io.StringIO()
-    line = cli.ProgressLine(stream)
-    for text in ("Queued", "Running   [--] 1%", "Running   [#-] 50%", "Succeeded [##] 100%"):
-        line.show(text)
-    line.close()
-    assert stream.getvalue().splitlines() == ["Queued", "Running   [--] 1%", "Succeeded [##] 100%"]
-
-
-def test_summary_and_table() -> None:
-    job = {
-        "id": "tj-1",
-        "namespace": "team-a",
-        "phase": "Succeeded",
-        "filename": "talk.mp3",
-        "model": "small",
-        "task": "transcribe",
-        "language": None,
-        "formats": ["srt", "json"],
-        "result": {
-            "language": "en",
-            "languageProbability": 0.98,
-            "durationSeconds": 75,
-            "outputs": {"srt": "s3://t/x"},
-        },
-        "error": None,
-    }
-    summary = cli.describe_job(job)
-    assert "language:   detect" in summary
-    assert "detected:   en (98%)" in summary
-    assert "duration:   1m15s" in summary
-    assert "output srt: s3://t/x" in summary
-    table = cli.jobs_table([job, {"id": "tj-22", "phase": "Running", "progress": {"percent": 12.4}}]).splitlines()
-    assert table[0].split() == ["ID", "PHASE", "PROGRESS", "MODEL", "CREATED", "FILE"]
-    assert table[1].split() == ["tj-1", "Succeeded", "100%", "small", "talk.mp3"]
-    assert table[2].split() == ["tj-22", "Running", "12%"]
+from kubescribe.api.v1alpha1 import FINISHED_PHASES
+from kubescribe.cli import commands
 
 
 def test_arguments() -> None:
-    args = cli.build_parser().parse_args(
+    args = commands.build_parser().parse_args(
         ["transcribe", "talk.mp3", "--model", "small", "--format", "srt", "-o", "talk.srt", "--no-vad"]
     )
     assert (args.audio, args.model, args.format, args.output, args.vad, args.task) == (
@@ -121,27 +32,32 @@ def test_arguments() -> None:
         False,
         None,
     )
-    assert cli._transcript_format(cli.build_parser().parse_args(["transcript", "x", "-o", "a.vtt"])) == "vtt"
-    assert cli._transcript_format(cli.build_parser().parse_args(["transcript", "x", "-o", "a.mp3"])) == "txt"
-    keys = cli.build_parser().parse_args(["keys", "create", "--namespace", "team-a", "--name", "alice"])
+    assert commands._transcript_format(commands.build_parser().parse_args(["transcript", "x", "-o", "a.vtt"])) == "vtt"
+    assert commands._transcript_format(commands.build_parser().parse_args(["transcript", "x", "-o", "a.mp3"])) == "txt"
+    keys = commands.build_parser().parse_args(["keys", "create", "--namespace", "team-a", "--name", "alice"])
     assert (keys.secret_namespace, keys.secret_name, keys.handler) == (
         "kubescribe",
         "kubescribe-api-keys",
-        cli.cmd_keys_create,
+        commands.cmd_keys_create,
     )
     for wrong in (["jobs", "--phase", "Done"], ["jobs", "--limit", "0"], ["keys", "revoke", "--name", "alice"]):
         with pytest.raises(SystemExit):
-            cli.build_parser().parse_args(wrong)
+            commands.build_parser().parse_args(wrong)
+
+
+def test_the_package_runs_as_a_module() -> None:
+    run = subprocess.run([sys.executable, "-m", "kubescribe.cli", "--help"], capture_output=True, text=True, check=True)
+    assert run.stdout.startswith("usage: kubescribe ")
 
 
 def test_missing_settings_are_named(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.delenv(cli.ENV_GATEWAY, raising=False)
-    monkeypatch.setenv(cli.ENV_API_KEY, "ks_secret")
-    assert cli.main(["jobs"]) == 1
+    monkeypatch.delenv(commands.ENV_GATEWAY, raising=False)
+    monkeypatch.setenv(commands.ENV_API_KEY, "ks_secret")
+    assert commands.main(["jobs"]) == 1
     assert "KUBESCRIBE_GATEWAY_URL" in capsys.readouterr().err
-    monkeypatch.setenv(cli.ENV_GATEWAY, "http://127.0.0.1:9")
-    monkeypatch.delenv(cli.ENV_API_KEY)
-    assert cli.main(["jobs"]) == 1
+    monkeypatch.setenv(commands.ENV_GATEWAY, "http://127.0.0.1:9")
+    monkeypatch.delenv(commands.ENV_API_KEY)
+    assert commands.main(["jobs"]) == 1
     assert "KUBESCRIBE_API_KEY" in capsys.readouterr().err
 
 
@@ -170,7 +86,7 @@ class FakeGateway(BaseHTTPRequestHandler):
 
     def view(self, phase: str, percent: float | None = None) -> dict[str, Any]:
         progress = None if percent is None else {"percent": percent, "processedSeconds": 1, "durationSeconds": 2}
-        return {"id": "tj-1", "phase": phase, "progress": progress, "error": None}
+        return {"id": "tj-1", "phase": phase, "finished": phase in FINISHED_PHASES, "progress": progress, "error": None}
 
     def do_POST(self) -> None:
         if not self.authorized():
@@ -209,8 +125,8 @@ def fake_gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.setenv(cli.ENV_GATEWAY, f"http://127.0.0.1:{server.server_port}/")
-    monkeypatch.setenv(cli.ENV_API_KEY, FakeGateway.key)
+    monkeypatch.setenv(commands.ENV_GATEWAY, f"http://127.0.0.1:{server.server_port}/")
+    monkeypatch.setenv(commands.ENV_API_KEY, FakeGateway.key)
     yield uploads
     server.shutdown()
     server.server_close()
@@ -222,7 +138,7 @@ def test_transcribe_uploads_follows_and_writes(
     audio = tmp_path / "talk.wav"
     audio.write_bytes(b"RIFF" + bytes(range(256)) * 4000)
     output = tmp_path / "talk.srt"
-    assert cli.main(["transcribe", str(audio), "--model", "small", "-o", str(output), "--language", "en"]) == 0
+    assert commands.main(["transcribe", str(audio), "--model", "small", "-o", str(output), "--language", "en"]) == 0
     assert output.read_text().endswith("hello\n")
     [upload] = fake_gateway
     assert upload["file"] == audio.read_bytes()
@@ -236,8 +152,8 @@ def test_transcribe_uploads_follows_and_writes(
 
 
 def test_gateway_errors_are_one_line(fake_gateway: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["get", "tj-404"]) == 1
+    assert commands.main(["get", "tj-404"]) == 1
     assert capsys.readouterr().err == "kubescribe: error: 404 not_found: no route /v1/jobs/tj-404\n"
-    assert cli.main(["get", "tj-1", "--api-key", "wrong"]) == 1
+    assert commands.main(["get", "tj-1", "--api-key", "wrong"]) == 1
     err = capsys.readouterr().err
     assert err == "kubescribe: error: 401 unauthorized: invalid API key\n"
