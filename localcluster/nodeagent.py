@@ -7,7 +7,7 @@ container's command and args (the image is taken to be this project's), its envi
 a kubelet would, a directory of its own, and a kubeconfig carrying a token of the pod's
 ServiceAccount. It reports status as a kubelet does and honours restartPolicy,
 activeDeadlineSeconds and graceful deletion. Container output goes to log files under the node's
-state directory (`python -m kubescribe.localcluster logs NAMESPACE/POD` shows them).
+state directory (`python -m localcluster logs NAMESPACE/POD` shows them).
 
 Paths: each container sees its volume mounts and its terminationMessagePath under its own root
 directory, exported as KUBESCRIBE_CONTAINER_ROOT, and starts in `workingDir` under that root."""
@@ -37,9 +37,9 @@ from kubernetes.client.rest import ApiException
 
 from kubescribe.api.timestamps import now_timestamp, parse_timestamp
 from kubescribe.contract import ENV_CONTAINER_ROOT
-from kubescribe.localcluster import processes
-from kubescribe.localcluster.kubeconfig import kubeconfig, write_kubeconfig
-from kubescribe.localcluster.podspec import ConfigError, container_env, expand, pod_phase
+from localcluster import processes
+from localcluster.kubeconfig import kubeconfig, write_kubeconfig
+from localcluster.podspec import ConfigError, container_env, expand, pod_phase
 
 log = logging.getLogger("kubescribe.nodeagent")
 
