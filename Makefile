@@ -40,7 +40,7 @@ binaries:
 	@hack/build-binaries.sh >/dev/null
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check kubescribe localcluster tests
+	$(VENV)/bin/ruff check kubescribe tests localcluster
 	$(VENV)/bin/mypy
 
 unit: $(VENV)/.installed
