@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BIN_PATH = $(shell hack/build-binaries.sh --path | paste -sd:)
-LOCALCLUSTER = $(PY) -m kubescribe.localcluster --bin-path "$(BIN_PATH)"
+LOCALCLUSTER = $(PY) -m localcluster --bin-path "$(BIN_PATH)"
 DEBIAN_PACKAGES := espeak-ng sox ffmpeg chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -40,7 +40,7 @@ binaries:
 	@hack/build-binaries.sh >/dev/null
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check kubescribe tests
+	$(VENV)/bin/ruff check kubescribe tests localcluster
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

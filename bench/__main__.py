@@ -16,8 +16,8 @@ from minio import Minio
 
 from bench import admission, gateway, kube, overhead, report
 from bench.speech import synthesise
-from kubescribe.localcluster.cluster import ClusterState, LocalCluster
 from kubescribe.runner.transcribe import CPU_BATCH_SIZE
+from localcluster.cluster import ClusterState, LocalCluster
 
 RESULTS = kube.REPO / "bench-results"
 BASELINE_NAMESPACE = "bench-baseline"

@@ -23,7 +23,7 @@ from bench import kube
 from bench.speech import wav_duration
 from kubescribe.gateway.access.keys import create_key
 from kubescribe.gateway.stores.objects import PART_SIZE
-from kubescribe.localcluster.cluster import ClusterState, LocalCluster, free_port
+from localcluster.cluster import ClusterState, LocalCluster, free_port
 
 ROUNDS = 3
 BUCKET = "audio"

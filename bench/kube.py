@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from kubescribe.localcluster.cluster import ClusterState, LocalCluster, free_port
+from localcluster.cluster import ClusterState, LocalCluster, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 OPERATOR_NAMESPACE = "kubescribe"

@@ -9,7 +9,7 @@ source .local/env
 # The local nodes run pods on the host's network: the operator's and the gateway's ports are chosen once.
 ports=.local/kubescribe-ports
 if [[ ! -s $ports ]]; then
-  .venv/bin/python -c 'from kubescribe.localcluster.cluster import free_port as p; print(p(), p(), p())' >"$ports"
+  .venv/bin/python -c 'from localcluster.cluster import free_port as p; print(p(), p(), p())' >"$ports"
 fi
 read -r health metrics gateway <"$ports"
 

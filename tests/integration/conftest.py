@@ -18,7 +18,7 @@ from kubernetes import client, config
 from minio import Minio
 
 from kubescribe.gateway.access.keys import create_key
-from kubescribe.localcluster.cluster import LocalCluster, free_port
+from localcluster.cluster import LocalCluster, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,15 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kubescribe.localcluster import processes
-from kubescribe.localcluster.cluster import LocalCluster
+from localcluster import processes
+from localcluster.cluster import LocalCluster
 from tests.integration.conftest import Cluster, bin_path, pod, running_pid, wait_for
 
 
 def launcher(root: Path, command: str) -> subprocess.CompletedProcess[str]:
     path = ":".join(map(str, bin_path()))
     return subprocess.run(
-        [sys.executable, "-m", "kubescribe.localcluster", "--root", str(root), "--bin-path", path, command],
+        [sys.executable, "-m", "localcluster", "--root", str(root), "--bin-path", path, command],
         capture_output=True,
         text=True,
         timeout=180,

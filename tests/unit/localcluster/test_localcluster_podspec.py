@@ -1,6 +1,6 @@
 import pytest
 
-from kubescribe.localcluster.podspec import ConfigError, container_env, expand, field_value, pod_phase
+from localcluster.podspec import ConfigError, container_env, expand, field_value, pod_phase
 
 POD = {
     "metadata": {"name": "runner-abc", "namespace": "team-a", "uid": "u-1", "labels": {"app": "kubescribe"}},

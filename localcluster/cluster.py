@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kubescribe.localcluster import pki, processes
-from kubescribe.localcluster.kubeconfig import kubeconfig, write_kubeconfig
+from localcluster import pki, processes
+from localcluster.kubeconfig import kubeconfig, write_kubeconfig
 
 NODES = ("kubescribe-node-1", "kubescribe-node-2")
 GPUS_PER_NODE = 2
@@ -291,7 +291,7 @@ class LocalCluster:
                 [
                     sys.executable,
                     "-m",
-                    "kubescribe.localcluster.nodeagent",
+                    "localcluster.nodeagent",
                     f"--node={node}",
                     f"--kubeconfig={node_kubeconfig}",
                     f"--state-dir={self.root / 'nodes' / node}",

@@ -1,4 +1,4 @@
-"""`python -m kubescribe.localcluster up|down|status|logs` — the local cluster from the command line."""
+"""`python -m localcluster up|down|status|logs` — the local cluster from the command line."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from kubescribe.localcluster.cluster import ClusterError, LocalCluster
+from localcluster.cluster import ClusterError, LocalCluster
 
 
 def _pod_logs(root: Path, pod: str, container: str | None) -> int:
@@ -28,7 +28,7 @@ def _pod_logs(root: Path, pod: str, container: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kubescribe.localcluster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
     parser.add_argument("--root", type=Path, default=Path(".local"), help="state directory (default .local)")
     parser.add_argument("--bin-path", default="", help="directories of the pinned binaries, ':'-separated")
     commands = parser.add_subparsers(dest="command", required=True)
