@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from pydantic import BaseModel, Field
+
 # Environment of the runner container.
 ENV_JOB_NAME: Final = "KUBESCRIBE_JOB_NAME"
 """Name of the TranscriptionJob whose status the runner reports into (unset: no reporting)."""
@@ -13,9 +15,13 @@ ENV_SPEC: Final = "KUBESCRIBE_SPEC"
 """The TranscriptionJob's spec as JSON (camelCase), with the operator's defaults filled in."""
 ENV_MODEL_CACHE: Final = "KUBESCRIBE_MODEL_CACHE"
 """Directory of downloaded models, shared between runs where the volume allows."""
+ENV_STORE_GRANTS: Final = "KUBESCRIBE_STORE_GRANTS"
+"""`StoreGrants` as JSON, from the job's Secret, when the job uses the operator's store: the runner then holds
+presigned URLs for exactly its own objects and no store credentials."""
 ENV_CONTAINER_ROOT: Final = "KUBESCRIBE_CONTAINER_ROOT"
 """Set by a node whose containers share the host's filesystem: the directory that stands for the container's root."""
-# S3 access uses the standard variables AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+# A job whose spec names its own store credentials (source.s3.secretName) uses the standard variables
+# AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead.
 
 # Exit codes. Bad input is not worth retrying: the Job's podFailurePolicy fails the job at once on these.
 EXIT_OK: Final = 0
@@ -31,3 +37,24 @@ TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
 # Metadata of TranscriptionJobs.
 UPLOADED_SOURCE_ANNOTATION: Final = "kubescribe.io/uploaded-source"
 """On a job whose source the gateway uploaded ("true"): the operator deletes the source when the job goes."""
+
+
+class Grant(BaseModel):
+    """One object the runner may touch: a presigned URL, and the s3:// URI of the object it stands for."""
+
+    url: str = Field(repr=False)
+    uri: str
+
+
+class StoreGrants(BaseModel):
+    """Everything a runner may do in the operator's store, each URL valid until `expires` (the job's deadline)."""
+
+    expires: str
+    source: Grant | None = None
+    """GET of the audio, when the source is in the store."""
+    outputs: dict[str, Grant] = Field(default_factory=dict)
+    """PUT of each transcript, by format."""
+    model: dict[str, Grant] = Field(default_factory=dict)
+    """GET of each file of an s3:// model, by its path in the model's directory."""
+    model_error: str | None = None
+    """Why the model's files could not be granted, when they could not."""

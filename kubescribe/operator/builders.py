@@ -16,8 +16,10 @@ from kubescribe.contract import (
     ENV_JOB_NAMESPACE,
     ENV_MODEL_CACHE,
     ENV_SPEC,
+    ENV_STORE_GRANTS,
     NOT_RETRIED_EXIT_CODES,
     TERMINATION_MESSAGE_PATH,
+    StoreGrants,
 )
 from kubescribe.operator.settings import OperatorSettings
 
@@ -118,21 +120,22 @@ def build_role_binding(tj: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def needs_credentials_copy(tj: Mapping[str, Any]) -> bool:
-    """Whether the runner uses the operator's S3 credentials, copied by `build_credentials_secret`; when false it
-    uses the Secret the spec names (source.s3.secretName) in the job's namespace."""
+def uses_operator_store(tj: Mapping[str, Any]) -> bool:
+    """Whether the job's objects are in the operator's store, reached through presigned URLs (a Secret made by
+    `build_grants_secret`); when false the runner uses the credentials Secret the spec names (source.s3.secretName)
+    in the job's namespace."""
     source = TranscriptionJobSpec.model_validate(tj["spec"]).source.s3
     return source is None or source.secret_name is None
 
 
-def build_credentials_secret(tj: Mapping[str, Any], access_key: str, secret_key: str) -> dict[str, Any]:
-    """A copy of the operator's S3 credentials in the job's namespace, deleted with the job."""
+def build_grants_secret(tj: Mapping[str, Any], grants: StoreGrants) -> dict[str, Any]:
+    """The job's presigned URLs in the job's namespace, deleted with the job."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
         "metadata": _metadata(tj),
-        "stringData": {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key},
+        "stringData": {ENV_STORE_GRANTS: grants.model_dump_json()},
     }
 
 
@@ -150,17 +153,20 @@ def runner_spec(tj: Mapping[str, Any], settings: OperatorSettings) -> Transcript
     return spec.model_copy(update={"outputs": spec.outputs.model_copy(update={"s3": output}), "source": source})
 
 
-def _s3_env(tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
-    """One S3 identity per runner: the operator's store and credentials, or, when the source names a Secret,
-    that Secret with the source's endpoint, for reading and writing alike."""
+def _store_env(tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The runner's access to storage: the job's presigned URLs, or, when the source names a Secret, that Secret's
+    credentials with the source's endpoint, for reading and writing alike."""
     source = spec.source.s3
-    if source is not None and source.secret_name is not None:
-        endpoint, secret = source.endpoint or settings.s3_endpoint, source.secret_name
-    else:
-        endpoint, secret = settings.s3_endpoint, child_name(tj)
+    if source is None or source.secret_name is None:
+        return [
+            {"name": ENV_STORE_GRANTS, "valueFrom": {"secretKeyRef": {"name": child_name(tj), "key": ENV_STORE_GRANTS}}}
+        ]
     return [
-        {"name": "AWS_ENDPOINT_URL", "value": endpoint},
-        *({"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for key in CREDENTIAL_KEYS),
+        {"name": "AWS_ENDPOINT_URL", "value": source.endpoint or settings.s3_endpoint},
+        *(
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": source.secret_name, "key": key}}}
+            for key in CREDENTIAL_KEYS
+        ),
     ]
 
 
@@ -183,7 +189,7 @@ def _pod_spec(tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: Opera
             {"name": ENV_JOB_NAME, "value": metadata["name"]},
             {"name": ENV_JOB_NAMESPACE, "value": metadata["namespace"]},
             {"name": ENV_MODEL_CACHE, "value": settings.model_cache_dir},
-            *_s3_env(tj, spec, settings),
+            *_store_env(tj, spec, settings),
         ],
         "resources": _container_resources(spec),
         "volumeMounts": [

@@ -7,6 +7,7 @@ names, AlreadyExists is success)."""
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import logging
 from collections import defaultdict
@@ -15,10 +16,13 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from minio.error import S3Error
 
+from kubescribe import s3
 from kubescribe.api.timestamps import format_timestamp, parse_timestamp
 from kubescribe.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION, is_finished
-from kubescribe.operator import builders, metrics, webhook
+from kubescribe.contract import StoreGrants
+from kubescribe.operator import builders, grants, metrics, webhook
 from kubescribe.operator.queue import plan_admission, queue_entry
 from kubescribe.operator.settings import OperatorSettings
 from kubescribe.operator.status import compute_status, has_condition, transitions
@@ -47,6 +51,12 @@ class Reconciler:
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.now = now
         self.webhooks = webhook.Deliverer(api)
+        self.store = s3.client(
+            settings.s3_endpoint,
+            settings.s3_access_key.get_secret_value(),
+            settings.s3_secret_key.get_secret_value(),
+            region=settings.s3_region,
+        )
 
     def reconcile(self) -> float | None:
         """One pass; returns the seconds until the next finished job's TTL runs out, if any."""
@@ -109,11 +119,8 @@ class Reconciler:
             (self.rbac.create_namespaced_role, builders.build_role(tj)),
             (self.rbac.create_namespaced_role_binding, builders.build_role_binding(tj)),
         ]
-        if builders.needs_credentials_copy(tj):
-            secret = builders.build_credentials_secret(
-                tj, self.settings.s3_access_key.get_secret_value(), self.settings.s3_secret_key.get_secret_value()
-            )
-            creations.append((self.core.create_namespaced_secret, secret))
+        if builders.uses_operator_store(tj):
+            creations.append((self.core.create_namespaced_secret, builders.build_grants_secret(tj, self._grants(tj))))
         creations.append((self.batch.create_namespaced_job, builders.build_runner_job(tj, self.settings)))
         for create, body in creations:
             try:
@@ -121,6 +128,24 @@ class Reconciler:
             except ApiException as error:
                 if error.status != 409:
                     raise
+
+    def _grants(self, tj: dict[str, Any]) -> StoreGrants:
+        spec = builders.runner_spec(tj, self.settings)
+        keys: list[str] = []
+        error = None
+        location = grants.model_location(spec.model)
+        if location is not None:
+            bucket, prefix = location
+            try:
+                listed = self.store.list_objects(bucket, prefix=prefix, recursive=True)
+                keys = [item.object_name for item in itertools.islice(listed, grants.MAX_MODEL_FILES + 1)]
+            except S3Error as failure:
+                error = f"cannot list {spec.model}: {failure.code}"
+        return grants.store_grants(spec, self._presign, self.now(), keys, error)
+
+    def _presign(self, method: str, bucket: str, key: str, valid: datetime.timedelta) -> str:
+        url: str = self.store.get_presigned_url(method, bucket, key, expires=valid)
+        return url
 
     def _write_status(self, tj: dict[str, Any], status: dict[str, Any]) -> None:
         current = tj.get("status") or {}

@@ -15,8 +15,10 @@ class OperatorSettings(BaseSettings):
     """The store jobs read from and write to unless their spec names another."""
     s3_access_key: SecretStr = Field(SecretStr(""), validation_alias="AWS_ACCESS_KEY_ID")
     s3_secret_key: SecretStr = Field(SecretStr(""), validation_alias="AWS_SECRET_ACCESS_KEY")
-    """The credentials for `s3_endpoint`, from the standard variables; the operator copies them into a Secret
-    of each job, in the job's namespace, and deletes its objects when jobs go."""
+    """The credentials for `s3_endpoint`, from the standard variables. They stay with the operator: it gives each
+    job presigned URLs for the job's own objects, and deletes those objects when the job goes."""
+    s3_region: str = "us-east-1"
+    """The store's region, which presigned URLs are signed for."""
     default_output_bucket: str = "transcripts"
     default_model: str = "tiny.en"
     max_running_jobs: int = 10

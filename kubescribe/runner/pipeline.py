@@ -19,6 +19,7 @@ from kubescribe.runner.models import resolve_model
 from kubescribe.runner.report import Patch, ProgressReporter
 from kubescribe.runner.source import SAMPLE_RATE, fetch, load_audio, s3_client
 from kubescribe.runner.transcribe import load_model, transcribe
+from kubescribe.runner.transfer import upload
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,14 @@ def run(config: Config, workdir: Path, patch: Patch | None) -> Result:
     output_s3 = config.s3.with_endpoint(spec.source.s3.endpoint if spec.source.s3 and not spec.outputs.s3 else None)
 
     def model() -> WhisperModel:
-        location = resolve_model(spec.model, config.model_cache, lambda: s3_client(config.s3))
+        location = resolve_model(spec.model, config.model_cache, lambda: s3_client(config.s3), config.grants)
         return load_model(location, download_root=str(config.model_cache / "huggingface"))
 
     # The model loads while the audio is fetched and decoded.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model") as pool:
         loading = pool.submit(model)
         audio_path = workdir / "source"
-        fetch(spec.source, config.s3, audio_path)
+        fetch(spec.source, config.s3, config.grants, audio_path)
         audio = load_audio(audio_path)
         audio_path.unlink()
         duration = len(audio) / SAMPLE_RATE
@@ -60,14 +61,18 @@ def run(config: Config, workdir: Path, patch: Patch | None) -> Result:
     real_time_factor = (time.monotonic() - started) / duration
     log.info("transcribed", extra={"segments": len(transcript.segments), "realTimeFactor": round(real_time_factor, 4)})
 
-    client = s3_client(output_s3)
     outputs: dict[str, str] = {}
     for format_ in spec.outputs.formats:
         render, content_type = RENDERERS[format_]
         data = render(transcript).encode()
-        key = transcript_key(prefix, spec.source, format_)
-        client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
-        outputs[format_] = f"s3://{bucket}/{key}"
+        if config.grants is not None:
+            grant = config.grants.outputs[format_]
+            upload(grant.url, data, content_type, grant.uri)
+            outputs[format_] = grant.uri
+        else:
+            key = transcript_key(prefix, spec.source, format_)
+            s3_client(output_s3).put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+            outputs[format_] = f"s3://{bucket}/{key}"
     log.info("transcripts written", extra={"outputs": outputs})
 
     result = Result(

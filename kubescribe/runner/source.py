@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import av
@@ -16,14 +13,13 @@ from minio.error import S3Error
 
 from kubescribe import s3
 from kubescribe.api.v1alpha1 import Source
-from kubescribe.contract import EXIT_SOURCE_NOT_FOUND
+from kubescribe.contract import EXIT_SOURCE_NOT_FOUND, StoreGrants
 from kubescribe.runner.config import S3Settings
 from kubescribe.runner.errors import RunnerFailure, bad_audio
+from kubescribe.runner.transfer import download
 
 SAMPLE_RATE = 16000
 """What Whisper listens at; the audio is decoded and resampled to it."""
-CHUNK_BYTES = 1 << 20
-HTTP_TIMEOUT_SECONDS = 60
 DEFAULT_S3_ENDPOINT = "https://s3.amazonaws.com"
 NOT_FOUND_CODES = ("NoSuchKey", "NoSuchBucket")
 
@@ -34,8 +30,12 @@ def s3_client(settings: S3Settings) -> Minio:
     return s3.client(settings.endpoint or DEFAULT_S3_ENDPOINT, settings.access_key, settings.secret_key)
 
 
-def fetch(source: Source, s3: S3Settings, destination: Path) -> None:
-    """Download the source to `destination`, streaming it to disk."""
+def fetch(source: Source, s3: S3Settings, grants: StoreGrants | None, destination: Path) -> None:
+    """Download the source to `destination`, streaming it to disk: through the job's presigned URL when it is in
+    the operator's store, else with the job's own credentials or from its URL."""
+    if grants is not None and grants.source is not None:
+        download(grants.source.url, destination, grants.source.uri)
+        return
     if source.s3:
         try:
             s3_client(s3.with_endpoint(source.s3.endpoint)).fget_object(
@@ -50,17 +50,7 @@ def fetch(source: Source, s3: S3Settings, destination: Path) -> None:
                 ) from None
             raise
         return
-    url = source.url or ""
-    try:
-        # S310: the spec admits only http and https URLs.
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response, destination.open("wb") as file:  # noqa: S310
-            shutil.copyfileobj(response, file, CHUNK_BYTES)
-    except urllib.error.HTTPError as error:
-        if error.code in (404, 410):
-            # The URL itself stays out of the message: a signed URL carries its credentials in the query.
-            message = f"the source URL answered HTTP {error.code}"
-            raise RunnerFailure(EXIT_SOURCE_NOT_FOUND, "SourceNotFound", message) from None
-        raise
+    download(source.url or "", destination, "the source URL")
 
 
 def load_audio(path: Path) -> Audio:

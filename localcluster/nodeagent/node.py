@@ -251,22 +251,28 @@ class NodeAgent:
 
     # -- API calls ---------------------------------------------------------------------------------
 
-    def patch_pod_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+    def patch_pod_status(self, pod: dict[str, Any], status: dict[str, Any]) -> bool:
+        """Whether the pod's status is now `status`; a pod that is gone (or is another pod of the same name now)
+        counts as done."""
         metadata = pod["metadata"]
         current = pod.get("status", {}).get("conditions", [])
-        status["conditions"] += [c for c in current if c["type"] not in OWN_CONDITIONS]
+        others = [c for c in current if c["type"] not in OWN_CONDITIONS]
         try:
             self.core.patch_namespaced_pod_status(
                 metadata["name"],
                 metadata["namespace"],
-                {"metadata": {"uid": metadata["uid"]}, "status": status},
+                {
+                    "metadata": {"uid": metadata["uid"]},
+                    "status": {**status, "conditions": status["conditions"] + others},
+                },
                 _content_type="application/strategic-merge-patch+json",
             )
         except ApiException as error:
-            if error.status not in (404, 409):
-                log.warning(
-                    "pod %s/%s: status update failed: %s", metadata["namespace"], metadata["name"], error.reason
-                )
+            if error.status in (404, 409):
+                return True
+            log.warning("pod %s/%s: status update failed: %s", metadata["namespace"], metadata["name"], error.reason)
+            return False
+        return True
 
     def delete_pod(self, pod: dict[str, Any]) -> None:
         metadata = pod["metadata"]

@@ -196,6 +196,5 @@ class PodWorker(threading.Thread):
             status["initContainerStatuses"] = [c.status() for c in self.init_containers]
         if self.reason:
             status["reason"], status["message"] = self.reason, self.message
-        if status != self.sent:
-            self.agent.patch_pod_status(self.pod, status)
+        if status != self.sent and self.agent.patch_pod_status(self.pod, status):
             self.sent = status

@@ -10,19 +10,22 @@ from kubescribe.contract import (
     ENV_JOB_NAMESPACE,
     ENV_MODEL_CACHE,
     ENV_SPEC,
+    ENV_STORE_GRANTS,
     NOT_RETRIED_EXIT_CODES,
     TERMINATION_MESSAGE_PATH,
+    Grant,
+    StoreGrants,
 )
 from kubescribe.operator import builders
 from kubescribe.operator.builders import (
-    build_credentials_secret,
+    build_grants_secret,
     build_role,
     build_role_binding,
     build_runner_job,
     build_service_account,
     child_name,
-    needs_credentials_copy,
     pod_selector,
+    uses_operator_store,
 )
 from kubescribe.operator.settings import OperatorSettings
 
@@ -92,7 +95,7 @@ def test_every_child_is_owned_by_the_job_and_labelled() -> None:
         build_service_account(job_resource),
         build_role(job_resource),
         build_role_binding(job_resource),
-        build_credentials_secret(job_resource, "key", "secret"),
+        build_grants_secret(job_resource, StoreGrants(expires="2025-01-01T00:00:00Z")),
         build_runner_job(job_resource, SETTINGS),
     ]
     for child in children:
@@ -136,24 +139,27 @@ def test_role_binding_binds_the_jobs_service_account_to_its_role() -> None:
     assert build_runner_job(tj(), SETTINGS)["spec"]["template"]["spec"]["serviceAccountName"] == "transcribe-jfk"
 
 
-def test_credentials_secret_holds_both_keys() -> None:
-    secret = build_credentials_secret(tj(), "AKIA", "s3cr3t")
-    assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
+def test_grants_secret_holds_the_grants_and_no_store_credentials() -> None:
+    grants = StoreGrants(
+        expires="2025-01-01T00:00:00Z", source=Grant(url="https://store/a?X-Amz-Signature=1", uri="s3://a/b")
+    )
+    secret = build_grants_secret(tj(), grants)
+    assert StoreGrants.model_validate_json(secret["stringData"][ENV_STORE_GRANTS]) == grants
+    assert set(secret["stringData"]) == {ENV_STORE_GRANTS}
     assert secret["type"] == "Opaque"
 
 
-def test_runner_uses_the_copied_operator_credentials_by_default() -> None:
-    assert needs_credentials_copy(tj())
+def test_runner_gets_the_jobs_grants_and_no_store_credentials_by_default() -> None:
+    assert uses_operator_store(tj())
     variables = env(build_runner_job(tj(), SETTINGS))
-    assert variables["AWS_ENDPOINT_URL"] == "http://minio.store:9000"
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        assert variables[key] == {"secretKeyRef": {"name": "transcribe-jfk", "key": key}}
+    assert variables[ENV_STORE_GRANTS] == {"secretKeyRef": {"name": "transcribe-jfk", "key": ENV_STORE_GRANTS}}
+    assert not {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(variables)
 
 
 def test_runner_uses_the_users_secret_and_endpoint_when_the_source_names_them() -> None:
     source = {"s3": {"bucket": "audio", "key": "a.wav", "endpoint": "https://s3.example", "secretName": "mine"}}
     resource = tj(source=source)
-    assert not needs_credentials_copy(resource)
+    assert not uses_operator_store(resource)
     variables = env(build_runner_job(resource, SETTINGS))
     assert variables["AWS_ENDPOINT_URL"] == "https://s3.example"
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):

@@ -15,7 +15,14 @@ from typing import Any, ClassVar
 
 import pytest
 
-from kubescribe.contract import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_SOURCE_NOT_FOUND
+from kubescribe.contract import (
+    ENV_STORE_GRANTS,
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_SOURCE_NOT_FOUND,
+    Grant,
+    StoreGrants,
+)
 from kubescribe.runner.config import Config
 from kubescribe.runner.errors import RunnerFailure
 from kubescribe.runner.pipeline import run
@@ -40,6 +47,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if "location" in self.path:
             self._answer(200, LOCATION)
+        elif "expired" in self.path:
+            self._answer(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
         elif self.path in self.files:
             self._answer(200, self.files[self.path])
         elif self.path == "/slow.wav":
@@ -83,7 +92,7 @@ def server() -> Iterator[str]:
     httpd.shutdown()
 
 
-def _start(tmp_path: Path, source: dict[str, object]) -> subprocess.Popen[str]:
+def _start(tmp_path: Path, source: dict[str, object], grants: StoreGrants | None = None) -> subprocess.Popen[str]:
     (tmp_path / "root" / "dev").mkdir(parents=True)
     (tmp_path / "work").mkdir()
     spec = {"source": source, "outputs": {"s3": {"bucket": "transcripts"}}}
@@ -93,8 +102,11 @@ def _start(tmp_path: Path, source: dict[str, object]) -> subprocess.Popen[str]:
         "KUBESCRIBE_SPEC": json.dumps(spec),
         "KUBESCRIBE_CONTAINER_ROOT": str(tmp_path / "root"),
         "KUBESCRIBE_MODEL_CACHE": str(tmp_path / "models"),
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        **(
+            {ENV_STORE_GRANTS: grants.model_dump_json()}
+            if grants
+            else {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+        ),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "kubescribe.runner"],
@@ -129,6 +141,17 @@ def test_missing_url(tmp_path: Path, server: str) -> None:
     assert (code, termination["reason"]) == (EXIT_SOURCE_NOT_FOUND, "SourceNotFound")
     assert "404" in termination["message"]
     assert "token" not in termination["message"]
+
+
+def test_an_expired_grant_fails_without_retry_and_without_the_signature(tmp_path: Path, server: str) -> None:
+    url = f"{server}/audio/expired.wav?X-Amz-Signature=feedface"
+    grants = StoreGrants(expires="2025-01-01T00:00:00Z", source=Grant(url=url, uri="s3://audio/expired.wav"))
+    code, termination, output = _finish(
+        tmp_path, _start(tmp_path, {"s3": {"bucket": "audio", "key": "expired.wav"}}, grants)
+    )
+    assert (code, termination["reason"]) == (EXIT_BAD_INPUT, "StoreAccessDenied")
+    assert "s3://audio/expired.wav" in termination["message"]
+    assert "feedface" not in output + json.dumps(termination)
 
 
 def test_url_that_is_not_audio(tmp_path: Path, server: str) -> None:
@@ -198,3 +221,38 @@ def test_run_from_url_to_s3(tmp_path: Path, server: str) -> None:
     assert final["result"]["language"] == "en"
     assert final["result"]["realTimeFactor"] > 0
     assert final["result"]["outputs"] == result.outputs
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_run_through_presigned_urls_alone(tmp_path: Path, server: str) -> None:
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Send the report before noon."], check=True)
+    Handler.files["/audio/talk.wav?X-Amz-Signature=get"] = speech.read_bytes()
+    spec = {
+        "source": {"s3": {"bucket": "audio", "key": "talk.wav"}},
+        "outputs": {"formats": ["json", "txt"], "s3": {"bucket": "transcripts", "prefix": "team-a/talk/"}},
+    }
+
+    def grant(method: str, uri: str) -> Grant:
+        return Grant(url=f"{server}/{uri.removeprefix('s3://')}?X-Amz-Signature={method}", uri=uri)
+
+    grants = StoreGrants(
+        expires="2030-01-01T00:00:00Z",
+        source=grant("get", "s3://audio/talk.wav"),
+        outputs={f: grant("put", f"s3://transcripts/team-a/talk/talk.{f}") for f in ("json", "txt")},
+    )
+    env = {
+        "KUBESCRIBE_SPEC": json.dumps(spec),
+        ENV_STORE_GRANTS: grants.model_dump_json(),
+        "KUBESCRIBE_MODEL_CACHE": str(tmp_path),
+    }
+
+    result = run(Config.from_env(env), tmp_path, None)
+
+    assert result.outputs == {
+        "json": "s3://transcripts/team-a/talk/talk.json",
+        "txt": "s3://transcripts/team-a/talk/talk.txt",
+    }
+    content_type, body = Handler.uploads["/transcripts/team-a/talk/talk.txt?X-Amz-Signature=put"]
+    assert content_type == "text/plain; charset=utf-8"
+    assert "report" in body.decode().lower()

@@ -1,0 +1,80 @@
+"""What a runner may do in the operator's store, as presigned URLs: GET its source, PUT each transcript, GET each
+file of its s3:// model, all valid until the job's deadline has passed. The runner holds no store credentials.
+Pure: presigning and the listing of a model's files are given."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Final
+
+from kubescribe.api.timestamps import format_timestamp
+from kubescribe.api.v1alpha1 import TranscriptionJobSpec, transcript_key
+from kubescribe.contract import Grant, StoreGrants
+
+Presign = Callable[[str, str, str, timedelta], str]
+"""(HTTP method, bucket, key, valid for) -> URL."""
+GRACE: Final = timedelta(minutes=10)
+"""Beyond the deadline: the Job's clock starts when it is created, a little after the URLs are."""
+MAX_VALIDITY: Final = timedelta(days=7)
+"""The longest S3 lets a presigned URL live."""
+MAX_MODEL_FILES: Final = 64
+
+
+def model_location(model: str) -> tuple[str, str] | None:
+    """The bucket and key prefix of an s3:// model (the prefix ends with / unless empty); None for other models."""
+    if not model.startswith("s3://"):
+        return None
+    bucket, _, prefix = model.removeprefix("s3://").partition("/")
+    return bucket, prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+
+
+def model_files(model: str, keys: Sequence[str]) -> tuple[dict[str, str], str | None]:
+    """The files of the model's directory by path, from the keys listed under its prefix; or why there are none."""
+    location = model_location(model)
+    assert location is not None
+    _, prefix = location
+    files = {}
+    for key in keys:
+        path = PurePosixPath(key[len(prefix) :])
+        if key.endswith("/") or path.is_absolute() or ".." in path.parts or not path.parts:
+            continue
+        files[str(path)] = key
+    if len(files) > MAX_MODEL_FILES:
+        return {}, f"{model} holds more than {MAX_MODEL_FILES} objects: name the directory of one model"
+    return files, None
+
+
+def store_grants(
+    spec: TranscriptionJobSpec,
+    presign: Presign,
+    now: datetime,
+    model_keys: Sequence[str] = (),
+    model_error: str | None = None,
+) -> StoreGrants:
+    """The grants of a job whose objects are all in the operator's store. `spec` is the runner's (its output
+    location filled in); `model_keys` are the keys listed under an s3:// model's prefix."""
+    valid = min(timedelta(seconds=spec.active_deadline_seconds) + GRACE, MAX_VALIDITY)
+    grants = StoreGrants(expires=format_timestamp(now + valid), model_error=model_error)
+    if spec.source.s3 is not None:
+        source = spec.source.s3
+        grants.source = Grant(
+            url=presign("GET", source.bucket, source.key, valid), uri=f"s3://{source.bucket}/{source.key}"
+        )
+    output = spec.outputs.s3
+    assert output is not None
+    for format_ in spec.outputs.formats:
+        key = transcript_key(output.prefix, spec.source, format_)
+        grants.outputs[format_] = Grant(
+            url=presign("PUT", output.bucket, key, valid), uri=f"s3://{output.bucket}/{key}"
+        )
+    location = model_location(spec.model)
+    if location is not None and model_error is None:
+        files, grants.model_error = model_files(spec.model, model_keys)
+        bucket = location[0]
+        grants.model = {
+            path: Grant(url=presign("GET", bucket, key, valid), uri=f"s3://{bucket}/{key}")
+            for path, key in files.items()
+        }
+    return grants
