@@ -209,8 +209,25 @@ def test_invalid_requests_are_answered_with_errors(gateway: Gateway, sentence: P
         assert error["type"] == "invalid_request_error"
         if param:
             assert error["param"] == param, error
-    assert client.post("/v1/jobs", data={"model": "tiny.en"}).status_code == 400
+    assert client.post("/v1/jobs", files={"model": (None, "tiny.en")}).status_code == 400
     assert client.get("/v1/jobs", params={"limit": 0}).status_code == 400
+
+
+def test_uploads_that_are_not_multipart_forms_are_refused_unread(gateway: Gateway) -> None:
+    for path in ("/v1/jobs", "/v1/audio/transcriptions", "/v1/audio/translations"):
+        for content_type in ("application/json", "application/x-www-form-urlencoded", None):
+            # The answer comes with none of the body sent.
+            connection = http.client.HTTPConnection(gateway.url.removeprefix("http://"), timeout=30)
+            connection.putrequest("POST", path)
+            connection.putheader("Authorization", f"Bearer {gateway.keys['gw-a']}")
+            if content_type:
+                connection.putheader("Content-Type", content_type)
+            connection.putheader("Content-Length", str(gateway.max_upload_bytes // 2))
+            connection.endheaders()
+            answer = connection.getresponse()
+            assert answer.status == 415, (path, content_type)
+            assert json.loads(answer.read())["error"]["type"] == "invalid_request_error"
+            connection.close()
 
 
 def riff_header(data_bytes: int) -> bytes:

@@ -9,6 +9,7 @@ from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION
 from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.intake import resource
 from kubescribe.gateway.intake.submission import Submission, parse_formats, transcription_job_spec, waiting_jobs
+from kubescribe.gateway.intake.upload import is_multipart
 
 
 def test_waiting_jobs_count_pending_and_queued_of_one_namespace() -> None:
@@ -52,3 +53,10 @@ def test_submissions_are_checked_before_anything_is_uploaded() -> None:
     with pytest.raises(ApiError) as error:
         transcription_job_spec(Submission(model="tiny.en", task="translate"), "audio", "k", 1)
     assert error.value.status_code == 400
+
+
+def test_only_multipart_forms_are_uploads() -> None:
+    assert is_multipart("multipart/form-data; boundary=x")
+    assert is_multipart(" Multipart/Form-Data ")
+    for other in (None, "", "application/json", "application/x-www-form-urlencoded", "multipart/mixed; boundary=x"):
+        assert not is_multipart(other)
