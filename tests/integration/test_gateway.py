@@ -419,6 +419,16 @@ def test_health_readiness_and_metrics(gateway: Gateway) -> None:
     assert {"/v1/jobs", "/v1/jobs/{job_id}/events", "/v1/audio/transcriptions", "/v1/models"} <= set(schema["paths"])
 
 
+def test_every_response_has_the_security_headers(gateway: Gateway) -> None:
+    client = httpx.Client(base_url=gateway.url)
+    for response in (client.get("/"), client.get("/app.js"), client.get("/v1/jobs"), client.get("/healthz")):
+        assert "default-src 'self'" in response.headers["content-security-policy"], response.url
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+    assert "https://cdn.jsdelivr.net" in client.get("/docs").headers["content-security-policy"]
+
+
 def test_the_gateway_has_only_the_permissions_it_uses(gateway: Gateway, cluster: Cluster) -> None:
     account = f"system:serviceaccount:{gateway.kubescribe.namespace}:kubescribe-gateway"
 
