@@ -27,7 +27,8 @@ class GatewaySettings(BaseSettings):
     keys_cache_seconds: float = 5
     """How long a read of the keys Secret is reused: a revoked key stops working after at most this long."""
     kubernetes_tokens: bool = True
-    """Also accept Kubernetes bearer tokens (TokenReview, then SubjectAccessReview in the requested namespace)."""
+    """Also accept Kubernetes bearer tokens (TokenReview, then a SubjectAccessReview of the request's verb on
+    TranscriptionJobs in the requested namespace)."""
 
     rate_limit_per_second: float = 10
     rate_limit_burst: int = 40

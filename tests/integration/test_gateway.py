@@ -462,23 +462,42 @@ def test_the_gateway_has_only_the_permissions_it_uses(gateway: Gateway, cluster:
     assert [args for args in denied if can(*args)] == []
 
 
-def test_kubernetes_tokens_are_reviewed(gateway: Gateway, cluster: Cluster) -> None:
-    cluster.kubectl("create", "serviceaccount", "submitter", "-n", "gw-b")
-    cluster.kubectl("create", "serviceaccount", "onlooker", "-n", "gw-b")
-    cluster.kubectl(
-        "create", "role", "submit", "-n", "gw-b", "--verb=create", "--resource=transcriptionjobs.kubescribe.io"
-    )
+def test_kubernetes_tokens_are_reviewed_for_what_each_request_does(
+    gateway: Gateway, kubescribe: Kubescribe, cluster: Cluster, sentence: Path
+) -> None:
+    for account in ("submitter", "onlooker", "reader"):
+        cluster.kubectl("create", "serviceaccount", account, "-n", "gw-b")
+    resource = "--resource=transcriptionjobs.kubescribe.io"
+    cluster.kubectl("create", "role", "submit", "-n", "gw-b", "--verb=create,get,list,delete", resource)
+    cluster.kubectl("create", "role", "read", "-n", "gw-b", "--verb=get,list", resource)
     cluster.kubectl("create", "rolebinding", "submit", "-n", "gw-b", "--role=submit", "--serviceaccount=gw-b:submitter")
-    token = cluster.kubectl("create", "token", "submitter", "-n", "gw-b").stdout.strip()
-    other = cluster.kubectl("create", "token", "onlooker", "-n", "gw-b").stdout.strip()
-    client = httpx.Client(base_url=gateway.url, timeout=30)
+    cluster.kubectl("create", "rolebinding", "read", "-n", "gw-b", "--role=read", "--serviceaccount=gw-b:reader")
+    token, other, reader = (
+        cluster.kubectl("create", "token", account, "-n", "gw-b").stdout.strip()
+        for account in ("submitter", "onlooker", "reader")
+    )
 
-    def get(bearer: str, namespace: str) -> httpx.Response:
-        return client.get(
-            "/v1/jobs", headers={"Authorization": f"Bearer {bearer}", "X-Kubescribe-Namespace": namespace}
-        )
+    def client(bearer: str, namespace: str = "gw-b") -> httpx.Client:
+        headers = {"Authorization": f"Bearer {bearer}", "X-Kubescribe-Namespace": namespace}
+        return httpx.Client(base_url=gateway.url, headers=headers, timeout=60)
 
-    assert get(token, "gw-b").status_code == 200
-    assert get(token, "gw-a").status_code == 403
-    assert get(other, "gw-b").status_code == 403
-    assert get(token[:-4] + "AAAA", "gw-b").status_code == 401
+    assert client(token).get("/v1/jobs").status_code == 200
+    assert client(token, "gw-a").get("/v1/jobs").status_code == 403
+    assert client(other).get("/v1/jobs").status_code == 403
+    assert client(token[:-4] + "AAAA").get("/v1/jobs").status_code == 401
+
+    created = submit(client(token), sentence)
+    assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+    annotations = kubescribe.job("gw-b", job_id)["metadata"]["annotations"]  # type: ignore[index]
+    assert annotations["kubescribe.io/requested-by"] == "system:serviceaccount:gw-b:submitter"
+
+    # A reader may list and get, but not create, follow, or delete.
+    assert client(reader).get("/v1/jobs").status_code == 200
+    assert client(reader).get(f"/v1/jobs/{job_id}").status_code == 200
+    refused = submit(client(reader), sentence)
+    assert refused.status_code == 403, refused.text
+    assert "may not create" in refused.json()["error"]["message"]
+    assert client(reader).get(f"/v1/jobs/{job_id}/events").status_code == 403
+    assert client(reader).delete(f"/v1/jobs/{job_id}").status_code == 403
+    assert client(token).delete(f"/v1/jobs/{job_id}").status_code == 202

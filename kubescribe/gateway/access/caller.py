@@ -1,5 +1,6 @@
 """Who is calling, decided once per request: an API key (bound to one namespace) or, when allowed, a Kubernetes
-bearer token that may create TranscriptionJobs in the namespace it names; then the caller's rate limit."""
+bearer token that may do what the request does to TranscriptionJobs in the namespace it names; then the caller's rate
+limit."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from kubernetes import client
 
 from kubescribe.gateway.access.keys import KeyStore, hash_key
 from kubescribe.gateway.access.ratelimit import RateLimiter, retry_after_header
-from kubescribe.gateway.access.tokens import TokenReviewer, looks_like_jwt
+from kubescribe.gateway.access.tokens import TokenReviewer, looks_like_jwt, verb_for
 from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.settings import GatewaySettings
 
@@ -47,8 +48,9 @@ def credential(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-api-key", "").strip() or None
 
 
-def authenticate(headers: Mapping[str, str], keys: KeyStore, tokens: TokenReviewer | None) -> Principal:
-    """The caller, or Unauthenticated / Forbidden. Blocking: call it in a thread."""
+def authenticate(headers: Mapping[str, str], keys: KeyStore, tokens: TokenReviewer | None, verb: str) -> Principal:
+    """The caller, or Unauthenticated / Forbidden; a token must be allowed to `verb` TranscriptionJobs. Blocking: call
+    it in a thread."""
     secret = credential(headers)
     if secret is None:
         raise Unauthenticated("missing API key: send Authorization: Bearer <key> or X-API-Key: <key>")
@@ -60,11 +62,11 @@ def authenticate(headers: Mapping[str, str], keys: KeyStore, tokens: TokenReview
     namespace = headers.get(NAMESPACE_HEADER, "default")
     if not _DNS_LABEL.match(namespace):
         raise Forbidden("X-Kubescribe-Namespace is not a namespace name")
-    user, allowed = tokens.review(secret, namespace)
+    user, allowed = tokens.review(secret, namespace, verb)
     if user is None:
         raise Unauthenticated("invalid API key or token")
     if not allowed:
-        raise Forbidden(f"{user} may not create transcriptionjobs in namespace {namespace}")
+        raise Forbidden(f"{user} may not {verb} transcriptionjobs in namespace {namespace}")
     return Principal(namespace, user, hash_key(secret))
 
 
@@ -87,10 +89,10 @@ class Access:
         tokens = TokenReviewer(api_client) if settings.kubernetes_tokens else None
         return cls(keys, tokens, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst))
 
-    async def admit(self, headers: Mapping[str, str]) -> Principal:
-        """The caller, if known, allowed and within its rate limit; otherwise the ApiError to answer."""
+    async def admit(self, headers: Mapping[str, str], verb: str) -> Principal:
+        """The caller, if known, allowed to `verb` and within its rate limit; otherwise the ApiError to answer."""
         try:
-            principal = await asyncio.to_thread(authenticate, headers, self.keys, self.tokens)
+            principal = await asyncio.to_thread(authenticate, headers, self.keys, self.tokens, verb)
         except Unauthenticated as error:
             raise ApiError(401, str(error), code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}) from None
         except Forbidden as error:
@@ -111,5 +113,6 @@ async def caller(request: Request) -> Principal:
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         access: Access = request.app.state.access
-        principal = request.state.principal = await access.admit(request.headers)
+        verb = verb_for(request.method, request.url.path)
+        principal = request.state.principal = await access.admit(request.headers, verb)
     return principal

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from kubernetes import client
 
-from kubescribe.gateway.access.caller import Unauthenticated, authenticate, credential
+from kubescribe.gateway.access.caller import Forbidden, Unauthenticated, authenticate, credential
 from kubescribe.gateway.access.keys import KeyRecord, KeyStore, hash_key, new_key, parse_records
 from kubescribe.gateway.access.ratelimit import RateLimiter, TokenBucket, retry_after_header
-from kubescribe.gateway.access.tokens import looks_like_jwt
+from kubescribe.gateway.access.tokens import TokenReviewer, looks_like_jwt, verb_for
 
 
 def encoded(value: object) -> str:
@@ -56,11 +59,11 @@ def test_credentials_come_from_either_header() -> None:
 def test_authentication_by_key_and_refusal() -> None:
     record = KeyRecord(hash_key("ks_good"), "team-a", "alice", "t")
     store = KeyStore(lambda: {record.hash: record}, 60)
-    principal = authenticate({"x-api-key": "ks_good"}, store, None)
+    principal = authenticate({"x-api-key": "ks_good"}, store, None, "create")
     assert (principal.namespace, principal.subject, principal.identity) == ("team-a", "alice", record.hash)
     for headers in ({}, {"x-api-key": "ks_bad"}, {"authorization": "Bearer a.b.c"}):
         with pytest.raises(Unauthenticated):
-            authenticate(headers, store, None)
+            authenticate(headers, store, None, "create")
 
 
 def test_the_token_bucket_allows_a_burst_then_the_rate() -> None:
@@ -73,3 +76,51 @@ def test_the_token_bucket_allows_a_burst_then_the_rate() -> None:
     assert limiter.take("a", 0) > 0
     assert retry_after_header(0.2) == "1"
     assert retry_after_header(2.1) == "3"
+
+
+def test_a_token_needs_the_verb_of_what_the_request_does() -> None:
+    assert verb_for("POST", "/v1/jobs") == "create"
+    assert verb_for("GET", "/v1/jobs") == "list"
+    assert verb_for("GET", "/v1/jobs/") == "list"
+    assert verb_for("GET", "/v1/jobs/tj-abc") == "get"
+    assert verb_for("HEAD", "/v1/jobs/tj-abc") == "get"
+    assert verb_for("GET", "/v1/jobs/tj-abc/transcript") == "get"
+    assert verb_for("GET", "/v1/jobs/tj-abc/events") == "watch"
+    assert verb_for("DELETE", "/v1/jobs/tj-abc") == "delete"
+    assert verb_for("POST", "/v1/audio/transcriptions") == "create"
+    assert verb_for("POST", "/v1/audio/translations") == "create"
+    assert verb_for("GET", "/v1/models") == "create"
+
+
+class FakeReviews:
+    """TokenReview and SubjectAccessReview answers: one user, allowed only the verbs given."""
+
+    def __init__(self, allowed: set[str]) -> None:
+        self.allowed, self.asked = allowed, []
+
+    def create_token_review(self, body: dict[str, Any]) -> Any:
+        user = SimpleNamespace(username="system:serviceaccount:ns:reader", groups=[], uid="u", extra=None)
+        return SimpleNamespace(status=SimpleNamespace(authenticated=body["spec"]["token"] == "a.b.c", user=user))
+
+    def create_subject_access_review(self, body: dict[str, Any]) -> Any:
+        attributes = body["spec"]["resourceAttributes"]
+        self.asked.append((attributes["verb"], attributes["namespace"]))
+        return SimpleNamespace(status=SimpleNamespace(allowed=attributes["verb"] in self.allowed))
+
+
+def test_token_reviews_ask_for_the_verb_and_are_cached_by_it() -> None:
+    reviews = FakeReviews({"get", "list"})
+    reviewer = TokenReviewer(client.ApiClient(), clock=lambda: 0.0)
+    reviewer._authn = reviewer._authz = reviews  # type: ignore[assignment]
+    user = "system:serviceaccount:ns:reader"
+    assert reviewer.review("a.b.c", "ns", "list") == (user, True)
+    assert reviewer.review("a.b.c", "ns", "create") == (user, False)
+    assert reviewer.review("a.b.c", "ns", "list") == (user, True)
+    assert reviewer.review("a.b.c", "other", "list") == (user, True)
+    assert reviews.asked == [("list", "ns"), ("create", "ns"), ("list", "other")]
+    assert reviewer.review("x.y.z", "ns", "list") == (None, False)
+    store = KeyStore(dict, 60)
+    reader = authenticate({"authorization": "Bearer a.b.c", "x-kubescribe-namespace": "ns"}, store, reviewer, "get")
+    assert (reader.namespace, reader.subject) == ("ns", user)
+    with pytest.raises(Forbidden, match="may not delete transcriptionjobs in namespace ns"):
+        authenticate({"authorization": "Bearer a.b.c", "x-kubescribe-namespace": "ns"}, store, reviewer, "delete")
