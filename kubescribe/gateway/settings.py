@@ -33,6 +33,10 @@ class GatewaySettings(BaseSettings):
     rate_limit_per_second: float = 10
     rate_limit_burst: int = 40
     """Each API key's token bucket: requests per second, sustained, and the burst it allows."""
+    failed_auth_per_second: float = 0.5
+    failed_auth_burst: int = 20
+    """Each client address's bucket of failed credentials (unknown keys, invalid tokens): per second, sustained, and
+    the burst; once it is empty, failures answer 429 and tokens from that address are not reviewed."""
     max_queued_jobs_per_namespace: int = 50
     """Pending and Queued jobs a namespace may have before submissions answer 429."""
 

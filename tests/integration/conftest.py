@@ -257,6 +257,7 @@ class Gateway:
     max_upload_bytes = 64 << 20
     max_queued_jobs = 3
     rate_per_second, rate_burst = 20, 40
+    failed_auth_per_second, failed_auth_burst = 5, 10
 
     def __init__(self, kubescribe: Kubescribe) -> None:
         self.kubescribe = kubescribe
@@ -268,6 +269,8 @@ class Gateway:
         "gateway.maxQueuedJobsPerNamespace": str(max_queued_jobs),
         "gateway.rateLimit.perSecond": str(rate_per_second),
         "gateway.rateLimit.burst": str(rate_burst),
+        "gateway.failedAuthLimit.perSecond": str(failed_auth_per_second),
+        "gateway.failedAuthLimit.burst": str(failed_auth_burst),
         "gateway.jobGpus": "0",
         "gateway.openaiWaitSeconds": "180",
     }

@@ -380,6 +380,22 @@ def test_the_rate_limit_answers_429_with_retry_after(gateway: Gateway) -> None:
     assert sum(r.status_code == 200 for r in statuses) >= gateway.rate_burst
 
 
+def test_failed_authentications_are_limited_per_address(gateway: Gateway) -> None:
+    client = httpx.Client(base_url=gateway.url, timeout=30)
+    answers = [
+        client.get("/v1/jobs", headers={"X-API-Key": f"ks_wrong{i}"}) for i in range(2 * gateway.failed_auth_burst)
+    ]
+    limited = [r for r in answers if r.status_code == 429]
+    assert limited, [r.status_code for r in answers]
+    assert int(limited[0].headers["retry-after"]) >= 1
+    error = limited[0].json()["error"]
+    assert error["type"] == "rate_limit_error" and "failed authentications" in error["message"]
+    assert "ks_wrong" not in limited[0].text
+    # A known key still works from the same address.
+    assert client.get("/v1/jobs", headers={"X-API-Key": gateway.keys["gw-a"]}).status_code == 200
+    time.sleep(gateway.failed_auth_burst / gateway.failed_auth_per_second)  # the bucket refills for the tests after
+
+
 def test_too_many_waiting_jobs_answer_429(
     gateway: Gateway, kubescribe: Kubescribe, cluster: Cluster, sentence: Path
 ) -> None:
@@ -462,7 +478,7 @@ def test_the_gateway_has_only_the_permissions_it_uses(gateway: Gateway, cluster:
     assert [args for args in denied if can(*args)] == []
 
 
-def test_kubernetes_tokens_are_reviewed_for_what_each_request_does(
+def test_kubernetes_tokens_are_reviewed(
     gateway: Gateway, kubescribe: Kubescribe, cluster: Cluster, sentence: Path
 ) -> None:
     for account in ("submitter", "onlooker", "reader"):

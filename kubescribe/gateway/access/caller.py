@@ -1,6 +1,7 @@
 """Who is calling, decided once per request: an API key (bound to one namespace) or, when allowed, a Kubernetes
 bearer token that may do what the request does to TranscriptionJobs in the namespace it names; then the caller's rate
-limit."""
+limit. Failed credentials are rate-limited per client address: once an address is out of them, it gets 429 and no
+more token reviews."""
 
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ class Unauthenticated(Exception):
     pass
 
 
+class BadCredential(Unauthenticated):
+    """A credential that is neither a known API key nor a valid token."""
+
+
 class Forbidden(Exception):
     pass
 
@@ -58,25 +63,31 @@ def authenticate(headers: Mapping[str, str], keys: KeyStore, tokens: TokenReview
     if record is not None:
         return Principal(record.namespace, record.name, record.hash)
     if tokens is None or not looks_like_jwt(secret):
-        raise Unauthenticated("invalid API key")
+        raise BadCredential("invalid API key")
     namespace = headers.get(NAMESPACE_HEADER, "default")
     if not _DNS_LABEL.match(namespace):
         raise Forbidden("X-Kubescribe-Namespace is not a namespace name")
     user, allowed = tokens.review(secret, namespace, verb)
     if user is None:
-        raise Unauthenticated("invalid API key or token")
+        raise BadCredential("invalid API key or token")
     if not allowed:
         raise Forbidden(f"{user} may not {verb} transcriptionjobs in namespace {namespace}")
     return Principal(namespace, user, hash_key(secret))
 
 
+def too_many(message: str, wait: float) -> ApiError:
+    return ApiError(429, message, code="rate_limit_exceeded", headers={"Retry-After": retry_after_header(wait)})
+
+
 @dataclass
 class Access:
-    """What deciding a caller takes: the keys, the token reviewer (None: API keys only) and the rate limit."""
+    """What deciding a caller takes: the keys, the token reviewer (None: API keys only), the rate limit per caller
+    and the limit of failed credentials per client address."""
 
     keys: KeyStore
     tokens: TokenReviewer | None
     limiter: RateLimiter = field(repr=False)
+    failures: RateLimiter = field(repr=False)
 
     @classmethod
     def create(cls, settings: GatewaySettings, api_client: client.ApiClient) -> Access:
@@ -87,24 +98,32 @@ class Access:
             settings.keys_cache_seconds,
         )
         tokens = TokenReviewer(api_client) if settings.kubernetes_tokens else None
-        return cls(keys, tokens, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst))
+        return cls(
+            keys,
+            tokens,
+            RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+            RateLimiter(settings.failed_auth_per_second, settings.failed_auth_burst),
+        )
 
-    async def admit(self, headers: Mapping[str, str], verb: str) -> Principal:
-        """The caller, if known, allowed to `verb` and within its rate limit; otherwise the ApiError to answer."""
+    async def admit(self, headers: Mapping[str, str], address: str, verb: str) -> Principal:
+        """The caller, if known, allowed to `verb` and within its rate limit; otherwise the ApiError to answer. Each
+        failed credential from `address` takes one of its tokens; while it has none, only a known API key is
+        accepted from it (tokens are not reviewed) and failures answer 429."""
+        out_of_failures = self.failures.wait(address, time.monotonic())
+        tokens = self.tokens if out_of_failures == 0 else None
         try:
-            principal = await asyncio.to_thread(authenticate, headers, self.keys, self.tokens, verb)
+            principal = await asyncio.to_thread(authenticate, headers, self.keys, tokens, verb)
         except Unauthenticated as error:
+            if isinstance(error, BadCredential):
+                wait = out_of_failures or self.failures.take(address, time.monotonic())
+                if wait > 0:
+                    raise too_many("too many failed authentications from this address", wait) from None
             raise ApiError(401, str(error), code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}) from None
         except Forbidden as error:
             raise ApiError(403, str(error)) from None
         wait = self.limiter.take(principal.identity, time.monotonic())
         if wait > 0:
-            raise ApiError(
-                429,
-                "rate limit exceeded",
-                code="rate_limit_exceeded",
-                headers={"Retry-After": retry_after_header(wait)},
-            )
+            raise too_many("rate limit exceeded", wait)
         return principal
 
 
@@ -113,6 +132,7 @@ async def caller(request: Request) -> Principal:
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         access: Access = request.app.state.access
+        address = request.client.host if request.client else ""
         verb = verb_for(request.method, request.url.path)
-        principal = request.state.principal = await access.admit(request.headers, verb)
+        principal = request.state.principal = await access.admit(request.headers, address, verb)
     return principal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from types import SimpleNamespace
@@ -10,10 +11,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from kubescribe.gateway.access.caller import Forbidden, Unauthenticated, authenticate, credential
+from kubescribe.gateway.access.caller import Access, Forbidden, Unauthenticated, authenticate, credential
 from kubescribe.gateway.access.keys import KeyRecord, KeyStore, hash_key, new_key, parse_records
 from kubescribe.gateway.access.ratelimit import RateLimiter, TokenBucket, retry_after_header
 from kubescribe.gateway.access.tokens import TokenReviewer, looks_like_jwt, verb_for
+from kubescribe.gateway.errors import ApiError
 
 
 def encoded(value: object) -> str:
@@ -96,9 +98,10 @@ class FakeReviews:
     """TokenReview and SubjectAccessReview answers: one user, allowed only the verbs given."""
 
     def __init__(self, allowed: set[str]) -> None:
-        self.allowed, self.asked = allowed, []
+        self.allowed, self.asked, self.tokens_reviewed = allowed, list[tuple[str, str]](), 0
 
     def create_token_review(self, body: dict[str, Any]) -> Any:
+        self.tokens_reviewed += 1
         user = SimpleNamespace(username="system:serviceaccount:ns:reader", groups=[], uid="u", extra=None)
         return SimpleNamespace(status=SimpleNamespace(authenticated=body["spec"]["token"] == "a.b.c", user=user))
 
@@ -108,10 +111,15 @@ class FakeReviews:
         return SimpleNamespace(status=SimpleNamespace(allowed=attributes["verb"] in self.allowed))
 
 
-def test_token_reviews_ask_for_the_verb_and_are_cached_by_it() -> None:
-    reviews = FakeReviews({"get", "list"})
+def fake_reviewer(reviews: FakeReviews) -> TokenReviewer:
     reviewer = TokenReviewer(client.ApiClient(), clock=lambda: 0.0)
     reviewer._authn = reviewer._authz = reviews  # type: ignore[assignment]
+    return reviewer
+
+
+def test_token_reviews_ask_for_the_verb_and_are_cached_by_it() -> None:
+    reviews = FakeReviews({"get", "list"})
+    reviewer = fake_reviewer(reviews)
     user = "system:serviceaccount:ns:reader"
     assert reviewer.review("a.b.c", "ns", "list") == (user, True)
     assert reviewer.review("a.b.c", "ns", "create") == (user, False)
@@ -124,3 +132,41 @@ def test_token_reviews_ask_for_the_verb_and_are_cached_by_it() -> None:
     assert (reader.namespace, reader.subject) == ("ns", user)
     with pytest.raises(Forbidden, match="may not delete transcriptionjobs in namespace ns"):
         authenticate({"authorization": "Bearer a.b.c", "x-kubescribe-namespace": "ns"}, store, reviewer, "delete")
+
+
+def test_failed_credentials_are_limited_per_address_before_any_token_review() -> None:
+    record = KeyRecord(hash_key("ks_good"), "ns", "alice", "t")
+    reviews = FakeReviews({"list"})
+    keys = KeyStore(lambda: {record.hash: record}, 60)
+    access = Access(keys, fake_reviewer(reviews), RateLimiter(100, 100), RateLimiter(0.001, 2))
+
+    def answer(headers: dict[str, str], address: str = "10.0.0.1") -> tuple[int, str | None]:
+        try:
+            asyncio.run(access.admit(headers, address, "list"))
+        except ApiError as error:
+            return error.status_code, (error.headers or {}).get("Retry-After")
+        return 200, None
+
+    bad_token = {"authorization": "Bearer x.y.z", "x-kubescribe-namespace": "ns"}
+    good_token = {"authorization": "Bearer a.b.c", "x-kubescribe-namespace": "ns"}
+    assert answer({"x-api-key": "ks_bad"})[0] == 401
+    assert answer(bad_token)[0] == 401
+    assert reviews.tokens_reviewed == 1
+    status, retry_after = answer(bad_token)
+    assert status == 429 and retry_after is not None and int(retry_after) >= 1
+    assert answer(good_token)[0] == 429  # an address out of failures gets no token review, even for a valid token
+    assert reviews.tokens_reviewed == 1
+    assert answer({"x-api-key": "ks_good"})[0] == 200
+    assert answer({})[0] == 401  # no credential is not a failed check
+    assert answer(bad_token, "10.0.0.2")[0] == 401
+    assert answer(good_token, "10.0.0.2")[0] == 200
+    assert reviews.tokens_reviewed == 2  # x.y.z was reviewed once, and its answer is cached
+
+
+def test_a_bucket_can_be_looked_at_without_taking() -> None:
+    limiter = RateLimiter(1, 1)
+    assert limiter.wait("a", 0) == 0
+    assert limiter.take("a", 0) == 0
+    assert limiter.wait("a", 0) == pytest.approx(1)
+    assert limiter.wait("a", 0.5) == pytest.approx(0.5)
+    assert limiter.take("a", 1) == 0
