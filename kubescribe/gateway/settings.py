@@ -37,6 +37,11 @@ class GatewaySettings(BaseSettings):
     failed_auth_burst: int = 20
     """Each client address's bucket of failed credentials (unknown keys, invalid tokens): per second, sustained, and
     the burst; once it is empty, failures answer 429 and tokens from that address are not reviewed."""
+    max_uploads_per_caller: int = Field(4, ge=1)
+    max_event_streams_per_caller: int = Field(16, ge=1)
+    max_waits_per_caller: int = Field(4, ge=1)
+    """Requests each API key or token may have open at once: uploads to /v1/jobs, /v1/jobs/{id}/events streams and
+    /v1/audio/* requests (an upload, then a wait for its transcription); more answer 429."""
     max_queued_jobs_per_namespace: int = 50
     """Pending and Queued jobs a namespace may have before submissions answer 429."""
 

@@ -258,6 +258,7 @@ class Gateway:
     max_queued_jobs = 3
     rate_per_second, rate_burst = 20, 40
     failed_auth_per_second, failed_auth_burst = 5, 10
+    max_uploads, max_event_streams, max_waits = 2, 2, 2
 
     def __init__(self, kubescribe: Kubescribe) -> None:
         self.kubescribe = kubescribe
@@ -271,6 +272,9 @@ class Gateway:
         "gateway.rateLimit.burst": str(rate_burst),
         "gateway.failedAuthLimit.perSecond": str(failed_auth_per_second),
         "gateway.failedAuthLimit.burst": str(failed_auth_burst),
+        "gateway.concurrency.uploads": str(max_uploads),
+        "gateway.concurrency.eventStreams": str(max_event_streams),
+        "gateway.concurrency.waits": str(max_waits),
         "gateway.jobGpus": "0",
         "gateway.openaiWaitSeconds": "180",
     }

@@ -3,6 +3,7 @@ local cluster, MinIO and real transcriptions of espeak-ng speech."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
@@ -394,6 +395,65 @@ def test_failed_authentications_are_limited_per_address(gateway: Gateway) -> Non
     # A known key still works from the same address.
     assert client.get("/v1/jobs", headers={"X-API-Key": gateway.keys["gw-a"]}).status_code == 200
     time.sleep(gateway.failed_auth_burst / gateway.failed_auth_per_second)  # the bucket refills for the tests after
+
+
+def held_upload(gateway: Gateway, key: str, path: str) -> http.client.HTTPConnection:
+    """An upload whose body is announced but never sent: it stays open until the connection is closed."""
+    connection = http.client.HTTPConnection(gateway.url.removeprefix("http://"), timeout=30)
+    connection.putrequest("POST", path)
+    connection.putheader("Authorization", f"Bearer {key}")
+    connection.putheader("Content-Type", "multipart/form-data; boundary=x")
+    connection.putheader("Content-Length", str(1 << 20))
+    connection.endheaders(b"--x\r\n")
+    return connection
+
+
+def test_open_uploads_waits_and_event_streams_are_capped_per_caller(
+    gateway: Gateway, cluster: Cluster, namespace: str
+) -> None:
+    key = gateway.create_key(namespace, "caps")
+    client = httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    wait_for(lambda: client.get("/v1/models").status_code == 200, 30, "the new key to be read")
+    not_audio = {"file": ("notes.txt", b"not audio at all" * 10)}
+
+    for path, cap in (("/v1/jobs", gateway.max_uploads), ("/v1/audio/transcriptions", gateway.max_waits)):
+        held = [held_upload(gateway, key, path) for _ in range(cap)]
+
+        def post(path: str = path) -> httpx.Response:
+            return client.post(path, files=not_audio, data={"model": "whisper-1"})
+
+        refused = wait_for(lambda: (answer := post()).status_code == 429 and answer, 30, f"{path} to be refused")
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"]["code"] == "too_many_concurrent_requests", refused.text
+        for connection in held:
+            connection.close()
+        wait_for(lambda: post().status_code == 415, 30, f"the held {path} requests to be released")
+
+    # A job that never runs, so that its event stream stays open.
+    stuck = "tj-stuck0000000"
+    never = {"gpu": 0, "nodeSelector": {"kubescribe.io/no-such-node": "true"}}
+    cluster.apply(
+        {
+            "apiVersion": "kubescribe.io/v1alpha1",
+            "kind": "TranscriptionJob",
+            "metadata": {"name": stuck, "namespace": namespace, "labels": {"kubescribe.io/submitted-by": "gateway"}},
+            "spec": {"source": {"url": "https://example.org/a.wav"}, "resources": never},
+        }
+    )
+    wait_for(lambda: client.get(f"/v1/jobs/{stuck}").status_code == 200, 30, "the gateway to see the job")
+    with contextlib.ExitStack() as streams:
+        for _ in range(gateway.max_event_streams):
+            assert streams.enter_context(client.stream("GET", f"/v1/jobs/{stuck}/events")).status_code == 200
+        refused = client.get(f"/v1/jobs/{stuck}/events")
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "event streams" in refused.json()["error"]["message"]
+
+    def stream_opens() -> bool:
+        with client.stream("GET", f"/v1/jobs/{stuck}/events") as response:
+            return response.status_code == 200
+
+    wait_for(stream_opens, 30, "the closed event streams to be released")
 
 
 def test_too_many_waiting_jobs_answer_429(

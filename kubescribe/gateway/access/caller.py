@@ -1,7 +1,7 @@
 """Who is calling, decided once per request: an API key (bound to one namespace) or, when allowed, a Kubernetes
 bearer token that may do what the request does to TranscriptionJobs in the namespace it names; then the caller's rate
 limit. Failed credentials are rate-limited per client address: once an address is out of them, it gets 429 and no
-more token reviews."""
+more token reviews. `Access` also keeps how many uploads, event streams and waits each caller has open."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from kubernetes import client
 
+from kubescribe.gateway.access.concurrency import ConcurrencyLimit
 from kubescribe.gateway.access.keys import KeyStore, hash_key
 from kubescribe.gateway.access.ratelimit import RateLimiter, retry_after_header
 from kubescribe.gateway.access.tokens import TokenReviewer, looks_like_jwt, verb_for
@@ -82,12 +83,15 @@ def too_many(message: str, wait: float) -> ApiError:
 @dataclass
 class Access:
     """What deciding a caller takes: the keys, the token reviewer (None: API keys only), the rate limit per caller
-    and the limit of failed credentials per client address."""
+    and the limit of failed credentials per client address; and the caps on each caller's open requests."""
 
     keys: KeyStore
     tokens: TokenReviewer | None
     limiter: RateLimiter = field(repr=False)
     failures: RateLimiter = field(repr=False)
+    uploads: ConcurrencyLimit = field(repr=False)
+    event_streams: ConcurrencyLimit = field(repr=False)
+    waits: ConcurrencyLimit = field(repr=False)
 
     @classmethod
     def create(cls, settings: GatewaySettings, api_client: client.ApiClient) -> Access:
@@ -103,6 +107,9 @@ class Access:
             tokens,
             RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             RateLimiter(settings.failed_auth_per_second, settings.failed_auth_burst),
+            ConcurrencyLimit("uploads", settings.max_uploads_per_caller),
+            ConcurrencyLimit("event streams", settings.max_event_streams_per_caller),
+            ConcurrencyLimit("transcriptions waited for", settings.max_waits_per_caller),
         )
 
     async def admit(self, headers: Mapping[str, str], address: str, verb: str) -> Principal:

@@ -19,7 +19,8 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Receive, Scope
 
-from kubescribe.gateway.access.caller import Principal, caller
+from kubescribe.gateway.access.caller import Access, Principal, caller
+from kubescribe.gateway.access.concurrency import ConcurrencyLimit, holding
 from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.intake.resource import new_job_id, sanitize_filename, upload_key
 from kubescribe.gateway.state import Gateway
@@ -125,8 +126,13 @@ class StreamingFormRequest(Request):
 
 class UploadRoute(APIRoute):
     """Routes taking an uploaded `file`: the caller is decided before the body is read (an unknown caller sends
-    nothing to the store) and a body that is not a multipart form is refused unread; then the file streams to S3
-    while it is received (see StreamingFormRequest). Routes of the same router without a body are left as they are."""
+    nothing to the store), a body that is not a multipart form is refused unread, and so is one more upload than the
+    caller may have open; then the file streams to S3 while it is received (see StreamingFormRequest). Routes of the
+    same router without a body are left as they are."""
+
+    def open_requests(self, access: Access) -> ConcurrencyLimit:
+        """The cap on open requests that one of this route's requests counts against, for as long as it lasts."""
+        return access.uploads
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -137,10 +143,19 @@ class UploadRoute(APIRoute):
             principal = await caller(request)
             if not is_multipart(request.headers.get("content-type")):
                 raise ApiError(415, f"the request body must be {MULTIPART} with the audio as its file part")
-            streaming = StreamingFormRequest(request.scope, request.receive, principal=principal)
-            try:
-                return await handler(streaming)
-            finally:
-                await streaming.discard()
+            with holding(self.open_requests(request.app.state.access), principal.identity):
+                streaming = StreamingFormRequest(request.scope, request.receive, principal=principal)
+                try:
+                    return await handler(streaming)
+                finally:
+                    await streaming.discard()
 
         return streaming_handler
+
+
+class WaitingUploadRoute(UploadRoute):
+    """Uploads answered once their transcription is done (/v1/audio/*): each counts as one of the caller's waits,
+    from before its body is read until it is answered."""
+
+    def open_requests(self, access: Access) -> ConcurrencyLimit:
+        return access.waits

@@ -12,6 +12,7 @@ import pytest
 from kubernetes import client
 
 from kubescribe.gateway.access.caller import Access, Forbidden, Unauthenticated, authenticate, credential
+from kubescribe.gateway.access.concurrency import ConcurrencyLimit, holding
 from kubescribe.gateway.access.keys import KeyRecord, KeyStore, hash_key, new_key, parse_records
 from kubescribe.gateway.access.ratelimit import RateLimiter, TokenBucket, retry_after_header
 from kubescribe.gateway.access.tokens import TokenReviewer, looks_like_jwt, verb_for
@@ -138,7 +139,8 @@ def test_failed_credentials_are_limited_per_address_before_any_token_review() ->
     record = KeyRecord(hash_key("ks_good"), "ns", "alice", "t")
     reviews = FakeReviews({"list"})
     keys = KeyStore(lambda: {record.hash: record}, 60)
-    access = Access(keys, fake_reviewer(reviews), RateLimiter(100, 100), RateLimiter(0.001, 2))
+    caps = (ConcurrencyLimit(what, 1) for what in ("uploads", "event streams", "waits"))
+    access = Access(keys, fake_reviewer(reviews), RateLimiter(100, 100), RateLimiter(0.001, 2), *caps)
 
     def answer(headers: dict[str, str], address: str = "10.0.0.1") -> tuple[int, str | None]:
         try:
@@ -170,3 +172,28 @@ def test_a_bucket_can_be_looked_at_without_taking() -> None:
     assert limiter.wait("a", 0) == pytest.approx(1)
     assert limiter.wait("a", 0.5) == pytest.approx(0.5)
     assert limiter.take("a", 1) == 0
+
+
+def test_open_requests_are_counted_per_caller_and_released_however_they_end() -> None:
+    uploads = ConcurrencyLimit("uploads", 2)
+    assert uploads.acquire("a") and uploads.acquire("a")
+    assert not uploads.acquire("a")
+    assert uploads.acquire("b")
+    uploads.release("a")
+    assert uploads.open("a") == 1 and uploads.acquire("a")
+    for _ in range(3):
+        uploads.release("b")
+    assert uploads.open("b") == 0
+
+    streams = ConcurrencyLimit("event streams", 1)
+    with holding(streams, "a"):
+        assert streams.open("a") == 1
+        with pytest.raises(ApiError) as refused, holding(streams, "a"):
+            pass
+        assert refused.value.status_code == 429
+        assert refused.value.headers is not None and int(refused.value.headers["Retry-After"]) >= 1
+        assert "too many event streams at once: at most 1" in str(refused.value.detail)
+    assert streams.open("a") == 0
+    with pytest.raises(RuntimeError), holding(streams, "a"):
+        raise RuntimeError("the client went away")
+    assert streams.open("a") == 0
