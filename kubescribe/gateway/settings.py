@@ -11,6 +11,8 @@ class GatewaySettings(BaseSettings):
 
     host: str = "0.0.0.0"  # noqa: S104 - a server in a pod listens on every interface
     port: int = 8000
+    metrics_port: int = 9090
+    """Prometheus' /metrics is served on this port, apart from the public API."""
     log_level: str = "INFO"
 
     s3_endpoint: str = Field(

@@ -144,11 +144,13 @@ class Kubescribe:
         self.s3 = cluster.s3()
         # The local node runs pods on the host's network: ports of their own.
         self.health_port, self.metrics_port, self.gateway_port = free_port(), free_port(), free_port()
+        self.gateway_metrics_port = free_port()
         self.values = {
             "s3.endpoint": cluster.local.s3_url(cluster.state),
             "operator.ports.health": str(self.health_port),
             "operator.ports.metrics": str(self.metrics_port),
             "gateway.port": str(self.gateway_port),
+            "gateway.metricsPort": str(self.gateway_metrics_port),
         }
         """The chart values of every install; `install` may override some for one install."""
 
@@ -263,6 +265,7 @@ class Gateway:
     def __init__(self, kubescribe: Kubescribe) -> None:
         self.kubescribe = kubescribe
         self.url = f"http://127.0.0.1:{kubescribe.gateway_port}"
+        self.metrics_url = f"http://127.0.0.1:{kubescribe.gateway_metrics_port}/metrics"
         self.keys: dict[str, str] = {}
 
     values: ClassVar[dict[str, str]] = {

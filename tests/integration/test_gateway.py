@@ -488,7 +488,8 @@ def test_health_readiness_and_metrics(gateway: Gateway) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"kubernetes": True, "s3": True, "watch": True}
-    metrics = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 404
+    metrics = httpx.get(gateway.metrics_url).text
     assert "kubescribe_gateway_requests_total" in metrics
     assert "kubescribe_gateway_uploaded_bytes_total" in metrics
     schema = client.get("/openapi.json").json()
