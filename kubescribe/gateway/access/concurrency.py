@@ -34,9 +34,6 @@ class ConcurrencyLimit:
         else:
             self._open.pop(identity, None)
 
-    def open(self, identity: str) -> int:
-        return self._open.get(identity, 0)
-
 
 @contextmanager
 def holding(limit: ConcurrencyLimit, identity: str) -> Iterator[None]:
