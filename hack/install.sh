@@ -8,14 +8,14 @@ source .local/env
 
 # The local nodes run pods on the host's network: the operator's and the gateway's ports are chosen once.
 ports=.local/kubescribe-ports
-if [[ ! -s $ports ]]; then
-  .venv/bin/python -c 'from localcluster.cluster import free_port as p; print(p(), p(), p())' >"$ports"
+if [[ ! -s $ports || $(wc -w <"$ports") -lt 4 ]]; then
+  .venv/bin/python -c 'from localcluster.cluster import free_port as p; print(p(), p(), p(), p())' >"$ports"
 fi
-read -r health metrics gateway <"$ports"
+read -r health metrics gateway gateway_metrics <"$ports"
 
 settings=(
   --set "s3.endpoint=$AWS_ENDPOINT_URL" --set "operator.ports.health=$health"
-  --set "operator.ports.metrics=$metrics" --set "gateway.port=$gateway"
+  --set "operator.ports.metrics=$metrics" --set "gateway.port=$gateway" --set "gateway.metricsPort=$gateway_metrics"
 )
 fingerprint=$( (find charts/kubescribe -type f -print0 | sort -z | xargs -0 sha256sum; echo "${settings[*]}") | sha256sum)
 if [[ $(cat .local/kubescribe-installed 2>/dev/null) != "$fingerprint" ]]; then
@@ -35,4 +35,5 @@ if [[ ! -s $key ]]; then
 fi
 sed -i '/^export KUBESCRIBE_GATEWAY_URL=/d; /^export KUBESCRIBE_API_KEY=/d' .local/env
 printf "export KUBESCRIBE_GATEWAY_URL='http://127.0.0.1:%s'\nexport KUBESCRIBE_API_KEY='%s'\n" "$gateway" "$(cat "$key")" >>.local/env
-echo "  gateway: http://127.0.0.1:$gateway (web page, /docs); KUBESCRIBE_GATEWAY_URL and KUBESCRIBE_API_KEY are in .local/env"
+echo "  gateway: http://127.0.0.1:$gateway (web page, /docs), metrics on http://127.0.0.1:$gateway_metrics/metrics"
+echo "  KUBESCRIBE_GATEWAY_URL and KUBESCRIBE_API_KEY are in .local/env"

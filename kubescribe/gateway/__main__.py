@@ -1,4 +1,4 @@
-"""`kubescribe-gateway`: the REST gateway, served by uvicorn."""
+"""`kubescribe-gateway`: the REST gateway, served by uvicorn, and its Prometheus metrics on a port of their own."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 from kubernetes import client, config
+from prometheus_client import start_http_server
 
 from kubescribe.gateway.access.caller import Access
 from kubescribe.gateway.app import create_app
@@ -34,6 +35,7 @@ def main() -> None:
     config.load_config()
     api_client = client.ApiClient()
     app = create_app(Gateway.create(settings, api_client), Access.create(settings, api_client))
+    start_http_server(settings.metrics_port)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 

@@ -1,4 +1,4 @@
-"""The gateway's Prometheus metrics, served at /metrics."""
+"""The gateway's Prometheus metrics, served at /metrics on the metrics port (see `__main__`), not by the app."""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ class GatewaySettings(BaseSettings):
 
     host: str = "0.0.0.0"  # noqa: S104 - a server in a pod listens on every interface
     port: int = 8000
+    metrics_port: int = 9090
+    """Prometheus' /metrics is served on this port, apart from the public API."""
     log_level: str = "INFO"
 
     s3_endpoint: str = Field(
@@ -27,11 +29,21 @@ class GatewaySettings(BaseSettings):
     keys_cache_seconds: float = 5
     """How long a read of the keys Secret is reused: a revoked key stops working after at most this long."""
     kubernetes_tokens: bool = True
-    """Also accept Kubernetes bearer tokens (TokenReview, then SubjectAccessReview in the requested namespace)."""
+    """Also accept Kubernetes bearer tokens (TokenReview, then a SubjectAccessReview of the request's verb on
+    TranscriptionJobs in the requested namespace)."""
 
     rate_limit_per_second: float = 10
     rate_limit_burst: int = 40
     """Each API key's token bucket: requests per second, sustained, and the burst it allows."""
+    failed_auth_per_second: float = 0.5
+    failed_auth_burst: int = 20
+    """Each client address's bucket of failed credentials (unknown keys, invalid tokens): per second, sustained, and
+    the burst; once it is empty, failures answer 429 and tokens from that address are not reviewed."""
+    max_uploads_per_caller: int = Field(4, ge=1)
+    max_event_streams_per_caller: int = Field(16, ge=1)
+    max_waits_per_caller: int = Field(4, ge=1)
+    """Requests each API key or token may have open at once: uploads to /v1/jobs, /v1/jobs/{id}/events streams and
+    /v1/audio/* requests (an upload, then a wait for its transcription); more answer 429."""
     max_queued_jobs_per_namespace: int = 50
     """Pending and Queued jobs a namespace may have before submissions answer 429."""
 

@@ -144,11 +144,13 @@ class Kubescribe:
         self.s3 = cluster.s3()
         # The local node runs pods on the host's network: ports of their own.
         self.health_port, self.metrics_port, self.gateway_port = free_port(), free_port(), free_port()
+        self.gateway_metrics_port = free_port()
         self.values = {
             "s3.endpoint": cluster.local.s3_url(cluster.state),
             "operator.ports.health": str(self.health_port),
             "operator.ports.metrics": str(self.metrics_port),
             "gateway.port": str(self.gateway_port),
+            "gateway.metricsPort": str(self.gateway_metrics_port),
         }
         """The chart values of every install; `install` may override some for one install."""
 
@@ -257,10 +259,13 @@ class Gateway:
     max_upload_bytes = 64 << 20
     max_queued_jobs = 3
     rate_per_second, rate_burst = 20, 40
+    failed_auth_per_second, failed_auth_burst = 5, 10
+    max_uploads, max_event_streams, max_waits = 2, 2, 2
 
     def __init__(self, kubescribe: Kubescribe) -> None:
         self.kubescribe = kubescribe
         self.url = f"http://127.0.0.1:{kubescribe.gateway_port}"
+        self.metrics_url = f"http://127.0.0.1:{kubescribe.gateway_metrics_port}/metrics"
         self.keys: dict[str, str] = {}
 
     values: ClassVar[dict[str, str]] = {
@@ -268,6 +273,11 @@ class Gateway:
         "gateway.maxQueuedJobsPerNamespace": str(max_queued_jobs),
         "gateway.rateLimit.perSecond": str(rate_per_second),
         "gateway.rateLimit.burst": str(rate_burst),
+        "gateway.failedAuthLimit.perSecond": str(failed_auth_per_second),
+        "gateway.failedAuthLimit.burst": str(failed_auth_burst),
+        "gateway.concurrency.uploads": str(max_uploads),
+        "gateway.concurrency.eventStreams": str(max_event_streams),
+        "gateway.concurrency.waits": str(max_waits),
         "gateway.jobGpus": "0",
         "gateway.openaiWaitSeconds": "180",
     }

@@ -50,6 +50,8 @@ def test_a_key_made_by_the_command_transcribes_through_the_gateway(
     ).items()
     assert key not in listed.stdout
 
+    # The gateway reads the keys Secret again at most every few seconds.
+    wait_for(lambda: kubescribe(gateway, "jobs", key=key).returncode == 0, 30, "the gateway to read the new key")
     wav = speak(speech_dir, "cli-sentence", SENTENCE)
     srt = tmp_path / "sentence.srt"
     done = kubescribe(gateway, "transcribe", str(wav), "--model", "tiny.en", "-o", str(srt), key=key)

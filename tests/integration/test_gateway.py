@@ -3,9 +3,11 @@ local cluster, MinIO and real transcriptions of espeak-ng speech."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
+import select
 import struct
 import threading
 import time
@@ -209,8 +211,25 @@ def test_invalid_requests_are_answered_with_errors(gateway: Gateway, sentence: P
         assert error["type"] == "invalid_request_error"
         if param:
             assert error["param"] == param, error
-    assert client.post("/v1/jobs", data={"model": "tiny.en"}).status_code == 400
+    assert client.post("/v1/jobs", files={"model": (None, "tiny.en")}).status_code == 400
     assert client.get("/v1/jobs", params={"limit": 0}).status_code == 400
+
+
+def test_uploads_that_are_not_multipart_forms_are_refused_unread(gateway: Gateway) -> None:
+    for path in ("/v1/jobs", "/v1/audio/transcriptions", "/v1/audio/translations"):
+        for content_type in ("application/json", "application/x-www-form-urlencoded", None):
+            # The answer comes with none of the body sent.
+            connection = http.client.HTTPConnection(gateway.url.removeprefix("http://"), timeout=30)
+            connection.putrequest("POST", path)
+            connection.putheader("Authorization", f"Bearer {gateway.keys['gw-a']}")
+            if content_type:
+                connection.putheader("Content-Type", content_type)
+            connection.putheader("Content-Length", str(gateway.max_upload_bytes // 2))
+            connection.endheaders()
+            answer = connection.getresponse()
+            assert answer.status == 415, (path, content_type)
+            assert json.loads(answer.read())["error"]["type"] == "invalid_request_error"
+            connection.close()
 
 
 def riff_header(data_bytes: int) -> bytes:
@@ -363,6 +382,92 @@ def test_the_rate_limit_answers_429_with_retry_after(gateway: Gateway) -> None:
     assert sum(r.status_code == 200 for r in statuses) >= gateway.rate_burst
 
 
+def test_failed_authentications_are_limited_per_address(gateway: Gateway) -> None:
+    client = httpx.Client(base_url=gateway.url, timeout=30)
+    answers = [
+        client.get("/v1/jobs", headers={"X-API-Key": f"ks_wrong{i}"}) for i in range(2 * gateway.failed_auth_burst)
+    ]
+    limited = [r for r in answers if r.status_code == 429]
+    assert limited, [r.status_code for r in answers]
+    assert int(limited[0].headers["retry-after"]) >= 1
+    error = limited[0].json()["error"]
+    assert error["type"] == "rate_limit_error" and "failed authentications" in error["message"]
+    assert "ks_wrong" not in limited[0].text
+    # A known key still works from the same address.
+    assert client.get("/v1/jobs", headers={"X-API-Key": gateway.keys["gw-a"]}).status_code == 200
+    time.sleep(gateway.failed_auth_burst / gateway.failed_auth_per_second)  # the bucket refills for the tests after
+
+
+def held_upload(gateway: Gateway, key: str, path: str) -> http.client.HTTPConnection:
+    """An upload whose body is announced but never sent: it stays open until the connection is closed."""
+    connection = http.client.HTTPConnection(gateway.url.removeprefix("http://"), timeout=30)
+    connection.putrequest("POST", path)
+    connection.putheader("Authorization", f"Bearer {key}")
+    connection.putheader("Content-Type", "multipart/form-data; boundary=x")
+    connection.putheader("Content-Length", str(1 << 20))
+    connection.endheaders(b"--x\r\n")
+    return connection
+
+
+def test_open_uploads_waits_and_event_streams_are_capped_per_caller(
+    gateway: Gateway, cluster: Cluster, namespace: str
+) -> None:
+    key = gateway.create_key(namespace, "caps")
+    client = httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    wait_for(lambda: client.get("/v1/models").status_code == 200, 30, "the new key to be read")
+    not_audio = {"file": ("notes.txt", b"not audio at all" * 10)}
+
+    for path, cap, form in (
+        ("/v1/jobs", gateway.max_uploads, {}),
+        ("/v1/audio/transcriptions", gateway.max_waits, {"model": "whisper-1"}),
+    ):
+        # One more than the cap, all left open: exactly one is answered, 429, however the gateway ordered them.
+        held = [held_upload(gateway, key, path) for _ in range(cap + 1)]
+        sockets = [connection.sock for connection in held]
+        select.select(sockets, [], [], 30)
+        time.sleep(1)  # time for any other to be answered too
+        answered, _, _ = select.select(sockets, [], [], 0)
+        assert len(answered) == 1, f"{len(answered)} of {cap + 1} open {path} requests were answered"
+        refused = next(connection for connection in held if connection.sock is answered[0]).getresponse()
+        assert refused.status == 429
+        assert int(refused.getheader("retry-after", "0")) >= 1
+        assert json.loads(refused.read())["error"]["code"] == "too_many_concurrent_requests"
+        for connection in held:
+            connection.close()
+
+        def post(path: str = path, form: dict[str, str] = form) -> httpx.Response:
+            """An upload of the caller that is answered at once: 415, not audio, once it is let through."""
+            return client.post(path, files=not_audio, data=form)
+
+        wait_for(lambda: post().status_code == 415, 30, f"the open {path} requests to be released")
+
+    # A job that never runs, so that its event stream stays open.
+    stuck = "tj-stuck0000000"
+    never = {"gpu": 0, "nodeSelector": {"kubescribe.io/no-such-node": "true"}}
+    cluster.apply(
+        {
+            "apiVersion": "kubescribe.io/v1alpha1",
+            "kind": "TranscriptionJob",
+            "metadata": {"name": stuck, "namespace": namespace, "labels": {"kubescribe.io/submitted-by": "gateway"}},
+            "spec": {"source": {"url": "https://example.org/a.wav"}, "resources": never},
+        }
+    )
+    wait_for(lambda: client.get(f"/v1/jobs/{stuck}").status_code == 200, 30, "the gateway to see the job")
+    with contextlib.ExitStack() as streams:
+        for _ in range(gateway.max_event_streams):
+            assert streams.enter_context(client.stream("GET", f"/v1/jobs/{stuck}/events")).status_code == 200
+        refused = client.get(f"/v1/jobs/{stuck}/events")
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "event streams" in refused.json()["error"]["message"]
+
+    def stream_opens() -> bool:
+        with client.stream("GET", f"/v1/jobs/{stuck}/events") as response:
+            return response.status_code == 200
+
+    wait_for(stream_opens, 30, "the closed event streams to be released")
+
+
 def test_too_many_waiting_jobs_answer_429(
     gateway: Gateway, kubescribe: Kubescribe, cluster: Cluster, sentence: Path
 ) -> None:
@@ -395,11 +500,22 @@ def test_health_readiness_and_metrics(gateway: Gateway) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"kubernetes": True, "s3": True, "watch": True}
-    metrics = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 404
+    metrics = httpx.get(gateway.metrics_url).text
     assert "kubescribe_gateway_requests_total" in metrics
     assert "kubescribe_gateway_uploaded_bytes_total" in metrics
     schema = client.get("/openapi.json").json()
     assert {"/v1/jobs", "/v1/jobs/{job_id}/events", "/v1/audio/transcriptions", "/v1/models"} <= set(schema["paths"])
+
+
+def test_every_response_has_the_security_headers(gateway: Gateway) -> None:
+    client = httpx.Client(base_url=gateway.url)
+    for response in (client.get("/"), client.get("/app.js"), client.get("/v1/jobs"), client.get("/healthz")):
+        assert "default-src 'self'" in response.headers["content-security-policy"], response.url
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+    assert "https://cdn.jsdelivr.net" in client.get("/docs").headers["content-security-policy"]
 
 
 def test_the_gateway_has_only_the_permissions_it_uses(gateway: Gateway, cluster: Cluster) -> None:
@@ -435,23 +551,42 @@ def test_the_gateway_has_only_the_permissions_it_uses(gateway: Gateway, cluster:
     assert [args for args in denied if can(*args)] == []
 
 
-def test_kubernetes_tokens_are_reviewed(gateway: Gateway, cluster: Cluster) -> None:
-    cluster.kubectl("create", "serviceaccount", "submitter", "-n", "gw-b")
-    cluster.kubectl("create", "serviceaccount", "onlooker", "-n", "gw-b")
-    cluster.kubectl(
-        "create", "role", "submit", "-n", "gw-b", "--verb=create", "--resource=transcriptionjobs.kubescribe.io"
-    )
+def test_kubernetes_tokens_are_reviewed(
+    gateway: Gateway, kubescribe: Kubescribe, cluster: Cluster, sentence: Path
+) -> None:
+    for account in ("submitter", "onlooker", "reader"):
+        cluster.kubectl("create", "serviceaccount", account, "-n", "gw-b")
+    resource = "--resource=transcriptionjobs.kubescribe.io"
+    cluster.kubectl("create", "role", "submit", "-n", "gw-b", "--verb=create,get,list,delete", resource)
+    cluster.kubectl("create", "role", "read", "-n", "gw-b", "--verb=get,list", resource)
     cluster.kubectl("create", "rolebinding", "submit", "-n", "gw-b", "--role=submit", "--serviceaccount=gw-b:submitter")
-    token = cluster.kubectl("create", "token", "submitter", "-n", "gw-b").stdout.strip()
-    other = cluster.kubectl("create", "token", "onlooker", "-n", "gw-b").stdout.strip()
-    client = httpx.Client(base_url=gateway.url, timeout=30)
+    cluster.kubectl("create", "rolebinding", "read", "-n", "gw-b", "--role=read", "--serviceaccount=gw-b:reader")
+    token, other, reader = (
+        cluster.kubectl("create", "token", account, "-n", "gw-b").stdout.strip()
+        for account in ("submitter", "onlooker", "reader")
+    )
 
-    def get(bearer: str, namespace: str) -> httpx.Response:
-        return client.get(
-            "/v1/jobs", headers={"Authorization": f"Bearer {bearer}", "X-Kubescribe-Namespace": namespace}
-        )
+    def client(bearer: str, namespace: str = "gw-b") -> httpx.Client:
+        headers = {"Authorization": f"Bearer {bearer}", "X-Kubescribe-Namespace": namespace}
+        return httpx.Client(base_url=gateway.url, headers=headers, timeout=60)
 
-    assert get(token, "gw-b").status_code == 200
-    assert get(token, "gw-a").status_code == 403
-    assert get(other, "gw-b").status_code == 403
-    assert get(token[:-4] + "AAAA", "gw-b").status_code == 401
+    assert client(token).get("/v1/jobs").status_code == 200
+    assert client(token, "gw-a").get("/v1/jobs").status_code == 403
+    assert client(other).get("/v1/jobs").status_code == 403
+    assert client(token[:-4] + "AAAA").get("/v1/jobs").status_code == 401
+
+    created = submit(client(token), sentence)
+    assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+    annotations = kubescribe.job("gw-b", job_id)["metadata"]["annotations"]  # type: ignore[index]
+    assert annotations["kubescribe.io/requested-by"] == "system:serviceaccount:gw-b:submitter"
+
+    # A reader may list and get, but not create, follow, or delete.
+    assert client(reader).get("/v1/jobs").status_code == 200
+    assert client(reader).get(f"/v1/jobs/{job_id}").status_code == 200
+    refused = submit(client(reader), sentence)
+    assert refused.status_code == 403, refused.text
+    assert "may not create" in refused.json()["error"]["message"]
+    assert client(reader).get(f"/v1/jobs/{job_id}/events").status_code == 403
+    assert client(reader).delete(f"/v1/jobs/{job_id}").status_code == 403
+    assert client(token).delete(f"/v1/jobs/{job_id}").status_code == 202

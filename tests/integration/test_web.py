@@ -73,10 +73,13 @@ def page(browser: Browser, gateway: Gateway) -> Iterator[Page]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console", lambda message: errors.append(message.text) if "Content Security Policy" in message.text else None
+    )
     page.goto("/")
     yield page
     context.close()
-    assert not errors, f"the page threw: {errors}"
+    assert not errors, f"the page threw or broke its Content-Security-Policy: {errors}"
 
 
 @pytest.fixture

@@ -15,14 +15,20 @@ class TokenBucket:
     tokens: float
     updated: float
 
-    def take(self, now: float) -> float:
-        """Takes a token if there is one and returns 0; otherwise the seconds until there is one."""
+    def wait(self, now: float) -> float:
+        """0 if there is a token; otherwise the seconds until there is one. Takes nothing."""
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
         if self.tokens >= 1:
-            self.tokens -= 1
             return 0.0
         return (1 - self.tokens) / self.rate if self.rate > 0 else math.inf
+
+    def take(self, now: float) -> float:
+        """Takes a token if there is one and returns 0; otherwise the seconds until there is one."""
+        wait = self.wait(now)
+        if wait == 0:
+            self.tokens -= 1
+        return wait
 
 
 class RateLimiter:
@@ -37,6 +43,11 @@ class RateLimiter:
                 self._buckets.clear()
             bucket = self._buckets[identity] = TokenBucket(self._rate, self._burst, self._burst, now)
         return bucket.take(now)
+
+    def wait(self, identity: str, now: float) -> float:
+        """0 if `identity` has a token left; otherwise the seconds until it has. Takes nothing."""
+        bucket = self._buckets.get(identity)
+        return 0.0 if bucket is None else bucket.wait(now)
 
 
 def retry_after_header(seconds: float) -> str:

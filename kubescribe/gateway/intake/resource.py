@@ -15,6 +15,8 @@ from kubescribe.gateway.stores.jobs import SUBMITTED_BY_GATEWAY
 
 FILENAME_ANNOTATION = "kubescribe.io/filename"
 REQUEST_ID_ANNOTATION = "kubescribe.io/request-id"
+REQUESTED_BY_ANNOTATION = "kubescribe.io/requested-by"
+"""Who submitted the job: the API key's name or the Kubernetes token's user name."""
 MAX_FILENAME_CHARS = 200
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_CHARS = 12
@@ -47,7 +49,9 @@ def build_transcription_job(
     job_id: str,
     spec: TranscriptionJobSpec,
     filename: str,
+    *,
     request_id: str,
+    requested_by: str,
 ) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
@@ -60,6 +64,7 @@ def build_transcription_job(
                 UPLOADED_SOURCE_ANNOTATION: "true",
                 FILENAME_ANNOTATION: filename,
                 REQUEST_ID_ANNOTATION: request_id,
+                REQUESTED_BY_ANNOTATION: requested_by,
             },
         },
         "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),

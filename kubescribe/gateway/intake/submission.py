@@ -106,7 +106,14 @@ async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, sub
         raise ApiError(415, str(error), param="file", code="unsupported_audio") from None
     await asyncio.to_thread(upload.upload.commit)
     metrics.uploaded_bytes.inc(size)
-    job = build_transcription_job(namespace, upload.job_id, spec, upload.filename or "audio", request_id.get())
+    job = build_transcription_job(
+        namespace,
+        upload.job_id,
+        spec,
+        upload.filename or "audio",
+        request_id=request_id.get(),
+        requested_by=principal.subject,
+    )
     try:
         created = await asyncio.to_thread(gateway.jobs.create, job)
     except BaseException:

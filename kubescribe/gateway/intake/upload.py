@@ -19,12 +19,20 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Receive, Scope
 
-from kubescribe.gateway.access.caller import Principal, caller
+from kubescribe.gateway.access.caller import Access, Principal, caller
+from kubescribe.gateway.access.concurrency import ConcurrencyLimit, holding
+from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.intake.resource import new_job_id, sanitize_filename, upload_key
 from kubescribe.gateway.state import Gateway
 from kubescribe.gateway.stores.objects import PART_SIZE, StreamingUpload
 
 FILE_FIELD = "file"
+MULTIPART = "multipart/form-data"
+
+
+def is_multipart(content_type: str | None) -> bool:
+    """Whether a Content-Type header names a multipart form, whatever its parameters and case."""
+    return (content_type or "").partition(";")[0].strip().lower() == MULTIPART
 
 
 class StagedFile(UploadFile):
@@ -84,9 +92,8 @@ class StreamingFormRequest(Request):
     async def _get_form(
         self, *, max_files: int | float = 1000, max_fields: int | float = 1000, max_part_size: int = 1024 * 1024
     ) -> FormData:
-        media_type = self.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if self._form is not None or media_type != "multipart/form-data":
-            return await super()._get_form(max_files=max_files, max_fields=max_fields, max_part_size=max_part_size)
+        if self._form is not None:
+            return self._form
         gateway: Gateway = self.app.state.gateway
 
         def stage(filename: str | None, headers: Headers) -> StagedFile:
@@ -119,16 +126,36 @@ class StreamingFormRequest(Request):
 
 class UploadRoute(APIRoute):
     """Routes taking an uploaded `file`: the caller is decided before the body is read (an unknown caller sends
-    nothing to the store), then the file streams to S3 while it is received (see StreamingFormRequest)."""
+    nothing to the store), a body that is not a multipart form is refused unread, and so is one more upload than the
+    caller may have open; then the file streams to S3 while it is received (see StreamingFormRequest). Routes of the
+    same router without a body are left as they are."""
+
+    def open_requests(self, access: Access) -> ConcurrencyLimit:
+        """The cap on open requests that one of this route's requests counts against, for as long as it lasts."""
+        return access.uploads
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        if not self.dependant.body_params:
+            return handler
 
         async def streaming_handler(request: Request) -> Response:
-            streaming = StreamingFormRequest(request.scope, request.receive, principal=await caller(request))
-            try:
-                return await handler(streaming)
-            finally:
-                await streaming.discard()
+            principal = await caller(request)
+            if not is_multipart(request.headers.get("content-type")):
+                raise ApiError(415, f"the request body must be {MULTIPART} with the audio as its file part")
+            with holding(self.open_requests(request.app.state.access), principal.identity):
+                streaming = StreamingFormRequest(request.scope, request.receive, principal=principal)
+                try:
+                    return await handler(streaming)
+                finally:
+                    await streaming.discard()
 
         return streaming_handler
+
+
+class WaitingUploadRoute(UploadRoute):
+    """Uploads answered once their transcription is done (/v1/audio/*): each counts as one of the caller's waits,
+    from before its body is read until it is answered."""
+
+    def open_requests(self, access: Access) -> ConcurrencyLimit:
+        return access.waits

@@ -16,7 +16,7 @@ from kubescribe.gateway import metrics
 from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.intake.submission import Submission, parse_formats, submit
 from kubescribe.gateway.intake.upload import UploadRoute
-from kubescribe.gateway.routes.deps import CallerDep, GatewayDep, JobDep
+from kubescribe.gateway.routes.deps import CallerDep, EventStreamDep, GatewayDep, JobDep
 from kubescribe.gateway.routes.schemas import JobList, JobView, errors
 from kubescribe.gateway.routes.views import decode_page_token, job_view, page, status_url, transcript_filename
 from kubescribe.gateway.state import Gateway
@@ -135,6 +135,7 @@ def sse(event: str, data: object) -> str:
 
 @router.get(
     "/{job_id}/events",
+    dependencies=[EventStreamDep],
     responses={200: {"content": {"text/event-stream": {}}}, **errors(401, 403, 404, 429)},
     summary="Server-Sent Events: the job's state whenever it changes, then `end`",
 )

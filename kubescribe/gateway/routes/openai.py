@@ -14,7 +14,7 @@ from kubescribe.api.v1alpha1 import Task, is_finished, phase_of
 from kubescribe.gateway.access.caller import Principal
 from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.intake.submission import Submission, submit
-from kubescribe.gateway.intake.upload import UploadRoute
+from kubescribe.gateway.intake.upload import WaitingUploadRoute
 from kubescribe.gateway.routes.deps import CallerDep, GatewayDep
 from kubescribe.gateway.routes.openai_views import (
     OPENAI_MODEL,
@@ -27,7 +27,7 @@ from kubescribe.gateway.routes.schemas import ModelList, errors
 from kubescribe.gateway.state import Gateway
 from kubescribe.gateway.stores.objects import read_text
 
-router = APIRouter(prefix="/v1", tags=["openai"], route_class=UploadRoute)
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=WaitingUploadRoute)
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/plain": {}}, "description": "The transcript."},
     **errors(400, 401, 403, 413, 415, 429, 504),

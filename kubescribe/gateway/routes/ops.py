@@ -1,4 +1,4 @@
-"""Liveness, readiness and metrics."""
+"""Liveness and readiness. The metrics are served on a port of their own (see `kubescribe.gateway.__main__`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse
 
 from kubescribe.gateway.routes.deps import GatewayDep
 from kubescribe.gateway.stores.objects import reachable
@@ -39,8 +38,3 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
     if down:
         body["message"] = f"not reachable: {', '.join(down)}"
     return JSONResponse(body, 503 if down else 200)
-
-
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -9,6 +9,7 @@ from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION
 from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.intake import resource
 from kubescribe.gateway.intake.submission import Submission, parse_formats, transcription_job_spec, waiting_jobs
+from kubescribe.gateway.intake.upload import is_multipart
 
 
 def test_waiting_jobs_count_pending_and_queued_of_one_namespace() -> None:
@@ -33,10 +34,11 @@ def test_job_ids_and_file_names() -> None:
 
 def test_the_resource_built_for_an_upload_is_a_valid_job_the_operator_cleans_up_after() -> None:
     spec = transcription_job_spec(Submission(model="base"), "audio", resource.upload_key("ns", "tj-abc"), 1)
-    built = resource.build_transcription_job("ns", "tj-abc", spec, "talk.mp3", "req-1")
+    built = resource.build_transcription_job("ns", "tj-abc", spec, "talk.mp3", request_id="req-1", requested_by="alice")
     job = TranscriptionJob.model_validate(built)
     assert job.spec.source.s3 is not None and job.spec.source.s3.key == "uploads/ns/tj-abc/audio"
     assert built["metadata"]["annotations"][UPLOADED_SOURCE_ANNOTATION] == "true"
+    assert built["metadata"]["annotations"][resource.REQUESTED_BY_ANNOTATION] == "alice"
     assert built["metadata"]["labels"] == {"kubescribe.io/submitted-by": "gateway"}
 
 
@@ -52,3 +54,10 @@ def test_submissions_are_checked_before_anything_is_uploaded() -> None:
     with pytest.raises(ApiError) as error:
         transcription_job_spec(Submission(model="tiny.en", task="translate"), "audio", "k", 1)
     assert error.value.status_code == 400
+
+
+def test_only_multipart_forms_are_uploads() -> None:
+    assert is_multipart("multipart/form-data; boundary=x")
+    assert is_multipart(" Multipart/Form-Data ")
+    for other in (None, "", "application/json", "application/x-www-form-urlencoded", "multipart/mixed; boundary=x"):
+        assert not is_multipart(other)

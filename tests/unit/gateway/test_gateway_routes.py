@@ -6,7 +6,7 @@ import base64
 import json
 
 from kubescribe.gateway.intake.resource import FILENAME_ANNOTATION
-from kubescribe.gateway.middleware import choose_request_id
+from kubescribe.gateway.middleware import choose_request_id, content_security_policy, security_headers
 from kubescribe.gateway.routes import views
 from kubescribe.gateway.routes.openai_views import render_json, resolve_model
 
@@ -84,3 +84,16 @@ def test_request_ids_are_kept_when_safe() -> None:
     assert choose_request_id("abc-123") == "abc-123"
     assert len(choose_request_id("bad id\n")) == 32
     assert len(choose_request_id(None)) == 32
+
+
+def test_every_response_has_the_security_headers() -> None:
+    headers = dict(security_headers("/v1/jobs"))
+    assert headers[b"x-content-type-options"] == b"nosniff"
+    assert headers[b"referrer-policy"] == b"no-referrer"
+    page = content_security_policy("/")
+    assert "default-src 'self'" in page and "frame-ancestors 'none'" in page
+    assert "unsafe-inline" not in page and "http" not in page
+    assert headers[b"content-security-policy"] == page.encode()
+    docs = content_security_policy("/docs")
+    assert "https://cdn.jsdelivr.net" in docs and "frame-ancestors 'none'" in docs
+    assert content_security_policy("/redoc") == docs
