@@ -36,7 +36,13 @@ TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
 
 # Metadata of TranscriptionJobs.
 UPLOADED_SOURCE_ANNOTATION: Final = "kubescribe.io/uploaded-source"
-"""On a job whose source the gateway uploaded ("true"): the operator deletes the source when the job goes."""
+"""On a job whose source the gateway uploaded ("true"): the operator deletes the source when the job goes, if it is
+the job's own upload (`uploaded_source_key`); the annotation alone names nothing to delete."""
+
+
+def uploaded_source_key(namespace: str, name: str) -> str:
+    """Where the gateway puts the audio uploaded for job `name` of `namespace`, in its upload bucket."""
+    return f"uploads/{namespace}/{name}/audio"
 
 
 class Grant(BaseModel):

@@ -10,7 +10,15 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, Final
 
-from kubescribe.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, OutputLocation, TranscriptionJobSpec
+from kubescribe.api.v1alpha1 import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    OutputLocation,
+    TranscriptionJobSpec,
+    transcript_key,
+)
 from kubescribe.contract import (
     ENV_JOB_NAME,
     ENV_JOB_NAMESPACE,
@@ -19,7 +27,9 @@ from kubescribe.contract import (
     ENV_STORE_GRANTS,
     NOT_RETRIED_EXIT_CODES,
     TERMINATION_MESSAGE_PATH,
+    UPLOADED_SOURCE_ANNOTATION,
     StoreGrants,
+    uploaded_source_key,
 )
 from kubescribe.operator.settings import OperatorSettings
 
@@ -151,6 +161,25 @@ def runner_spec(tj: Mapping[str, Any], settings: OperatorSettings) -> Transcript
     if source.s3 is not None and source.s3.endpoint is None:
         source = source.model_copy(update={"s3": source.s3.model_copy(update={"endpoint": settings.s3_endpoint})})
     return spec.model_copy(update={"outputs": spec.outputs.model_copy(update={"s3": output}), "source": source})
+
+
+def owned_objects(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str, list[str]]:
+    """The keys, by bucket, the operator deletes with a job: its transcripts, and its source only where the gateway
+    uploaded it for this very job (the annotation alone names nothing)."""
+    spec = runner_spec(tj, settings)
+    assert spec.outputs.s3 is not None
+    bucket, prefix = spec.outputs.s3.bucket, spec.outputs.s3.prefix
+    owned = {bucket: [transcript_key(prefix, spec.source, format_) for format_ in spec.outputs.formats]}
+    metadata, source = tj["metadata"], TranscriptionJobSpec.model_validate(tj["spec"]).source.s3
+    uploaded = (metadata.get("annotations") or {}).get(UPLOADED_SOURCE_ANNOTATION) == "true"
+    if (
+        uploaded
+        and source is not None
+        and source.endpoint is None
+        and source.key == uploaded_source_key(metadata["namespace"], metadata["name"])
+    ):
+        owned.setdefault(source.bucket, []).append(source.key)
+    return owned
 
 
 def _store_env(tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: OperatorSettings) -> list[dict[str, Any]]:

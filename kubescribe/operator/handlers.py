@@ -18,8 +18,7 @@ from prometheus_client import start_http_server
 
 from kubescribe import s3
 from kubescribe.api.timestamps import now_timestamp
-from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION, is_finished, transcript_key
-from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION
+from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION, is_finished
 from kubescribe.operator import builders, metrics
 from kubescribe.operator.reconciler import RUNNER_SELECTOR, Reconciler
 from kubescribe.operator.settings import OperatorSettings
@@ -117,12 +116,7 @@ def _cancel(tj: dict[str, Any]) -> None:
 
 def _delete_objects(tj: dict[str, Any], settings: OperatorSettings) -> None:
     """The job's transcripts, and its source when it was uploaded for it."""
-    spec = builders.runner_spec(tj, settings)
-    assert spec.outputs.s3 is not None
-    bucket, prefix = spec.outputs.s3.bucket, spec.outputs.s3.prefix
-    doomed = {bucket: [transcript_key(prefix, spec.source, fmt) for fmt in spec.outputs.formats]}
-    if tj["metadata"].get("annotations", {}).get(UPLOADED_SOURCE_ANNOTATION) == "true" and spec.source.s3:
-        doomed.setdefault(spec.source.s3.bucket, []).append(spec.source.s3.key)
+    doomed = builders.owned_objects(tj, settings)
     store = s3.client(
         settings.s3_endpoint, settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value()
     )

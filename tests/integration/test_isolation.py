@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from kubescribe.contract import ENV_STORE_GRANTS, StoreGrants
+from kubescribe.contract import ENV_STORE_GRANTS, UPLOADED_SOURCE_ANNOTATION, StoreGrants
 from kubescribe.operator.grants import MAX_MODEL_FILES
 from tests.integration.conftest import Kubescribe
 from tests.integration.speech import speak
@@ -79,3 +79,28 @@ def test_a_model_prefix_that_is_not_one_model_fails_the_job_with_the_reason(
     status = kubescribe.wait_finished(namespace, case)["status"]
     assert (status["phase"], status["reason"]) == ("Failed", "ModelNotFound"), status
     assert model in status["message"]
+
+
+def test_deleting_a_job_marked_as_uploaded_deletes_no_object_but_its_own_upload(
+    kubescribe: Kubescribe, namespace: str, speech_dir: Path
+) -> None:
+    wav = speak(speech_dir, "isolated", SENTENCE)
+    kubescribe.upload("audio", f"{namespace}/precious.wav", wav)
+    kubescribe.cluster.apply(
+        {
+            "apiVersion": "kubescribe.io/v1alpha1",
+            "kind": "TranscriptionJob",
+            "metadata": {
+                "name": "forged",
+                "namespace": namespace,
+                "annotations": {UPLOADED_SOURCE_ANNOTATION: "true"},
+            },
+            "spec": {
+                "resources": {"gpu": 0},
+                "source": {"s3": {"bucket": "audio", "key": f"{namespace}/precious.wav"}},
+            },
+        }
+    )
+    kubescribe.wait_finished(namespace, "forged")
+    kubescribe.cluster.kubectl("delete", "tj", "forged", "-n", namespace, "--wait=true", "--timeout=60s")
+    assert kubescribe.exists(f"s3://audio/{namespace}/precious.wav")

@@ -1,5 +1,5 @@
-"""The TranscriptionJob the gateway creates for an upload: its name, where its audio lives, its labels and
-annotations, and the resource itself. Pure functions."""
+"""The TranscriptionJob the gateway creates for an upload: its name, its labels and annotations, and the resource
+itself (its audio lives at `kubescribe.contract.uploaded_source_key`). Pure functions."""
 
 from __future__ import annotations
 
@@ -28,10 +28,6 @@ def new_job_id() -> str:
 
 def is_job_id(value: str) -> bool:
     return len(value) == 3 + _ID_CHARS and value.startswith("tj-") and all(c in _ID_ALPHABET for c in value[3:])
-
-
-def upload_key(namespace: str, job_id: str) -> str:
-    return f"uploads/{namespace}/{job_id}/audio"
 
 
 def sanitize_filename(raw: str | None) -> str:

@@ -19,10 +19,11 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Receive, Scope
 
+from kubescribe.contract import uploaded_source_key
 from kubescribe.gateway.access.caller import Access, Principal, caller
 from kubescribe.gateway.access.concurrency import ConcurrencyLimit, holding
 from kubescribe.gateway.errors import ApiError
-from kubescribe.gateway.intake.resource import new_job_id, sanitize_filename, upload_key
+from kubescribe.gateway.intake.resource import new_job_id, sanitize_filename
 from kubescribe.gateway.state import Gateway
 from kubescribe.gateway.stores.objects import PART_SIZE, StreamingUpload
 
@@ -99,7 +100,7 @@ class StreamingFormRequest(Request):
         def stage(filename: str | None, headers: Headers) -> StagedFile:
             job_id, name = new_job_id(), sanitize_filename(filename)
             file = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the form
-            key = upload_key(self.principal.namespace, job_id)
+            key = uploaded_source_key(self.principal.namespace, job_id)
             upload = StreamingUpload(gateway.objects, gateway.settings.upload_bucket, key, file, filename=name)
             self.staged = StagedFile(file, filename=name, headers=headers, upload=upload, job_id=job_id)
             return self.staged

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kubescribe.api.v1alpha1 import TranscriptionJob
-from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION
+from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION, uploaded_source_key
 from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.intake import resource
 from kubescribe.gateway.intake.submission import Submission, parse_formats, transcription_job_spec, waiting_jobs
@@ -29,11 +29,11 @@ def test_job_ids_and_file_names() -> None:
     assert resource.sanitize_filename("...") == resource.sanitize_filename(None) == "audio"
     long = resource.sanitize_filename("z" * 500 + ".flac")
     assert len(long) == 200 and long.endswith(".flac")
-    assert resource.upload_key("ns", "tj-abc") == "uploads/ns/tj-abc/audio"
+    assert uploaded_source_key("ns", "tj-abc") == "uploads/ns/tj-abc/audio"
 
 
 def test_the_resource_built_for_an_upload_is_a_valid_job_the_operator_cleans_up_after() -> None:
-    spec = transcription_job_spec(Submission(model="base"), "audio", resource.upload_key("ns", "tj-abc"), 1)
+    spec = transcription_job_spec(Submission(model="base"), "audio", uploaded_source_key("ns", "tj-abc"), 1)
     built = resource.build_transcription_job("ns", "tj-abc", spec, "talk.mp3", request_id="req-1", requested_by="alice")
     job = TranscriptionJob.model_validate(built)
     assert job.spec.source.s3 is not None and job.spec.source.s3.key == "uploads/ns/tj-abc/audio"
