@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 
 from kubescribe.gateway import errors
 from kubescribe.gateway.access.caller import Access
-from kubescribe.gateway.middleware import BodyLimit, RequestContext, SecurityHeaders
+from kubescribe.gateway.middleware import BodyLimit, RequestContext
 from kubescribe.gateway.routes import jobs, openai, ops
 from kubescribe.gateway.state import Gateway
 
@@ -39,6 +39,5 @@ def create_app(gateway: Gateway, access: Access) -> FastAPI:
     if STATIC.is_dir():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
     app.add_middleware(BodyLimit, limit=gateway.settings.max_upload_bytes)
-    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext)
     return app

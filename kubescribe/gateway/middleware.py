@@ -64,6 +64,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestContext:
+    """The request id, the security headers of every response, an access log line and the request's metrics."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -74,16 +76,17 @@ class RequestContext:
         rid = choose_request_id(_header(scope, b"x-request-id"))
         request_id.set(rid)
         started, status = time.monotonic(), 500
+        headers = [(b"x-request-id", rid.encode()), *security_headers(scope["path"])]
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_headers)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             elapsed = time.monotonic() - started
@@ -96,26 +99,6 @@ class RequestContext:
                 status,
                 extra={"status": status, "seconds": round(elapsed, 4), "path": scope["path"]},
             )
-
-
-class SecurityHeaders:
-    """Adds the Content-Security-Policy, X-Content-Type-Options and Referrer-Policy headers to every response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = security_headers(scope["path"])
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *headers]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 class BodyLimit:
