@@ -140,6 +140,14 @@ class Source(_Model):
         return PurePosixPath(path).stem or "audio"
 
 
+def model_location(model: str) -> tuple[str, str] | None:
+    """The bucket and key prefix of an s3:// model (the prefix ends with / unless empty); None for other models."""
+    if not model.startswith("s3://"):
+        return None
+    bucket, _, prefix = model.removeprefix("s3://").partition("/")
+    return bucket, prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+
+
 def transcript_key(prefix: str, source: Source, format_: str) -> str:
     """The object key of one transcript of `source`, under the output prefix."""
     return f"{prefix}{source.stem}.{format_}"

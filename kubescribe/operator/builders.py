@@ -170,12 +170,12 @@ def owned_objects(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str
     assert spec.outputs.s3 is not None
     bucket, prefix = spec.outputs.s3.bucket, spec.outputs.s3.prefix
     owned = {bucket: [transcript_key(prefix, spec.source, format_) for format_ in spec.outputs.formats]}
-    metadata, source = tj["metadata"], TranscriptionJobSpec.model_validate(tj["spec"]).source.s3
+    metadata, source = tj["metadata"], spec.source.s3
     uploaded = (metadata.get("annotations") or {}).get(UPLOADED_SOURCE_ANNOTATION) == "true"
     if (
         uploaded
         and source is not None
-        and source.endpoint is None
+        and source.secret_name is None
         and source.key == uploaded_source_key(metadata["namespace"], metadata["name"])
     ):
         owned.setdefault(source.bucket, []).append(source.key)

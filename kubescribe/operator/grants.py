@@ -10,7 +10,7 @@ from pathlib import PurePosixPath
 from typing import Final
 
 from kubescribe.api.timestamps import format_timestamp
-from kubescribe.api.v1alpha1 import TranscriptionJobSpec, transcript_key
+from kubescribe.api.v1alpha1 import TranscriptionJobSpec, model_location, transcript_key
 from kubescribe.contract import Grant, StoreGrants
 
 Presign = Callable[[str, str, str, timedelta], str]
@@ -20,14 +20,6 @@ GRACE: Final = timedelta(minutes=10)
 MAX_VALIDITY: Final = timedelta(days=7)
 """The longest S3 lets a presigned URL live."""
 MAX_MODEL_FILES: Final = 64
-
-
-def model_location(model: str) -> tuple[str, str] | None:
-    """The bucket and key prefix of an s3:// model (the prefix ends with / unless empty); None for other models."""
-    if not model.startswith("s3://"):
-        return None
-    bucket, _, prefix = model.removeprefix("s3://").partition("/")
-    return bucket, prefix.rstrip("/") + "/" if prefix.strip("/") else ""
 
 
 def model_files(model: str, keys: Sequence[str]) -> tuple[dict[str, str], str | None]:

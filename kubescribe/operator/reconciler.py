@@ -20,7 +20,7 @@ from minio.error import S3Error
 
 from kubescribe import s3
 from kubescribe.api.timestamps import format_timestamp, parse_timestamp
-from kubescribe.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION, is_finished
+from kubescribe.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION, is_finished, model_location
 from kubescribe.contract import StoreGrants
 from kubescribe.operator import builders, grants, metrics, webhook
 from kubescribe.operator.queue import plan_admission, queue_entry
@@ -133,7 +133,7 @@ class Reconciler:
         spec = builders.runner_spec(tj, self.settings)
         keys: list[str] = []
         error = None
-        location = grants.model_location(spec.model)
+        location = model_location(spec.model)
         if location is not None:
             bucket, prefix = location
             try:

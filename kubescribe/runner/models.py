@@ -15,7 +15,7 @@ from pathlib import Path
 
 from minio import Minio
 
-from kubescribe.api.v1alpha1 import WHISPER_MODELS
+from kubescribe.api.v1alpha1 import WHISPER_MODELS, model_location
 from kubescribe.contract import EXIT_BAD_INPUT, StoreGrants
 from kubescribe.runner.errors import RunnerFailure
 from kubescribe.runner.transfer import download
@@ -62,8 +62,8 @@ def _assemble_base(target: Path) -> None:
 
 
 def _from_s3(uri: str, cache: Path, download: Callable[[Path], None]) -> Path:
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    target = cache / "s3" / bucket / prefix.strip("/")
+    bucket, prefix = _location(uri)
+    target = cache / "s3" / bucket / prefix
     if (target / MODEL_FILE).is_file():
         return target
     log.info("downloading the model", extra={"model": uri})
@@ -86,11 +86,16 @@ def _download(uri: str, s3: Callable[[], Minio], grants: StoreGrants | None, dir
 
 
 def _download_listed(uri: str, client: Minio, directory: Path) -> None:
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+    bucket, prefix = _location(uri)
     for item in client.list_objects(bucket, prefix=prefix, recursive=True):
         if not item.is_dir:
             client.fget_object(bucket, item.object_name, str(_inside(directory, item.object_name[len(prefix) :], uri)))
+
+
+def _location(uri: str) -> tuple[str, str]:
+    location = model_location(uri)
+    assert location is not None
+    return location
 
 
 def _inside(directory: Path, path: str, uri: str) -> Path:
