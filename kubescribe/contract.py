@@ -41,8 +41,9 @@ the job's own upload (`uploaded_source_key`); the annotation alone names nothing
 
 
 def uploaded_source_key(namespace: str, name: str) -> str:
-    """Where the gateway puts the audio uploaded for job `name` of `namespace`, in its upload bucket."""
-    return f"uploads/{namespace}/{name}/audio"
+    """Where the gateway puts the audio uploaded for job `name` of `namespace`, in its upload bucket: under the
+    namespace's own prefix, where its jobs may read."""
+    return f"{namespace}/uploads/{name}/audio"
 
 
 class Grant(BaseModel):

@@ -21,7 +21,7 @@ class GatewaySettings(BaseSettings):
     s3_access_key: SecretStr = Field(SecretStr(""), validation_alias="AWS_ACCESS_KEY_ID")
     s3_secret_key: SecretStr = Field(SecretStr(""), validation_alias="AWS_SECRET_ACCESS_KEY")
     upload_bucket: str = "audio"
-    """Uploads go to `uploads/<namespace>/<job id>/audio` in this bucket; the operator deletes them with the job."""
+    """Uploads go to `<namespace>/uploads/<job id>/audio` in this bucket; the operator deletes them with the job."""
     max_upload_bytes: int = 1 << 30
 
     keys_secret_name: str = "kubescribe-api-keys"  # noqa: S105 - a name
@@ -48,7 +48,7 @@ class GatewaySettings(BaseSettings):
     """Pending and Queued jobs a namespace may have before submissions answer 429."""
 
     models: list[str] = ["tiny.en", "base"]
-    """The models /v1/models offers."""
+    """The models jobs may name, here and at /v1/audio/*, and that /v1/models offers (with whisper-1)."""
     default_model: str = "tiny.en"
     multilingual_model: str = "base"
     """What `whisper-1` means when the audio is not English or is to be translated."""

@@ -22,10 +22,10 @@ from kubescribe import s3
 from kubescribe.api.timestamps import format_timestamp, parse_timestamp
 from kubescribe.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION, is_finished, model_location
 from kubescribe.contract import StoreGrants
-from kubescribe.operator import builders, grants, metrics, webhook
+from kubescribe.operator import builders, grants, metrics, policy, webhook
 from kubescribe.operator.queue import plan_admission, queue_entry
 from kubescribe.operator.settings import OperatorSettings
-from kubescribe.operator.status import compute_status, has_condition, transitions
+from kubescribe.operator.status import EXCEEDS_GPU_QUOTA, compute_status, has_condition, transitions
 
 log = logging.getLogger("kubescribe.operator")
 
@@ -66,8 +66,13 @@ class Reconciler:
             pods_by_tj[_key(pod)].append(pod)
         tjs = self._list_transcription_jobs()
         live = [tj for tj in tjs if not tj["metadata"].get("deletionTimestamp")]
+        refusals = {
+            (tj["metadata"]["namespace"], tj["metadata"]["name"]): refused
+            for tj in live
+            if (refused := self._refusal(tj, jobs_by_tj)) is not None
+        }
         plan = plan_admission(
-            [queue_entry(tj) for tj in live],
+            [queue_entry(tj) for tj in live if (tj["metadata"]["namespace"], tj["metadata"]["name"]) not in refusals],
             max_running=self.settings.max_running_jobs,
             max_gpus_per_namespace=self.settings.max_gpus_per_namespace,
         )
@@ -85,7 +90,7 @@ class Reconciler:
                 admitted=key in admit,
                 queue_position=plan.positions.get(key),
                 now=now,
-                rejection=plan.rejected.get(key),
+                rejection=refusals.get(key) or _quota_rejection(plan.rejected.get(key)),
             )
             if job is None and status.get("phase") in ("Pending", "Running") and has_condition(status, "Admitted"):
                 self._create_children(tj)
@@ -97,6 +102,16 @@ class Reconciler:
                 expiries.append(self._expire(tj, status, now))
         metrics.observe_pass(live, plan)
         return min(expiries, default=None)
+
+    def _refusal(self, tj: Mapping[str, Any], jobs_by_tj: Mapping[Key, Any]) -> policy.Refusal | None:
+        """Why the policy forbids a job that is still waiting for admission; admitted jobs keep running."""
+        status = tj.get("status")
+        if is_finished(status) or has_condition(status, "Admitted"):
+            return None
+        if (tj["metadata"]["namespace"], builders.job_label_value(tj)) in jobs_by_tj:
+            return None
+        spec = builders.runner_spec(tj, self.settings)
+        return policy.refusal(spec, tj["metadata"]["namespace"], self.settings.storage, self.settings.allowed_models)
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -138,9 +153,17 @@ class Reconciler:
             bucket, prefix = location
             try:
                 listed = self.store.list_objects(bucket, prefix=prefix, recursive=True)
-                keys = [item.object_name for item in itertools.islice(listed, grants.MAX_MODEL_FILES + 1)]
+                items = list(itertools.islice(listed, grants.MAX_MODEL_FILES + 1))
             except S3Error as failure:
                 error = f"cannot list {spec.model}: {failure.code}"
+            else:
+                keys = [item.object_name for item in items]
+                size = sum(item.size or 0 for item in items)
+                if size > self.settings.max_model_bytes:
+                    error = (
+                        f"{spec.model} holds {size} bytes, more than a model may hold "
+                        f"({self.settings.max_model_bytes} bytes, models.maxBytes)"
+                    )
         return grants.store_grants(spec, self._presign, self.now(), keys, error)
 
     def _presign(self, method: str, bucket: str, key: str, valid: datetime.timedelta) -> str:
@@ -208,6 +231,10 @@ class Reconciler:
             self.core.create_namespaced_event(metadata["namespace"], body)
         except ApiException as error:
             log.warning("event %s for %s/%s failed: %s", reason, metadata["namespace"], metadata["name"], error.reason)
+
+
+def _quota_rejection(message: str | None) -> tuple[str, str] | None:
+    return None if message is None else (EXCEEDS_GPU_QUOTA, message)
 
 
 def _json(response: Any) -> dict[str, Any]:

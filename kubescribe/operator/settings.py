@@ -5,6 +5,9 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kubescribe.api.v1alpha1 import WHISPER_MODELS
+from kubescribe.operator.policy import StoragePolicy
+
 
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KUBESCRIBE_")
@@ -21,6 +24,12 @@ class OperatorSettings(BaseSettings):
     """The store's region, which presigned URLs are signed for."""
     default_output_bucket: str = "transcripts"
     default_model: str = "tiny.en"
+    storage: StoragePolicy = StoragePolicy()
+    """Where in the store each namespace's jobs may read and write (JSON)."""
+    allowed_models: list[str] = list(WHISPER_MODELS)
+    """The models jobs may name: Whisper names, hub ids and s3:// prefixes of model directories (JSON)."""
+    max_model_bytes: int = 4 << 30
+    """The most an s3:// model's files may hold together."""
     max_running_jobs: int = 10
     """Jobs admitted and not finished, cluster-wide."""
     max_gpus_per_namespace: int = 4

@@ -148,14 +148,14 @@ def _phase(
     *,
     admitted: bool,
     queue_position: int | None,
-    rejection: str | None,
+    rejection: tuple[str, str] | None,
 ) -> _Phase:
     if job is not None:
         return _job_phase(job, pods)
     if admitted:
         return _Phase("Pending", "Admitted", "admitted; creating the runner Job")
     if rejection is not None:
-        return _Phase("Failed", EXCEEDS_GPU_QUOTA, rejection)
+        return _Phase("Failed", *rejection)
     if queue_position is not None:
         return _Phase("Queued", "Queued", f"waiting for admission at position {queue_position}")
     return _Phase("Pending", "AwaitingAdmission", "waiting for the admission decision")
@@ -236,11 +236,12 @@ def compute_status(
     admitted: bool,
     queue_position: int | None,
     now: datetime,
-    rejection: str | None = None,
+    rejection: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The job's status from its Job (None when not created), the Job's runner pods, whether the queue admitted it
     (admission recorded in the current status or shown by an existing Job counts too), its queue position while
-    waiting, and the queue's rejection message for a job that can never be admitted. The runner's `progress` and
+    waiting, and the reason and message of its rejection when it may never run (the queue can never admit it, or
+    the storage policy forbids it). The runner's `progress` and
     `result` are kept from the current status."""
     current: dict[str, Any] = dict(tj.get("status") or {})
     if is_finished(current):

@@ -43,7 +43,7 @@ def submit(client: httpx.Client, path: Path, filename: str | None = None, **form
 
 
 def uploads(kubescribe: Kubescribe, namespace: str) -> list[str]:
-    return [o.object_name for o in kubescribe.s3.list_objects("audio", prefix=f"uploads/{namespace}/", recursive=True)]
+    return [o.object_name for o in kubescribe.s3.list_objects("audio", prefix=f"{namespace}/uploads/", recursive=True)]
 
 
 def events(client: httpx.Client, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -85,7 +85,7 @@ def test_a_job_is_submitted_followed_downloaded_and_deleted(
     assert annotations["kubescribe.io/uploaded-source"] == "true"
     assert annotations["kubescribe.io/request-id"] == "req-passage-1"
     assert annotations["kubescribe.io/filename"] == "talk.wav"
-    key = f"uploads/gw-a/{job_id}/audio"
+    key = f"gw-a/uploads/{job_id}/audio"
     assert tj["spec"]["source"]["s3"] == {"bucket": "audio", "key": key}
     assert kubescribe.s3.stat_object("audio", key).metadata["x-amz-meta-filename"] == "talk.wav"
 
@@ -333,7 +333,7 @@ def test_hostile_file_names_are_kept_only_as_sanitized_names(
         tj = kubescribe.job("gw-b", job_id)
         assert tj is not None
         assert tj["metadata"]["annotations"]["kubescribe.io/filename"] == expected
-        assert tj["spec"]["source"]["s3"]["key"] == f"uploads/gw-b/{job_id}/audio"
+        assert tj["spec"]["source"]["s3"]["key"] == f"gw-b/uploads/{job_id}/audio"
         assert client.delete(f"/v1/jobs/{job_id}").status_code == 202
     assert not [o.object_name for o in kubescribe.s3.list_objects("audio", recursive=True) if "passwd" in o.object_name]
 
@@ -353,7 +353,7 @@ def test_uploads_stream_with_bounded_memory(gateway: Gateway, kubescribe: Kubesc
     response = submit(api(gateway, "gw-b"), big, "long.wav")
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
-    assert kubescribe.s3.stat_object("audio", f"uploads/gw-b/{job_id}/audio").size == size
+    assert kubescribe.s3.stat_object("audio", f"gw-b/uploads/{job_id}/audio").size == size
     api(gateway, "gw-b").delete(f"/v1/jobs/{job_id}")
     assert peak_rss() - before < 32 << 20, f"the gateway grew by {(peak_rss() - before) >> 20} MiB for {size >> 20} MiB"
 

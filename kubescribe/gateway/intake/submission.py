@@ -87,6 +87,13 @@ async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, sub
     if not isinstance(upload, StagedFile):
         raise ApiError(400, "send the audio as one multipart/form-data part named file", param="file")
     settings, namespace = gateway.settings, principal.namespace
+    if submission.model not in settings.models:
+        raise ApiError(
+            400,
+            f"unknown model {submission.model!r}: this gateway offers {', '.join(settings.models)}",
+            param="model",
+            code="model_not_found",
+        )
     spec = transcription_job_spec(submission, settings.upload_bucket, upload.key, settings.job_gpus)
     if waiting_jobs(gateway.watcher.jobs(), namespace) >= settings.max_queued_jobs_per_namespace:
         raise ApiError(

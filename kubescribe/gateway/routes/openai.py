@@ -58,11 +58,8 @@ async def transcribe(
     granularities: list[str],
 ) -> Response:
     settings = gateway.settings
-    resolved = resolve_model(model, task, language, settings.default_model, settings.multilingual_model)
-    if resolved is None:
-        raise ApiError(400, f"unknown model {model!r}", param="model", code="model_not_found")
     submission = Submission(
-        model=resolved,
+        model=resolve_model(model, task, language, settings.default_model, settings.multilingual_model),
         language=language,
         task=task,
         formats=(SOURCE_FORMAT[response_format],),

@@ -7,19 +7,20 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from kubescribe.api.v1alpha1 import WHISPER_MODELS, Task
+from kubescribe.api.v1alpha1 import Task
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 OPENAI_MODEL = "whisper-1"
 SOURCE_FORMAT: dict[str, str] = {"json": "json", "verbose_json": "json", "text": "txt", "srt": "srt", "vtt": "vtt"}
 
 
-def resolve_model(requested: str, task: Task, language: str | None, default: str, multilingual: str) -> str | None:
-    """The model a request's `model` means, or None when it names none the gateway knows."""
+def resolve_model(requested: str, task: Task, language: str | None, default: str, multilingual: str) -> str:
+    """The model a request's `model` means: whisper-1 is the default model, or the multilingual one where the
+    default only knows English; any other name means itself."""
     if requested == OPENAI_MODEL:
         english_only = task == "transcribe" and language in (None, "", "en")
         return default if english_only or not default.endswith(".en") else multilingual
-    return requested if requested in WHISPER_MODELS else None
+    return requested
 
 
 def _segment(segment: dict[str, Any], temperature: float) -> dict[str, Any]:

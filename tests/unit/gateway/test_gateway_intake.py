@@ -29,14 +29,14 @@ def test_job_ids_and_file_names() -> None:
     assert resource.sanitize_filename("...") == resource.sanitize_filename(None) == "audio"
     long = resource.sanitize_filename("z" * 500 + ".flac")
     assert len(long) == 200 and long.endswith(".flac")
-    assert uploaded_source_key("ns", "tj-abc") == "uploads/ns/tj-abc/audio"
+    assert uploaded_source_key("ns", "tj-abc") == "ns/uploads/tj-abc/audio"
 
 
 def test_the_resource_built_for_an_upload_is_a_valid_job_the_operator_cleans_up_after() -> None:
     spec = transcription_job_spec(Submission(model="base"), "audio", uploaded_source_key("ns", "tj-abc"), 1)
     built = resource.build_transcription_job("ns", "tj-abc", spec, "talk.mp3", request_id="req-1", requested_by="alice")
     job = TranscriptionJob.model_validate(built)
-    assert job.spec.source.s3 is not None and job.spec.source.s3.key == "uploads/ns/tj-abc/audio"
+    assert job.spec.source.s3 is not None and job.spec.source.s3.key == "ns/uploads/tj-abc/audio"
     assert built["metadata"]["annotations"][UPLOADED_SOURCE_ANNOTATION] == "true"
     assert built["metadata"]["annotations"][resource.REQUESTED_BY_ANNOTATION] == "alice"
     assert built["metadata"]["labels"] == {"kubescribe.io/submitted-by": "gateway"}

@@ -57,7 +57,7 @@ def test_openai_models_and_bodies() -> None:
     assert resolve_model("whisper-1", "transcribe", "de", "tiny.en", "base") == "base"
     assert resolve_model("whisper-1", "translate", None, "tiny.en", "base") == "base"
     assert resolve_model("small", "transcribe", None, "tiny.en", "base") == "small"
-    assert resolve_model("gpt-4o", "transcribe", None, "tiny.en", "base") is None
+    assert resolve_model("gpt-4o", "transcribe", None, "tiny.en", "base") == "gpt-4o"
     document = json.dumps(
         {
             "language": "en",

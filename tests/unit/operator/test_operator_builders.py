@@ -263,15 +263,15 @@ def test_job_is_deterministic() -> None:
 
 def test_only_a_jobs_own_upload_and_transcripts_are_deleted_with_it() -> None:
     uploaded = {"kubescribe.io/uploaded-source": "true"}
-    own = tj("tj-abc", source={"s3": {"bucket": "audio", "key": "uploads/team-a/tj-abc/audio"}})
+    own = tj("tj-abc", source={"s3": {"bucket": "audio", "key": "team-a/uploads/tj-abc/audio"}})
     own["metadata"]["annotations"] = uploaded
     assert builders.owned_objects(own, SETTINGS) == {
         "transcripts": [f"team-a/tj-abc/audio.{f}" for f in ("json", "txt", "srt", "vtt")],
-        "audio": ["uploads/team-a/tj-abc/audio"],
+        "audio": ["team-a/uploads/tj-abc/audio"],
     }
-    for key in ("team-b/their.wav", "uploads/team-b/tj-abc/audio", "uploads/team-a/tj-other/audio"):
+    for key in ("team-b/their.wav", "team-b/uploads/tj-abc/audio", "team-a/uploads/tj-other/audio"):
         forged = tj("tj-abc", source={"s3": {"bucket": "audio", "key": key}})
         forged["metadata"]["annotations"] = uploaded
         assert "audio" not in builders.owned_objects(forged, SETTINGS), key
-    unmarked = tj("tj-abc", source={"s3": {"bucket": "audio", "key": "uploads/team-a/tj-abc/audio"}})
+    unmarked = tj("tj-abc", source={"s3": {"bucket": "audio", "key": "team-a/uploads/tj-abc/audio"}})
     assert "audio" not in builders.owned_objects(unmarked, SETTINGS)

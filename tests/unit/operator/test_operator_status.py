@@ -355,12 +355,13 @@ def test_finished_status_is_final() -> None:
     assert not is_finished(None)
 
 
-def test_job_that_can_never_be_admitted_fails() -> None:
-    status = compute_status(
-        tj(), None, [], admitted=False, queue_position=None, now=NOW, rejection="needs 8 GPUs, quota is 4"
-    )
-    assert (status["phase"], status["reason"]) == ("Failed", "ExceedsGPUQuota")
+def test_job_that_may_never_run_fails_with_the_reason() -> None:
+    rejection = ("StorageForbidden", "storage policy: namespace team-a may not read s3://audio/team-b/x.wav")
+    status = compute_status(tj(), None, [], admitted=False, queue_position=None, now=NOW, rejection=rejection)
+    assert (status["phase"], status["reason"], status["message"]) == ("Failed", *rejection)
     assert status["completionTime"] == "2025-11-03T12:00:30Z"
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "StorageForbidden")
 
 
 def test_last_transition_time_moves_only_when_a_condition_changes() -> None:
