@@ -15,8 +15,6 @@ from kubescribe.contract import Grant, StoreGrants
 
 Presign = Callable[[str, str, str, timedelta], str]
 """(HTTP method, bucket, key, valid for) -> URL."""
-GRACE: Final = timedelta(minutes=10)
-"""Beyond the deadline: the Job's clock starts when it is created, a little after the URLs are."""
 MAX_VALIDITY: Final = timedelta(days=7)
 """The longest S3 lets a presigned URL live."""
 MAX_MODEL_FILES: Final = 64
@@ -42,12 +40,15 @@ def store_grants(
     spec: TranscriptionJobSpec,
     presign: Presign,
     now: datetime,
+    *,
+    grace: timedelta,
     model_keys: Sequence[str] = (),
     model_error: str | None = None,
 ) -> StoreGrants:
     """The grants of a job whose objects are all in the operator's store. `spec` is the runner's (its output
-    location filled in); `model_keys` are the keys listed under an s3:// model's prefix."""
-    valid = min(timedelta(seconds=spec.active_deadline_seconds) + GRACE, MAX_VALIDITY)
+    location filled in); they are valid for the job's deadline and `grace` beyond it (the Job's clock starts when
+    it is created, a little after the URLs are); `model_keys` are the keys listed under an s3:// model's prefix."""
+    valid = min(timedelta(seconds=spec.active_deadline_seconds) + grace, MAX_VALIDITY)
     grants = StoreGrants(expires=format_timestamp(now + valid), model_error=model_error)
     if spec.source.s3 is not None:
         source = spec.source.s3

@@ -164,7 +164,8 @@ class Reconciler:
                         f"{spec.model} holds {size} bytes, more than a model may hold "
                         f"({self.settings.max_model_bytes} bytes, models.maxBytes)"
                     )
-        return grants.store_grants(spec, self._presign, self.now(), keys, error)
+        grace = datetime.timedelta(seconds=self.settings.grant_grace_seconds)
+        return grants.store_grants(spec, self._presign, self.now(), grace=grace, model_keys=keys, model_error=error)
 
     def _presign(self, method: str, bucket: str, key: str, valid: datetime.timedelta) -> str:
         url: str = self.store.get_presigned_url(method, bucket, key, expires=valid)

@@ -22,6 +22,8 @@ class OperatorSettings(BaseSettings):
     job presigned URLs for the job's own objects, and deletes those objects when the job goes."""
     s3_region: str = "us-east-1"
     """The store's region, which presigned URLs are signed for."""
+    grant_grace_seconds: float = 600
+    """How long a job's presigned URLs stay valid beyond its deadline (activeDeadlineSeconds)."""
     default_output_bucket: str = "transcripts"
     default_model: str = "tiny.en"
     storage: StoragePolicy = StoragePolicy()

@@ -138,6 +138,7 @@ class Kubescribe:
 
     namespace = "kubescribe"
     release = "kubescribe"
+    grant_grace_seconds = 5
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
@@ -151,6 +152,13 @@ class Kubescribe:
             "operator.ports.metrics": str(self.metrics_port),
             "gateway.port": str(self.gateway_port),
             "gateway.metricsPort": str(self.gateway_metrics_port),
+            # Every namespace may read models from s3://models/ and use s3://scratch/, a bucket nobody creates.
+            "storage.grants[0].name": "models",
+            "storage.grants[0].location": "s3://models/",
+            "storage.grants[1].name": "scratch",
+            "storage.grants[1].location": "s3://scratch/",
+            "storage.grants[1].access": "readwrite",
+            "operator.grantGraceSeconds": str(self.grant_grace_seconds),
         }
         """The chart values of every install; `install` may override some for one install."""
 

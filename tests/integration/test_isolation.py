@@ -4,6 +4,7 @@ the store's credentials, and those URLs open nothing else."""
 from __future__ import annotations
 
 import base64
+import datetime
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,12 +12,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from kubescribe.api.timestamps import parse_timestamp
 from kubescribe.contract import ENV_STORE_GRANTS, UPLOADED_SOURCE_ANNOTATION, StoreGrants
 from kubescribe.operator.grants import MAX_MODEL_FILES
-from tests.integration.conftest import Kubescribe
+from tests.integration.conftest import Kubescribe, wait_for
 from tests.integration.speech import speak
 
 SENTENCE = "Only this recording belongs to this job."
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def status_of(url: str, method: str = "GET", data: bytes | None = None) -> int:
@@ -104,3 +110,20 @@ def test_deleting_a_job_marked_as_uploaded_deletes_no_object_but_its_own_upload(
     kubescribe.wait_finished(namespace, "forged")
     kubescribe.cluster.kubectl("delete", "tj", "forged", "-n", namespace, "--wait=true", "--timeout=60s")
     assert kubescribe.exists(f"s3://audio/{namespace}/precious.wav")
+
+
+def test_a_jobs_urls_stop_working_after_its_deadline(kubescribe: Kubescribe, namespace: str, speech_dir: Path) -> None:
+    kubescribe.submit_audio(namespace, "brief", speak(speech_dir, "isolated", SENTENCE), activeDeadlineSeconds=10)
+
+    def granted() -> StoreGrants | None:
+        secret = kubescribe.cluster.try_get("secret", "transcribe-brief", "-n", namespace)
+        return StoreGrants.model_validate_json(base64.b64decode(secret["data"][ENV_STORE_GRANTS])) if secret else None
+
+    grants = wait_for(granted, 60, "the job's grants")
+    assert grants.source is not None
+    expires = parse_timestamp(grants.expires)
+    assert expires - now() <= datetime.timedelta(seconds=10 + kubescribe.grant_grace_seconds)
+    wait_for(lambda: now() > expires + datetime.timedelta(seconds=1), 30, "the deadline and its grace to pass")
+    assert status_of(grants.source.url) == 403
+    [output] = [grant for format_, grant in grants.outputs.items() if format_ == "txt"]
+    assert status_of(output.url, "PUT", b"late") == 403

@@ -214,7 +214,7 @@ def test_a_job_whose_output_bucket_never_existed_can_be_deleted(kubescribe: Kube
         namespace,
         "nowhere",
         source={"s3": {"bucket": "audio", "key": f"{namespace}/absent.wav"}},
-        outputs={"s3": {"bucket": f"missing-{namespace}", "prefix": "x/"}},
+        outputs={"s3": {"bucket": "scratch", "prefix": f"{namespace}/x/"}},
     )
     kubescribe.wait_finished(namespace, "nowhere")
     kubescribe.cluster.kubectl("delete", "tj", "nowhere", "-n", namespace, "--timeout=60s")

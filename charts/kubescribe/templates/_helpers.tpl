@@ -33,3 +33,17 @@ app.kubernetes.io/name: kubescribe
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: gateway
 {{- end -}}
+
+{{/* The allowed models that are names (not s3:// prefixes), as JSON: what the gateway offers. */}}
+{{- define "kubescribe.modelNames" -}}
+{{- $names := list -}}
+{{- range .Values.models.allowed -}}
+{{- if not (hasPrefix "s3://" .) -}}{{- $names = append $names . -}}{{- end -}}
+{{- end -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{/* The name of the storage policy: the ValidatingAdmissionPolicy, its binding and its ConfigMap of parameters. */}}
+{{- define "kubescribe.storagePolicy.name" -}}
+{{- printf "%s-storage" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}

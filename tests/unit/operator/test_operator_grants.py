@@ -7,6 +7,7 @@ from kubescribe.api.v1alpha1 import TranscriptionJobSpec
 from kubescribe.operator.grants import MAX_MODEL_FILES, model_files, store_grants
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+GRACE = timedelta(minutes=10)
 
 
 def presign(method: str, bucket: str, key: str, valid: timedelta) -> str:
@@ -24,7 +25,7 @@ def spec(**fields: object) -> TranscriptionJobSpec:
 
 
 def test_the_source_is_granted_for_reading_and_each_transcript_for_writing_until_the_deadline() -> None:
-    grants = store_grants(spec(activeDeadlineSeconds=600), presign, NOW)
+    grants = store_grants(spec(activeDeadlineSeconds=600), presign, NOW, grace=GRACE)
     assert grants.source is not None
     assert grants.source.uri == "s3://audio/team-a/talk.flac"
     assert grants.source.url == "https://store.example/audio/team-a/talk.flac?method=GET&valid=1200"
@@ -39,7 +40,7 @@ def test_the_source_is_granted_for_reading_and_each_transcript_for_writing_until
 
 def test_a_url_source_gets_no_read_grant_and_long_deadlines_stop_at_seven_days() -> None:
     grants = store_grants(
-        spec(source={"url": "https://example.org/a.mp3"}, activeDeadlineSeconds=30 * 86400), presign, NOW
+        spec(source={"url": "https://example.org/a.mp3"}, activeDeadlineSeconds=30 * 86400), presign, NOW, grace=GRACE
     )
     assert grants.source is None
     assert all(urlsplit(grant.url).query.endswith(f"valid={7 * 86400}") for grant in grants.outputs.values())
@@ -53,7 +54,7 @@ def test_an_s3_model_is_granted_file_by_file_within_its_directory() -> None:
         "models/tiny/../../secret",
         "models/tiny/sub/vocab.txt",
     ]
-    grants = store_grants(spec(model="s3://shared/models/tiny"), presign, NOW, keys)
+    grants = store_grants(spec(model="s3://shared/models/tiny"), presign, NOW, grace=GRACE, model_keys=keys)
     assert {path: grant.uri for path, grant in grants.model.items()} == {
         "model.bin": "s3://shared/models/tiny/model.bin",
         "config.json": "s3://shared/models/tiny/config.json",
@@ -67,9 +68,9 @@ def test_a_model_prefix_holding_too_much_is_refused_with_the_reason() -> None:
         {},
         f"s3://everything holds more than {MAX_MODEL_FILES} objects: name the directory of one model",
     )
-    grants = store_grants(spec(model="s3://everything"), presign, NOW, keys)
+    grants = store_grants(spec(model="s3://everything"), presign, NOW, grace=GRACE, model_keys=keys)
     assert grants.model == {} and grants.model_error is not None
     failed = store_grants(
-        spec(model="s3://gone/m/"), presign, NOW, model_error="cannot list s3://gone/m/: NoSuchBucket"
+        spec(model="s3://gone/m/"), presign, NOW, grace=GRACE, model_error="cannot list s3://gone/m/: NoSuchBucket"
     )
     assert failed.model_error == "cannot list s3://gone/m/: NoSuchBucket"

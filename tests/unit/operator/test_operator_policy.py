@@ -18,7 +18,9 @@ POLICY = StoragePolicy(
 MODELS = ["tiny.en", "base", "s3://approved/"]
 
 
-def spec(source: dict[str, Any] | None = None, output: dict[str, Any] | None = None, **fields: Any) -> TranscriptionJobSpec:
+def spec(
+    source: dict[str, Any] | None = None, output: dict[str, Any] | None = None, **fields: Any
+) -> TranscriptionJobSpec:
     return TranscriptionJobSpec.model_validate(
         {
             "source": {"s3": source or {"bucket": "audio", "key": "team-a/talk.flac"}},
