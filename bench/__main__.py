@@ -39,7 +39,7 @@ def measure_admission(cluster: LocalCluster, state: ClusterState) -> dict[str, A
     env = {**os.environ, **cluster.env_exports(state)}
     helm_values = kube.install_operator(cluster, state, env)
     api = kube.api_client(cluster.admin_kubeconfig)
-    spec = admission.job_spec(overhead.BUCKET, overhead.OUTPUT_BUCKET)
+    spec = admission.job_spec(overhead.BUCKET, overhead.OUTPUT_BUCKET, JOBS_NAMESPACE)
     s3_env = {k: v for k, v in cluster.env_exports(state).items() if k.startswith("AWS_")}
 
     kube.create_namespace(api, BASELINE_NAMESPACE)

@@ -24,6 +24,7 @@ JOBS = 200
 TIMEOUT_SECONDS = 600.0
 CREATE_THREADS = 20
 MISSING_KEY = "bench/does-not-exist.wav"
+"""Under the jobs' namespace."""
 RUNNER_SELECTOR = "app.kubernetes.io/component=runner"
 BASELINE_LABEL = "bench.kubescribe.io/name"
 
@@ -164,13 +165,14 @@ def burst(api: client.ApiClient, namespace: str, selector: str, key_label: str, 
     return result
 
 
-def job_spec(bucket: str, output_bucket: str) -> TranscriptionJobSpec:
-    """A CPU job whose source does not exist: the runner starts, then exits at once with SourceNotFound."""
+def job_spec(bucket: str, output_bucket: str, namespace: str) -> TranscriptionJobSpec:
+    """A CPU job of `namespace` whose source does not exist: the runner starts, then exits at once with
+    SourceNotFound. Its objects are under the namespace's own prefix, where the storage policy lets it."""
     return TranscriptionJobSpec.model_validate(
         {
-            "source": {"s3": {"bucket": bucket, "key": MISSING_KEY}},
+            "source": {"s3": {"bucket": bucket, "key": f"{namespace}/{MISSING_KEY}"}},
             "model": "tiny.en",
-            "outputs": {"formats": ["txt"], "s3": {"bucket": output_bucket, "prefix": "bench-admission/"}},
+            "outputs": {"formats": ["txt"], "s3": {"bucket": output_bucket, "prefix": f"{namespace}/bench-admission/"}},
             "resources": {"gpu": 0},
             "backoffLimit": 0,
         }

@@ -20,9 +20,9 @@ s3 = Minio(endpoint.netloc, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SEC
 for bucket in ("audio", "transcripts"):
     if not s3.bucket_exists(bucket):
         s3.make_bucket(bucket)
-s3.fput_object("audio", "demo/sample.wav", sys.argv[1])
+s3.fput_object("audio", "default/demo/sample.wav", sys.argv[1])
 PY
-echo "uploaded s3://audio/demo/sample.wav"
+echo "uploaded s3://audio/default/demo/sample.wav"
 
 kubectl delete transcriptionjob demo --ignore-not-found --wait >/dev/null
 kubectl apply -f - <<'YAML'
@@ -30,9 +30,9 @@ apiVersion: kubescribe.io/v1alpha1
 kind: TranscriptionJob
 metadata: {name: demo, namespace: default}
 spec:
-  source: {s3: {bucket: audio, key: demo/sample.wav}}
+  source: {s3: {bucket: audio, key: default/demo/sample.wav}}
   model: tiny.en
-  outputs: {formats: [json, txt, srt, vtt], s3: {bucket: transcripts, prefix: demo/}}
+  outputs: {formats: [json, txt, srt, vtt], s3: {bucket: transcripts, prefix: default/demo/}}
   resources: {gpu: 1}
 YAML
 for _ in $(seq 1 120); do
@@ -43,14 +43,14 @@ for _ in $(seq 1 120); do
 done
 kubectl get tj demo
 [[ $phase == Succeeded ]] || { kubectl get tj demo -o jsonpath='{.status.message}'; echo; exit 1; }
-echo "--- s3://transcripts/demo/sample.txt"
+echo "--- s3://transcripts/default/demo/sample.txt"
 $py - <<'PY'
 import os
 from urllib.parse import urlsplit
 from minio import Minio
 endpoint = urlsplit(os.environ["AWS_ENDPOINT_URL"])
 s3 = Minio(endpoint.netloc, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], secure=False)
-print(s3.get_object("transcripts", "demo/sample.txt").read().decode())
+print(s3.get_object("transcripts", "default/demo/sample.txt").read().decode())
 PY
 
 echo
