@@ -34,7 +34,10 @@ def with_spec(name: str, **changes: Any) -> dict[str, Any]:
 
 
 def apply(cluster: Cluster, namespace: str, manifest: dict[str, Any]):
-    return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False)
+    # The sample's objects are under the prefix of its namespace, default: here under the test's namespace's,
+    # where the storage policy lets its jobs read and write.
+    body = json.dumps(manifest).replace('"default/', f'"{namespace}/')
+    return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body, check=False)
 
 
 def test_the_sample_is_accepted_and_shown_with_its_columns(cluster: Cluster, crd: str, namespace: str) -> None:

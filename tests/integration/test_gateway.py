@@ -200,6 +200,10 @@ def test_invalid_requests_are_answered_with_errors(gateway: Gateway, sentence: P
     for form, param in [
         ({"formats": "json,docx"}, "formats"),
         ({"model": "gpt-4"}, "model"),
+        # Names a job could name, but not on the cluster's list of models.
+        ({"model": "large-v2"}, "model"),
+        ({"model": "org/any-repo"}, "model"),
+        ({"model": "s3://audio/"}, "model"),
         ({"language": "english"}, "language"),
         ({"task": "summarize"}, "task"),
         ({"task": "translate", "model": "tiny.en"}, None),
