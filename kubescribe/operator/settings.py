@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +19,9 @@ class OperatorSettings(BaseSettings):
     job presigned URLs for the job's own objects, and deletes those objects when the job goes."""
     s3_region: str = "us-east-1"
     """The store's region, which presigned URLs are signed for."""
+    egress_allowed_private_ranges: list[IPvAnyNetwork] = []
+    """Private ranges (CIDRs, as JSON) that jobs' source URLs and webhooks may reach, such as an on-premises media
+    server's; other non-public addresses, the API server and the store stay out of reach."""
     default_output_bucket: str = "transcripts"
     default_model: str = "tiny.en"
     max_running_jobs: int = 10
