@@ -141,7 +141,9 @@ def test_role_binding_binds_the_jobs_service_account_to_its_role() -> None:
     binding = build_role_binding(tj())
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "transcribe-jfk"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "transcribe-jfk", "namespace": "team-a"}]
-    assert build_runner_job(tj(), SETTINGS, EGRESS)["spec"]["template"]["spec"]["serviceAccountName"] == "transcribe-jfk"
+    assert (
+        build_runner_job(tj(), SETTINGS, EGRESS)["spec"]["template"]["spec"]["serviceAccountName"] == "transcribe-jfk"
+    )
 
 
 def test_grants_secret_holds_the_grants_and_no_store_credentials() -> None:
@@ -221,7 +223,9 @@ def test_spec_values_win_over_the_operators_defaults() -> None:
 
 
 def test_gpu_limit_only_when_the_job_asks_for_gpus() -> None:
-    gpu = container(build_runner_job(tj(resources={"gpu": 2, "cpu": "2", "memory": "4Gi"}), SETTINGS, EGRESS))["resources"]
+    gpu = container(build_runner_job(tj(resources={"gpu": 2, "cpu": "2", "memory": "4Gi"}), SETTINGS, EGRESS))[
+        "resources"
+    ]
     assert gpu == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"nvidia.com/gpu": "2"}}
     cpu = container(build_runner_job(tj(resources={"gpu": 0}), SETTINGS, EGRESS))["resources"]
     assert "nvidia.com/gpu" not in json.dumps(cpu)
