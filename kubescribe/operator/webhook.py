@@ -68,8 +68,9 @@ def is_due(tj: Mapping[str, Any]) -> bool:
     """A finished job with a webhook whose delivery has not ended (delivered, refused, or given up)."""
     status = tj.get("status") or {}
     webhook = status.get("webhook") or {}
-    given_up = webhook.get("attempts", 0) >= len(BACKOFF_SECONDS) + 1 or webhook.get("refused", False)
-    return bool(tj["spec"].get("webhookUrl")) and not webhook.get("delivered") and not given_up
+    given_up = webhook.get("attempts", 0) >= len(BACKOFF_SECONDS) + 1
+    ended = webhook.get("delivered") or webhook.get("refused") or given_up
+    return bool(tj["spec"].get("webhookUrl")) and not ended
 
 
 class Deliverer:
