@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, IPvAnyNetwork
 
 # Environment of the runner container.
 ENV_JOB_NAME: Final = "KUBESCRIBE_JOB_NAME"
@@ -18,6 +18,8 @@ ENV_MODEL_CACHE: Final = "KUBESCRIBE_MODEL_CACHE"
 ENV_STORE_GRANTS: Final = "KUBESCRIBE_STORE_GRANTS"
 """`StoreGrants` as JSON, from the job's Secret, when the job uses the operator's store: the runner then holds
 presigned URLs for exactly its own objects and no store credentials."""
+ENV_EGRESS_RULES: Final = "KUBESCRIBE_EGRESS_RULES"
+"""`EgressRules` as JSON: where the source URL may lead (unset: public addresses only)."""
 ENV_CONTAINER_ROOT: Final = "KUBESCRIBE_CONTAINER_ROOT"
 """Set by a node whose containers share the host's filesystem: the directory that stands for the container's root."""
 # A job whose spec names its own store credentials (source.s3.secretName) uses the standard variables
@@ -65,3 +67,19 @@ class StoreGrants(BaseModel):
     """GET of each file of an s3:// model, by its path in the model's directory."""
     model_error: str | None = None
     """Why the model's files could not be granted, when they could not."""
+
+
+class Endpoint(BaseModel):
+    """A host and port, and what is there (for messages)."""
+
+    host: str
+    port: int
+    name: str
+
+
+class EgressRules(BaseModel):
+    """Where the URLs a job names (source.url, webhookUrl) may lead: public addresses and the private ranges
+    allowed, never the forbidden endpoints (the Kubernetes API server, the operator's store)."""
+
+    allowed_private_ranges: list[IPvAnyNetwork] = Field(default_factory=list)
+    forbidden_endpoints: list[Endpoint] = Field(default_factory=list)

@@ -320,6 +320,7 @@ class WebhookDelivery(_Model):
     delivered: bool = Field(description="The webhook answered 2xx.")
     attempts: int = Field(ge=0, description="POSTs made so far.")
     last_error: str | None = Field(None, description="Why the last attempt failed.")
+    refused: bool = Field(False, description="The URL leads where jobs may not connect; it is not tried again.")
     delivered_at: datetime | None = Field(None, description="When the webhook answered 2xx.")
 
 

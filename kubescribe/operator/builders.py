@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, Final
 
+from kubescribe import egress
 from kubescribe.api.v1alpha1 import (
     API_VERSION,
     GROUP,
@@ -20,6 +21,7 @@ from kubescribe.api.v1alpha1 import (
     transcript_key,
 )
 from kubescribe.contract import (
+    ENV_EGRESS_RULES,
     ENV_JOB_NAME,
     ENV_JOB_NAMESPACE,
     ENV_MODEL_CACHE,
@@ -28,6 +30,7 @@ from kubescribe.contract import (
     NOT_RETRIED_EXIT_CODES,
     TERMINATION_MESSAGE_PATH,
     UPLOADED_SOURCE_ANNOTATION,
+    EgressRules,
     StoreGrants,
     uploaded_source_key,
 )
@@ -182,6 +185,18 @@ def owned_objects(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str
     return owned
 
 
+def egress_rules(settings: OperatorSettings, api_server: str) -> EgressRules:
+    """Where the URLs jobs name may lead: the allowed private ranges, and never the API server at `api_server`
+    nor the store, whatever the ranges."""
+    return EgressRules(
+        allowed_private_ranges=settings.egress_allowed_private_ranges,
+        forbidden_endpoints=[
+            egress.endpoint(api_server, "the Kubernetes API server"),
+            egress.endpoint(settings.s3_endpoint, "the operator's store"),
+        ],
+    )
+
+
 def _store_env(tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
     """The runner's access to storage: the job's presigned URLs, or, when the source names a Secret, that Secret's
     credentials with the source's endpoint, for reading and writing alike."""
@@ -206,7 +221,9 @@ def _container_resources(spec: TranscriptionJobSpec) -> dict[str, Any]:
     return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
 
 
-def _pod_spec(tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: OperatorSettings) -> dict[str, Any]:
+def _pod_spec(
+    tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: OperatorSettings, rules: EgressRules
+) -> dict[str, Any]:
     metadata = tj["metadata"]
     container = {
         "name": RUNNER_CONTAINER,
@@ -218,6 +235,7 @@ def _pod_spec(tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: Opera
             {"name": ENV_JOB_NAME, "value": metadata["name"]},
             {"name": ENV_JOB_NAMESPACE, "value": metadata["namespace"]},
             {"name": ENV_MODEL_CACHE, "value": settings.model_cache_dir},
+            {"name": ENV_EGRESS_RULES, "value": rules.model_dump_json()},
             *_store_env(tj, spec, settings),
         ],
         "resources": _container_resources(spec),
@@ -247,9 +265,10 @@ def _pod_spec(tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: Opera
     return pod
 
 
-def build_runner_job(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
-    """The batch/v1 Job that runs the runner pod. Retries, deadline and failure policy are the Job's: exit codes
-    the contract marks as not worth retrying fail it at once, and evicted or preempted pods do not count."""
+def build_runner_job(tj: Mapping[str, Any], settings: OperatorSettings, rules: EgressRules) -> dict[str, Any]:
+    """The batch/v1 Job that runs the runner pod, whose source URL may lead only where `rules` permit. Retries,
+    deadline and failure policy are the Job's: exit codes the contract marks as not worth retrying fail it at once,
+    and evicted or preempted pods do not count."""
     spec = runner_spec(tj, settings)
     queue = (tj["metadata"].get("labels") or {}).get(KUEUE_QUEUE_LABEL)
     return {
@@ -274,6 +293,6 @@ def build_runner_job(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[
                     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
                 ]
             },
-            "template": {"metadata": {"labels": labels(tj)}, "spec": _pod_spec(tj, spec, settings)},
+            "template": {"metadata": {"labels": labels(tj)}, "spec": _pod_spec(tj, spec, settings, rules)},
         },
     }

@@ -50,7 +50,8 @@ class Reconciler:
         self.batch = client.BatchV1Api(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.now = now
-        self.webhooks = webhook.Deliverer(api)
+        self.egress = builders.egress_rules(settings, api.configuration.host)
+        self.webhooks = webhook.Deliverer(api, self.egress, self._event)
         self.store = s3.client(
             settings.s3_endpoint,
             settings.s3_access_key.get_secret_value(),
@@ -136,7 +137,7 @@ class Reconciler:
         ]
         if builders.uses_operator_store(tj):
             creations.append((self.core.create_namespaced_secret, builders.build_grants_secret(tj, self._grants(tj))))
-        creations.append((self.batch.create_namespaced_job, builders.build_runner_job(tj, self.settings)))
+        creations.append((self.batch.create_namespaced_job, builders.build_runner_job(tj, self.settings, self.egress)))
         for create, body in creations:
             try:
                 create(namespace, body)

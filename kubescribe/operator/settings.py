@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubescribe.api.v1alpha1 import WHISPER_MODELS
@@ -24,6 +24,9 @@ class OperatorSettings(BaseSettings):
     """The store's region, which presigned URLs are signed for."""
     grant_grace_seconds: float = 600
     """How long a job's presigned URLs stay valid beyond its deadline (activeDeadlineSeconds)."""
+    egress_allowed_private_ranges: list[IPvAnyNetwork] = []
+    """Private ranges (CIDRs, as JSON) that jobs' source URLs and webhooks may reach, such as an on-premises media
+    server's; other non-public addresses, the API server and the store stay out of reach."""
     default_output_bucket: str = "transcripts"
     default_model: str = "tiny.en"
     storage: StoragePolicy = StoragePolicy()

@@ -1,6 +1,8 @@
 """The completion webhook: once a job with `spec.webhookUrl` is finished, its final status is POSTed there, signed
 with the namespace's webhook secret, retried with backoff in the background (the job is already finished; nothing
-waits for it). The outcome is recorded in `status.webhook`, so a restarted operator does not send it again.
+waits for it). The outcome is recorded in `status.webhook`, so a restarted operator does not send it again. The URL
+is the tenant's: a webhook that leads where jobs may not connect (`kubescribe.egress`) is refused, not retried,
+and a Warning Event says why. Redirects are not followed: they count as failed attempts.
 
 Receivers verify `X-Kubescribe-Signature: sha256=<hex>`, the HMAC-SHA256 of `<X-Kubescribe-Timestamp>.<body>` with
 the `secret` key of the Secret `kubescribe-webhook` in the job's namespace (the operator creates it when missing),
@@ -12,13 +14,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import secrets
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -26,8 +27,10 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from kubescribe import egress
 from kubescribe.api.timestamps import now_timestamp
 from kubescribe.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from kubescribe.contract import EgressRules
 
 log = logging.getLogger("kubescribe.operator.webhook")
 
@@ -36,6 +39,11 @@ SECRET_NAME = "kubescribe-webhook"  # noqa: S105
 SECRET_KEY = "secret"  # noqa: S105
 BACKOFF_SECONDS = (1, 2, 4, 8, 16, 32)
 TIMEOUT_SECONDS = 10
+REFUSED = "WebhookRefused"
+"""The reason of the Warning Event of a refused webhook."""
+
+Event = Callable[[Mapping[str, Any], str, str, str], None]
+"""Records an Event about a job: (the job, type, reason, message)."""
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -57,19 +65,24 @@ def payload(tj: Mapping[str, Any]) -> bytes:
 
 
 def is_due(tj: Mapping[str, Any]) -> bool:
-    """A finished job with a webhook whose delivery has not ended (delivered, or given up)."""
+    """A finished job with a webhook whose delivery has not ended (delivered, refused, or given up)."""
     status = tj.get("status") or {}
     webhook = status.get("webhook") or {}
     given_up = webhook.get("attempts", 0) >= len(BACKOFF_SECONDS) + 1
-    return bool(tj["spec"].get("webhookUrl")) and not webhook.get("delivered") and not given_up
+    ended = webhook.get("delivered") or webhook.get("refused") or given_up
+    return bool(tj["spec"].get("webhookUrl")) and not ended
 
 
 class Deliverer:
-    """Sends due webhooks on background threads, one delivery per job at a time."""
+    """Sends due webhooks on background threads, one delivery per job at a time, only where `rules` permit."""
 
-    def __init__(self, api: client.ApiClient, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, api: client.ApiClient, rules: EgressRules, event: Event, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.rules = rules
+        self.event = event
         self.sleep = sleep
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook")
         self.in_flight: set[str] = set()
@@ -90,11 +103,16 @@ class Deliverer:
             body = payload(tj)
             attempts = (tj["status"].get("webhook") or {}).get("attempts", 0)
             error: str | None = None
+            refused = False
             while attempts <= len(BACKOFF_SECONDS):
                 if attempts:
                     self.sleep(BACKOFF_SECONDS[attempts - 1])
+                try:
+                    error = self._post(tj["spec"]["webhookUrl"], self.rules, secret, metadata["uid"], body)
+                except egress.Refused as refusal:
+                    error, refused = f"webhookUrl {refusal}", True
+                    break
                 attempts += 1
-                error = self._post(tj["spec"]["webhookUrl"], secret, metadata["uid"], body)
                 if error is None:
                     break
                 log.warning(
@@ -103,9 +121,13 @@ class Deliverer:
             record: dict[str, Any] = {"delivered": error is None, "attempts": attempts, "lastError": error}
             if error is None:
                 record["deliveredAt"] = now_timestamp()
+            if refused:
+                record["refused"] = True
             self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, metadata["namespace"], PLURAL, metadata["name"], {"status": {"webhook": record}}
             )
+            if refused:
+                self.event(tj, "Warning", REFUSED, error or "")
         except ApiException as error:
             if error.status != 404:  # a job deleted meanwhile needs no record
                 log.warning("webhook of %s/%s: %s", metadata["namespace"], metadata["name"], error.reason)
@@ -114,28 +136,23 @@ class Deliverer:
                 self.in_flight.discard(metadata["uid"])
 
     @staticmethod
-    def _post(url: str, secret: bytes, uid: str, body: bytes) -> str | None:
+    def _post(url: str, rules: EgressRules, secret: bytes, uid: str, body: bytes) -> str | None:
+        """One POST: None when it answered 2xx, else why not. Raises egress.Refused where `rules` forbid it."""
         timestamp = str(int(time.time()))
-        # The CRD admits http and https URLs only.
-        request = urllib.request.Request(  # noqa: S310
-            url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "kubescribe-operator",
-                "X-Kubescribe-Delivery": uid,
-                "X-Kubescribe-Timestamp": timestamp,
-                "X-Kubescribe-Signature": sign(secret, timestamp, body),
-            },
-        )
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "kubescribe-operator",
+            "X-Kubescribe-Delivery": uid,
+            "X-Kubescribe-Timestamp": timestamp,
+            "X-Kubescribe-Signature": sign(secret, timestamp, body),
+        }
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS):  # noqa: S310
-                return None
-        except urllib.error.HTTPError as error:
-            return f"HTTP {error.code}"
-        except (urllib.error.URLError, OSError) as error:
-            return type(error).__name__ + (f": {error.reason}" if isinstance(error, urllib.error.URLError) else "")
+            with egress.request(
+                url, rules, method="POST", body=body, headers=headers, timeout=TIMEOUT_SECONDS
+            ) as response:
+                return None if 200 <= response.status < 300 else f"HTTP {response.status}"
+        except (OSError, http.client.HTTPException) as error:
+            return f"{type(error).__name__}: {error}"
 
     def _namespace_secret(self, namespace: str) -> bytes:
         """The namespace's webhook signing secret, created on first use."""

@@ -10,12 +10,14 @@ from pydantic import ValidationError
 
 from kubescribe.api.v1alpha1 import TranscriptionJobSpec
 from kubescribe.contract import (
+    ENV_EGRESS_RULES,
     ENV_JOB_NAME,
     ENV_JOB_NAMESPACE,
     ENV_MODEL_CACHE,
     ENV_SPEC,
     ENV_STORE_GRANTS,
     EXIT_BAD_INPUT,
+    EgressRules,
     StoreGrants,
 )
 from kubescribe.runner.errors import RunnerFailure
@@ -42,6 +44,8 @@ class Config:
     model_cache: Path
     grants: StoreGrants | None = field(default=None, repr=False)
     """Presigned URLs for the job's objects in the operator's store; None when the job names its own store."""
+    egress: EgressRules = field(default_factory=EgressRules)
+    """Where the source URL may lead."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -57,6 +61,11 @@ class Config:
             store_grants = StoreGrants.model_validate_json(grants) if grants else None
         except ValidationError:
             raise RunnerFailure(EXIT_BAD_INPUT, "InvalidSpec", f"{ENV_STORE_GRANTS} is not valid") from None
+        egress = env.get(ENV_EGRESS_RULES)
+        try:
+            egress_rules = EgressRules.model_validate_json(egress) if egress else EgressRules()
+        except ValidationError:
+            raise RunnerFailure(EXIT_BAD_INPUT, "InvalidSpec", f"{ENV_EGRESS_RULES} is not valid") from None
         return cls(
             spec=spec,
             job_name=env.get(ENV_JOB_NAME) or None,
@@ -68,4 +77,5 @@ class Config:
             ),
             model_cache=Path(env.get(ENV_MODEL_CACHE) or DEFAULT_MODEL_CACHE).expanduser(),
             grants=store_grants,
+            egress=egress_rules,
         )

@@ -48,7 +48,7 @@ def run(config: Config, workdir: Path, patch: Patch | None) -> Result:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model") as pool:
         loading = pool.submit(model)
         audio_path = workdir / "source"
-        fetch(spec.source, config.s3, config.grants, audio_path)
+        fetch(spec.source, config.s3, config.grants, config.egress, audio_path)
         audio = load_audio(audio_path)
         audio_path.unlink()
         duration = len(audio) / SAMPLE_RATE

@@ -13,10 +13,10 @@ from minio.error import S3Error
 
 from kubescribe import s3
 from kubescribe.api.v1alpha1 import Source
-from kubescribe.contract import EXIT_SOURCE_NOT_FOUND, StoreGrants
+from kubescribe.contract import EXIT_SOURCE_NOT_FOUND, EgressRules, StoreGrants
 from kubescribe.runner.config import S3Settings
 from kubescribe.runner.errors import RunnerFailure, bad_audio
-from kubescribe.runner.transfer import download
+from kubescribe.runner.transfer import download, download_source
 
 SAMPLE_RATE = 16000
 """What Whisper listens at; the audio is decoded and resampled to it."""
@@ -30,9 +30,9 @@ def s3_client(settings: S3Settings) -> Minio:
     return s3.client(settings.endpoint or DEFAULT_S3_ENDPOINT, settings.access_key, settings.secret_key)
 
 
-def fetch(source: Source, s3: S3Settings, grants: StoreGrants | None, destination: Path) -> None:
+def fetch(source: Source, s3: S3Settings, grants: StoreGrants | None, egress: EgressRules, destination: Path) -> None:
     """Download the source to `destination`, streaming it to disk: through the job's presigned URL when it is in
-    the operator's store, else with the job's own credentials or from its URL."""
+    the operator's store, else with the job's own credentials, or from its URL where `egress` permits."""
     if grants is not None and grants.source is not None:
         download(grants.source.url, destination, grants.source.uri)
         return
@@ -50,7 +50,7 @@ def fetch(source: Source, s3: S3Settings, grants: StoreGrants | None, destinatio
                 ) from None
             raise
         return
-    download(source.url or "", destination, "the source URL")
+    download_source(source.url or "", destination, egress)
 
 
 def load_audio(path: Path) -> Audio:

@@ -1,5 +1,6 @@
-"""Plain HTTP transfers for the runner: a source URL or a presigned URL streamed to disk, a transcript PUT to a
-presigned URL. URLs stay out of every message: a presigned URL carries its credentials in its query."""
+"""Plain HTTP transfers for the runner: a presigned URL or the source URL streamed to disk, a transcript PUT to a
+presigned URL. URLs stay out of every message: a presigned URL carries its credentials in its query. The source
+URL is the tenant's: it goes only where the operator's egress rules permit."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from kubescribe.contract import EXIT_BAD_INPUT, EXIT_SOURCE_NOT_FOUND
+from kubescribe import egress
+from kubescribe.contract import EXIT_BAD_INPUT, EXIT_SOURCE_NOT_FOUND, EgressRules
 from kubescribe.runner.errors import RunnerFailure
 
 CHUNK_BYTES = 1 << 20
@@ -16,13 +18,26 @@ HTTP_TIMEOUT_SECONDS = 60
 
 
 def download(url: str, destination: Path, what: str) -> None:
-    """Streams `url` to `destination`; `what` names it in errors (never the URL itself)."""
+    """Streams the operator's presigned `url` to `destination`; `what` names it in errors (never the URL itself)."""
     try:
-        # S310: only http(s) URLs reach here: the spec's pattern, or the operator's presigned URLs.
+        # S310: the operator's presigned URLs are http(s).
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response, destination.open("wb") as file:  # noqa: S310
             shutil.copyfileobj(response, file, CHUNK_BYTES)
     except urllib.error.HTTPError as error:
-        raise _failure(error, what) from None
+        raise _failure(error.code, error.reason, what, presigned=True) from None
+
+
+def download_source(url: str, destination: Path, rules: EgressRules) -> None:
+    """Streams the spec's source URL to `destination`, connecting only where `rules` permit."""
+    what = "the source URL"
+    try:
+        with egress.request(url, rules, timeout=HTTP_TIMEOUT_SECONDS) as response:
+            if not 200 <= response.status < 300:
+                raise _failure(response.status, response.reason, what, presigned=False)
+            with destination.open("wb") as file:
+                shutil.copyfileobj(response, file, CHUNK_BYTES)
+    except egress.Refused as refused:
+        raise RunnerFailure(EXIT_BAD_INPUT, "SourceForbidden", f"source.url {refused}") from None
 
 
 def upload(url: str, data: bytes, content_type: str, what: str) -> None:
@@ -31,16 +46,16 @@ def upload(url: str, data: bytes, content_type: str, what: str) -> None:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS):  # noqa: S310
             pass
     except urllib.error.HTTPError as error:
-        raise _failure(error, what) from None
+        raise _failure(error.code, error.reason, what, presigned=True) from None
 
 
-def _failure(error: urllib.error.HTTPError, what: str) -> Exception:
-    if error.code in (404, 410):
-        return RunnerFailure(EXIT_SOURCE_NOT_FOUND, "SourceNotFound", f"{what} answered HTTP {error.code}")
-    if error.code == 403 and "X-Amz-Signature" in (error.url or ""):
+def _failure(code: int, reason: str, what: str, *, presigned: bool) -> Exception:
+    if code in (404, 410):
+        return RunnerFailure(EXIT_SOURCE_NOT_FOUND, "SourceNotFound", f"{what} answered HTTP {code}")
+    if code == 403 and presigned:
         return RunnerFailure(
             EXIT_BAD_INPUT,
             "StoreAccessDenied",
             f"the store refused the job's access to {what} (HTTP 403): it ends with the job's deadline",
         )
-    return RuntimeError(f"{what} answered HTTP {error.code} {error.reason}")
+    return RuntimeError(f"{what} answered HTTP {code} {reason}")

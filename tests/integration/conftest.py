@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 import urllib.request
@@ -53,6 +54,15 @@ def running_pid(pod: dict[str, Any] | None) -> int | None:
     if statuses and "running" in statuses[0]["state"]:
         return int(statuses[0]["containerID"].split("://")[1])
     return None
+
+
+def host_address() -> str:
+    """The host's own address on its network, not loopback: where test servers listen for jobs to reach them
+    (pods of the local node run on the host's network)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the route's source address
+        address: str = probe.getsockname()[0]
+    return address
 
 
 class Cluster:
@@ -146,8 +156,11 @@ class Kubescribe:
         # The local node runs pods on the host's network: ports of their own.
         self.health_port, self.metrics_port, self.gateway_port = free_port(), free_port(), free_port()
         self.gateway_metrics_port = free_port()
+        self.host_address = host_address()
         self.values = {
             "s3.endpoint": cluster.local.s3_url(cluster.state),
+            # Test servers for source URLs and webhooks listen on the host's address, which may be a private one.
+            "egress.allowedPrivateRanges": f"{{{self.host_address}/32}}",
             "operator.ports.health": str(self.health_port),
             "operator.ports.metrics": str(self.metrics_port),
             "gateway.port": str(self.gateway_port),
@@ -219,6 +232,12 @@ class Kubescribe:
 
         result: dict[str, Any] = wait_for(finished, timeout, f"{namespace}/{name} to finish")
         return result
+
+    def warnings(self, namespace: str, name: str) -> dict[str, str]:
+        """The Warning Events of job `name`, message by reason."""
+        selector = f"involvedObject.kind=TranscriptionJob,involvedObject.name={name},type=Warning"
+        events = self.cluster.get("events", "-n", namespace, "--field-selector", selector)["items"]
+        return {event["reason"]: event["message"] for event in events}
 
     def runner_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
         pods: list[dict[str, Any]] = self.cluster.get("pods", "-n", namespace, "-l", f"kubescribe.io/job={name}")[

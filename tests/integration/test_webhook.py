@@ -1,4 +1,5 @@
-"""The completion webhook: posted by the operator once, signed with the namespace's secret, retried on failure."""
+"""The completion webhook: posted by the operator once, signed with the namespace's secret, retried on failure, and
+refused where jobs may not connect."""
 
 from __future__ import annotations
 
@@ -25,13 +26,13 @@ def test_the_webhook_arrives_once_signed_after_a_retry(kubescribe: Kubescribe, n
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    server = ThreadingHTTPServer((kubescribe.host_address, 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         kubescribe.submit(
             namespace,
             "hooked",
-            webhookUrl=f"http://127.0.0.1:{server.server_port}/done",
+            webhookUrl=f"http://{kubescribe.host_address}:{server.server_port}/done",
             source={"s3": {"bucket": "audio", "key": f"{namespace}/absent.wav"}},
         )
         wait_for(
@@ -56,3 +57,41 @@ def test_the_webhook_arrives_once_signed_after_a_retry(kubescribe: Kubescribe, n
     assert (delivered["namespace"], delivered["name"]) == (namespace, "hooked")
     assert delivered["status"]["phase"] == "Failed"
     assert delivered["status"]["reason"] == "SourceNotFound"
+
+
+def test_a_webhook_to_loopback_is_refused_once_with_a_warning(kubescribe: Kubescribe, namespace: str) -> None:
+    received: list[str] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kubescribe.submit(
+            namespace,
+            "loopback-hook",
+            webhookUrl=f"http://127.0.0.1:{server.server_port}/done?token=secret",
+            source={"s3": {"bucket": "audio", "key": f"{namespace}/absent.wav"}},
+        )
+        webhook = wait_for(
+            lambda: ((kubescribe.job(namespace, "loopback-hook") or {}).get("status") or {}).get("webhook"),
+            60,
+            "the webhook's record",
+        )
+        time.sleep(3)  # later reconcile passes must not try again
+    finally:
+        server.shutdown()
+
+    message = "webhookUrl resolves to 127.0.0.1, a loopback address, which jobs may not reach"
+    assert webhook == {"delivered": False, "attempts": 0, "lastError": message, "refused": True}
+    assert kubescribe.job(namespace, "loopback-hook")["status"]["webhook"] == webhook
+    assert received == []
+    warning = wait_for(lambda: kubescribe.warnings(namespace, "loopback-hook").get("WebhookRefused"), 10, "a warning")
+    assert warning == message

@@ -1,3 +1,4 @@
+import ipaddress
 import json
 import re
 from typing import Any
@@ -6,6 +7,7 @@ import pytest
 
 from kubescribe.api import TranscriptionJobSpec
 from kubescribe.contract import (
+    ENV_EGRESS_RULES,
     ENV_JOB_NAME,
     ENV_JOB_NAMESPACE,
     ENV_MODEL_CACHE,
@@ -13,6 +15,8 @@ from kubescribe.contract import (
     ENV_STORE_GRANTS,
     NOT_RETRIED_EXIT_CODES,
     TERMINATION_MESSAGE_PATH,
+    EgressRules,
+    Endpoint,
     Grant,
     StoreGrants,
 )
@@ -36,6 +40,7 @@ SETTINGS = OperatorSettings(
     s3_endpoint="http://minio.store:9000",
     model_cache_dir="/models",
 )
+EGRESS = builders.egress_rules(SETTINGS, "https://10.96.0.1:443")
 
 
 def tj(name: str = "jfk", labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
@@ -96,7 +101,7 @@ def test_every_child_is_owned_by_the_job_and_labelled() -> None:
         build_role(job_resource),
         build_role_binding(job_resource),
         build_grants_secret(job_resource, StoreGrants(expires="2025-01-01T00:00:00Z")),
-        build_runner_job(job_resource, SETTINGS),
+        build_runner_job(job_resource, SETTINGS, EGRESS),
     ]
     for child in children:
         metadata = child["metadata"]
@@ -136,7 +141,9 @@ def test_role_binding_binds_the_jobs_service_account_to_its_role() -> None:
     binding = build_role_binding(tj())
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "transcribe-jfk"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "transcribe-jfk", "namespace": "team-a"}]
-    assert build_runner_job(tj(), SETTINGS)["spec"]["template"]["spec"]["serviceAccountName"] == "transcribe-jfk"
+    assert (
+        build_runner_job(tj(), SETTINGS, EGRESS)["spec"]["template"]["spec"]["serviceAccountName"] == "transcribe-jfk"
+    )
 
 
 def test_grants_secret_holds_the_grants_and_no_store_credentials() -> None:
@@ -151,23 +158,46 @@ def test_grants_secret_holds_the_grants_and_no_store_credentials() -> None:
 
 def test_runner_gets_the_jobs_grants_and_no_store_credentials_by_default() -> None:
     assert uses_operator_store(tj())
-    variables = env(build_runner_job(tj(), SETTINGS))
+    variables = env(build_runner_job(tj(), SETTINGS, EGRESS))
     assert variables[ENV_STORE_GRANTS] == {"secretKeyRef": {"name": "transcribe-jfk", "key": ENV_STORE_GRANTS}}
     assert not {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(variables)
+
+
+def test_egress_rules_allow_the_configured_ranges_and_forbid_the_api_server_and_the_store() -> None:
+    settings = SETTINGS.model_copy(update={"egress_allowed_private_ranges": [ipaddress.ip_network("10.20.0.0/16")]})
+    rules = builders.egress_rules(settings, "https://10.96.0.1")
+    assert rules.allowed_private_ranges == [ipaddress.ip_network("10.20.0.0/16")]
+    assert rules.forbidden_endpoints == [
+        Endpoint(host="10.96.0.1", port=443, name="the Kubernetes API server"),
+        Endpoint(host="minio.store", port=9000, name="the operator's store"),
+    ]
+
+
+def test_settings_read_the_allowed_ranges_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBESCRIBE_EGRESS_ALLOWED_PRIVATE_RANGES", '["10.1.2.3/32", "fd00::/8"]')
+    ranges = OperatorSettings().egress_allowed_private_ranges
+    assert ranges == [ipaddress.ip_network("10.1.2.3/32"), ipaddress.ip_network("fd00::/8")]
+    monkeypatch.delenv("KUBESCRIBE_EGRESS_ALLOWED_PRIVATE_RANGES")
+    assert OperatorSettings().egress_allowed_private_ranges == []
+
+
+def test_runner_gets_the_egress_rules() -> None:
+    variables = env(build_runner_job(tj(source={"url": "https://media.example/a.wav"}), SETTINGS, EGRESS))
+    assert EgressRules.model_validate_json(variables[ENV_EGRESS_RULES]) == EGRESS
 
 
 def test_runner_uses_the_users_secret_and_endpoint_when_the_source_names_them() -> None:
     source = {"s3": {"bucket": "audio", "key": "a.wav", "endpoint": "https://s3.example", "secretName": "mine"}}
     resource = tj(source=source)
     assert not uses_operator_store(resource)
-    variables = env(build_runner_job(resource, SETTINGS))
+    variables = env(build_runner_job(resource, SETTINGS, EGRESS))
     assert variables["AWS_ENDPOINT_URL"] == "https://s3.example"
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert variables[key] == {"secretKeyRef": {"name": "mine", "key": key}}
 
 
 def test_spec_in_the_environment_parses_back_with_the_defaults_filled_in() -> None:
-    variables = env(build_runner_job(tj(), SETTINGS))
+    variables = env(build_runner_job(tj(), SETTINGS, EGRESS))
     spec = TranscriptionJobSpec.model_validate_json(variables[ENV_SPEC])
     assert spec.outputs.s3 is not None
     assert (spec.outputs.s3.bucket, spec.outputs.s3.prefix) == ("transcripts", "team-a/jfk/")
@@ -183,22 +213,24 @@ def test_spec_in_the_environment_parses_back_with_the_defaults_filled_in() -> No
 def test_spec_values_win_over_the_operators_defaults() -> None:
     resource = tj(model="base", outputs={"formats": ["srt"], "s3": {"bucket": "mine", "prefix": "x/"}})
     settings = SETTINGS.model_copy(update={"default_model": "small"})
-    spec = TranscriptionJobSpec.model_validate_json(env(build_runner_job(resource, settings))[ENV_SPEC])
+    spec = TranscriptionJobSpec.model_validate_json(env(build_runner_job(resource, settings, EGRESS))[ENV_SPEC])
     assert spec.model == "base"
     assert spec.outputs.s3 is not None
     assert (spec.outputs.s3.bucket, spec.outputs.s3.prefix) == ("mine", "x/")
     assert spec.outputs.formats == ["srt"]
-    without_model = TranscriptionJobSpec.model_validate_json(env(build_runner_job(tj(), settings))[ENV_SPEC])
+    without_model = TranscriptionJobSpec.model_validate_json(env(build_runner_job(tj(), settings, EGRESS))[ENV_SPEC])
     assert without_model.model == "small"
 
 
 def test_gpu_limit_only_when_the_job_asks_for_gpus() -> None:
-    gpu = container(build_runner_job(tj(resources={"gpu": 2, "cpu": "2", "memory": "4Gi"}), SETTINGS))["resources"]
+    gpu = container(build_runner_job(tj(resources={"gpu": 2, "cpu": "2", "memory": "4Gi"}), SETTINGS, EGRESS))[
+        "resources"
+    ]
     assert gpu == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"nvidia.com/gpu": "2"}}
-    cpu = container(build_runner_job(tj(resources={"gpu": 0}), SETTINGS))["resources"]
+    cpu = container(build_runner_job(tj(resources={"gpu": 0}), SETTINGS, EGRESS))["resources"]
     assert "nvidia.com/gpu" not in json.dumps(cpu)
     assert cpu == {}
-    default = container(build_runner_job(tj(), SETTINGS))["resources"]
+    default = container(build_runner_job(tj(), SETTINGS, EGRESS))["resources"]
     assert default == {"limits": {"nvidia.com/gpu": "1"}}
 
 
@@ -209,16 +241,16 @@ def test_placement_comes_from_the_spec() -> None:
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "priorityClassName": "batch-high",
     }
-    pod = build_runner_job(tj(resources=resources), SETTINGS)["spec"]["template"]["spec"]
+    pod = build_runner_job(tj(resources=resources), SETTINGS, EGRESS)["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"gpu-type": "a100"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["priorityClassName"] == "batch-high"
-    plain = build_runner_job(tj(), SETTINGS)["spec"]["template"]["spec"]
+    plain = build_runner_job(tj(), SETTINGS, EGRESS)["spec"]["template"]["spec"]
     assert not {"nodeSelector", "tolerations", "priorityClassName"} & set(plain)
 
 
 def test_runner_pod_shape() -> None:
-    job = build_runner_job(tj(), SETTINGS)
+    job = build_runner_job(tj(), SETTINGS, EGRESS)
     pod = job["spec"]["template"]["spec"]
     runner = container(job)
     assert pod["restartPolicy"] == "Never"
@@ -236,7 +268,7 @@ def test_runner_pod_shape() -> None:
 
 
 def test_job_retries_deadline_and_failure_policy() -> None:
-    spec = build_runner_job(tj(backoffLimit=4, activeDeadlineSeconds=600), SETTINGS)["spec"]
+    spec = build_runner_job(tj(backoffLimit=4, activeDeadlineSeconds=600), SETTINGS, EGRESS)["spec"]
     assert spec["backoffLimit"] == 4
     assert spec["activeDeadlineSeconds"] == 600
     assert spec["suspend"] is False
@@ -251,14 +283,14 @@ def test_job_retries_deadline_and_failure_policy() -> None:
 
 
 def test_kueue_queue_label_is_passed_to_the_job_only_when_present() -> None:
-    queued = build_runner_job(tj(labels={"kueue.x-k8s.io/queue-name": "gpu-queue", "team": "a"}), SETTINGS)
+    queued = build_runner_job(tj(labels={"kueue.x-k8s.io/queue-name": "gpu-queue", "team": "a"}), SETTINGS, EGRESS)
     assert queued["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert "team" not in queued["metadata"]["labels"]
-    assert "kueue.x-k8s.io/queue-name" not in build_runner_job(tj(), SETTINGS)["metadata"]["labels"]
+    assert "kueue.x-k8s.io/queue-name" not in build_runner_job(tj(), SETTINGS, EGRESS)["metadata"]["labels"]
 
 
 def test_job_is_deterministic() -> None:
-    assert build_runner_job(tj(), SETTINGS) == build_runner_job(tj(), SETTINGS)
+    assert build_runner_job(tj(), SETTINGS, EGRESS) == build_runner_job(tj(), SETTINGS, EGRESS)
 
 
 def test_only_a_jobs_own_upload_and_transcripts_are_deleted_with_it() -> None:

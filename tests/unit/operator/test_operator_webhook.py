@@ -3,9 +3,15 @@ import hmac
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from unittest import mock
 
-from kubescribe.operator.webhook import BACKOFF_SECONDS, Deliverer, is_due, payload, sign
+import pytest
 
+from kubescribe import egress
+from kubescribe.contract import EgressRules
+from kubescribe.operator.webhook import BACKOFF_SECONDS, REFUSED, Deliverer, is_due, payload, sign
+
+LOOPBACK_ALLOWED = EgressRules(allowed_private_ranges=["127.0.0.1/32"])
 TJ = {
     "metadata": {"name": "talk", "namespace": "team-a", "uid": "u-1"},
     "spec": {"webhookUrl": "https://hooks.example/done"},
@@ -32,6 +38,7 @@ def test_a_delivery_is_due_until_delivered_or_given_up():
     assert not is_due({**TJ, "spec": {}})
     assert not is_due({**TJ, "status": {"webhook": {"delivered": True, "attempts": 1}}})
     assert not is_due({**TJ, "status": {"webhook": {"delivered": False, "attempts": len(BACKOFF_SECONDS) + 1}}})
+    assert not is_due({**TJ, "status": {"webhook": {"delivered": False, "attempts": 0, "refused": True}}})
 
 
 def test_post_sends_the_signed_headers_and_reports_http_errors():
@@ -51,12 +58,34 @@ def test_post_sends_the_signed_headers_and_reports_http_errors():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/hook"
     try:
-        assert Deliverer._post(url, b"k", "u-1", b"{}") == "HTTP 503"
-        assert Deliverer._post(url, b"k", "u-1", b"{}") is None
+        assert Deliverer._post(url, LOOPBACK_ALLOWED, b"k", "u-1", b"{}") == "HTTP 503"
+        assert Deliverer._post(url, LOOPBACK_ALLOWED, b"k", "u-1", b"{}") is None
     finally:
         server.shutdown()
     headers, body = received[1]
     assert body == b"{}"
     assert headers["X-Kubescribe-Delivery"] == "u-1"
     assert headers["X-Kubescribe-Signature"] == sign(b"k", headers["X-Kubescribe-Timestamp"], b"{}")
-    assert Deliverer._post("http://127.0.0.1:9/closed", b"k", "u-1", b"{}").startswith("URLError")
+    closed = Deliverer._post("http://127.0.0.1:9/closed", LOOPBACK_ALLOWED, b"k", "u-1", b"{}")
+    assert closed.startswith("ConnectionRefusedError")
+
+
+def test_post_to_a_forbidden_address_is_refused_before_connecting():
+    with pytest.raises(egress.Refused, match=r"^resolves to 127\.0\.0\.1, a loopback address"):
+        Deliverer._post("http://127.0.0.1:9/hook?token=secret", EgressRules(), b"k", "u-1", b"{}")
+
+
+def test_a_refused_webhook_is_recorded_once_with_a_warning_and_not_retried():
+    events, sleeps = [], []
+    deliverer = Deliverer(mock.Mock(), EgressRules(), lambda *event: events.append(event), sleeps.append)
+    deliverer.custom = mock.Mock()
+    deliverer._namespace_secret = lambda namespace: b"k"
+    job = {**TJ, "spec": {"webhookUrl": "http://169.254.169.254/latest?key=secret"}, "status": {"phase": "Failed"}}
+    deliverer._deliver(job)
+    *_, patch = deliverer.custom.patch_namespaced_custom_object_status.call_args.args
+    record = patch["status"]["webhook"]
+    message = "webhookUrl resolves to 169.254.169.254, a link-local address, which jobs may not reach"
+    assert record == {"delivered": False, "attempts": 0, "lastError": message, "refused": True}
+    assert events == [(job, "Warning", REFUSED, message)]
+    assert sleeps == []
+    assert not is_due({**job, "status": {"webhook": record}})

@@ -16,10 +16,12 @@ from typing import Any, ClassVar
 import pytest
 
 from kubescribe.contract import (
+    ENV_EGRESS_RULES,
     ENV_STORE_GRANTS,
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
     EXIT_SOURCE_NOT_FOUND,
+    EgressRules,
     Grant,
     StoreGrants,
 )
@@ -30,6 +32,7 @@ from kubescribe.runner.pipeline import run
 ACCESS_KEY = "AKIDRUNNERTEST"
 SECRET_KEY = "runner-test-secret-value"
 NO_SUCH_KEY = b"<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>"
+LOOPBACK_ALLOWED = EgressRules(allowed_private_ranges=["127.0.0.1/32"]).model_dump_json()
 LOCATION = b'<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">us-east-1</LocationConstraint>'
 
 
@@ -39,12 +42,14 @@ class Handler(BaseHTTPRequestHandler):
     stalled = threading.Event()
     release = threading.Event()
     files: ClassVar[dict[str, bytes]] = {}
+    requested: ClassVar[list[str]] = []
     uploads: ClassVar[dict[str, tuple[str, bytes]]] = {}
 
     def do_HEAD(self) -> None:
         self._answer(404, b"")
 
     def do_GET(self) -> None:
+        self.requested.append(self.path)
         if "location" in self.path:
             self._answer(200, LOCATION)
         elif "expired" in self.path:
@@ -92,7 +97,9 @@ def server() -> Iterator[str]:
     httpd.shutdown()
 
 
-def _start(tmp_path: Path, source: dict[str, object], grants: StoreGrants | None = None) -> subprocess.Popen[str]:
+def _start(
+    tmp_path: Path, source: dict[str, object], grants: StoreGrants | None = None, egress: str = LOOPBACK_ALLOWED
+) -> subprocess.Popen[str]:
     (tmp_path / "root" / "dev").mkdir(parents=True)
     (tmp_path / "work").mkdir()
     spec = {"source": source, "outputs": {"s3": {"bucket": "transcripts"}}}
@@ -102,6 +109,7 @@ def _start(tmp_path: Path, source: dict[str, object], grants: StoreGrants | None
         "KUBESCRIBE_SPEC": json.dumps(spec),
         "KUBESCRIBE_CONTAINER_ROOT": str(tmp_path / "root"),
         "KUBESCRIBE_MODEL_CACHE": str(tmp_path / "models"),
+        ENV_EGRESS_RULES: egress,
         **(
             {ENV_STORE_GRANTS: grants.model_dump_json()}
             if grants
@@ -141,6 +149,16 @@ def test_missing_url(tmp_path: Path, server: str) -> None:
     assert (code, termination["reason"]) == (EXIT_SOURCE_NOT_FOUND, "SourceNotFound")
     assert "404" in termination["message"]
     assert "token" not in termination["message"]
+
+
+def test_a_forbidden_url_fails_without_retry_and_without_a_request(tmp_path: Path, server: str) -> None:
+    Handler.requested.clear()
+    runner = _start(tmp_path, {"url": f"{server}/talk.wav?token=abc"}, egress=EgressRules().model_dump_json())
+    code, termination, output = _finish(tmp_path, runner)
+    assert (code, termination["reason"]) == (EXIT_BAD_INPUT, "SourceForbidden")
+    assert termination["message"] == "source.url resolves to 127.0.0.1, a loopback address, which jobs may not reach"
+    assert "token=abc" not in output
+    assert Handler.requested == []
 
 
 def test_an_expired_grant_fails_without_retry_and_without_the_signature(tmp_path: Path, server: str) -> None:
@@ -190,6 +208,13 @@ def test_configuration_from_the_environment() -> None:
     assert config.model_cache == Path("~/.cache/kubescribe/models").expanduser()
     assert config.s3.with_endpoint("https://other:9000").endpoint == "https://other:9000"
     assert SECRET_KEY not in repr(config)
+    assert config.egress == EgressRules()
+
+
+def test_invalid_egress_rules() -> None:
+    with pytest.raises(RunnerFailure) as failure:
+        Config.from_env({"KUBESCRIBE_SPEC": '{"source": {"url": "https://example.org/a.mp3"}}', ENV_EGRESS_RULES: "[1"})
+    assert (failure.value.exit_code, failure.value.reason) == (EXIT_BAD_INPUT, "InvalidSpec")
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
@@ -201,7 +226,12 @@ def test_run_from_url_to_s3(tmp_path: Path, server: str) -> None:
         "source": {"url": f"{server}/talks/speech.wav"},
         "outputs": {"formats": ["json", "srt", "tsv"], "s3": {"bucket": "transcripts", "prefix": "out/"}},
     }
-    env = {"KUBESCRIBE_SPEC": json.dumps(spec), "AWS_ENDPOINT_URL": server, "KUBESCRIBE_MODEL_CACHE": str(tmp_path)}
+    env = {
+        "KUBESCRIBE_SPEC": json.dumps(spec),
+        "AWS_ENDPOINT_URL": server,
+        "KUBESCRIBE_MODEL_CACHE": str(tmp_path),
+        ENV_EGRESS_RULES: LOOPBACK_ALLOWED,
+    }
     patches: list[dict[str, Any]] = []
 
     result = run(Config.from_env(env), tmp_path, patches.append)
