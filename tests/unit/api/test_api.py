@@ -66,10 +66,10 @@ def test_the_sample_parses_into_snake_case_fields():
     job = TranscriptionJob.model_validate(SAMPLE)
     assert job.metadata == {"name": "jfk", "namespace": "default"}
     assert job.spec.source.s3 is not None
-    assert job.spec.source.s3.key == "speeches/jfk.flac"
+    assert job.spec.source.s3.key == "default/speeches/jfk.flac"
     assert job.spec.source.url is None
     assert job.spec.outputs.s3 is not None
-    assert job.spec.outputs.s3.prefix == "jfk/"
+    assert job.spec.outputs.s3.prefix == "default/jfk/"
     assert job.spec.options.beam_size == 5
     assert job.status is None
     dumped = job.model_dump(mode="json", by_alias=True, exclude_none=True)
