@@ -63,7 +63,8 @@ SPEC_IMMUTABLE = "spec is immutable; delete and re-create the job"
 
 # Pydantic (Rust regex) and the API server (Go RE2) both search for a pattern: anchor it, and keep to shared syntax.
 _BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
-_HTTP_URL = r"^https?://\S+$"
+_HTTP_URL = r"^https?://[!-~]+$"
+"""Printable ASCII only: a URL with any other character is percent-encoded."""
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 _DNS_SUBDOMAIN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
 _MODEL = (

@@ -125,6 +125,8 @@ def test_model_names_models_in_s3_and_hugging_face_repositories_are_accepted(mod
         ),
         (spec_with(source={}), "exactly one of source.s3 and source.url must be set"),
         (spec_with(source={"url": "ftp://x.org/a.mp3"}), "should match pattern"),
+        (spec_with(source={"url": "https://x.org/a\x01.mp3"}), "should match pattern"),
+        (spec_with(source={"url": "https://x.org/tä.mp3"}), "should match pattern"),
         (spec_with(source={"s3": {"bucket": "Audio_Files", "key": "a.wav"}}), "should match pattern"),
         (spec_with(source={"s3": {"bucket": "audio", "key": ""}}), "at least 1 character"),
         (spec_with(outputs={"formats": ["json", "docx"]}), "Input should be 'json', 'txt', 'srt', 'vtt' or 'tsv'"),
