@@ -33,3 +33,26 @@ app.kubernetes.io/name: kubescribe
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: gateway
 {{- end -}}
+
+{{/* Pod Security's `restricted` profile for the operator's and the gateway's pods, with a fixed non-root user. */}}
+{{- define "kubescribe.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+
+{{/* The containers' part of `restricted`, with a read-only root: they write only to their /tmp emptyDir. */}}
+{{- define "kubescribe.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+capabilities: {drop: [ALL]}
+readOnlyRootFilesystem: true
+{{- end -}}
+
+{{/* Where a container with a read-only root writes: its home and temporary files go to the /tmp emptyDir. */}}
+{{- define "kubescribe.writableEnv" -}}
+- {name: HOME, value: /tmp}
+- {name: TMPDIR, value: /tmp}
+- {name: PYTHONDONTWRITEBYTECODE, value: "1"}
+{{- end -}}
