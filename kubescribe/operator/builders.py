@@ -125,7 +125,7 @@ def build_service_account(tj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_role(tj: Mapping[str, Any]) -> dict[str, Any]:
-    """The runner may read and patch its own job's status, and nothing else."""
+    """The runner may patch its own job's status, and nothing else."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -135,7 +135,7 @@ def build_role(tj: Mapping[str, Any]) -> dict[str, Any]:
                 "apiGroups": [GROUP],
                 "resources": [f"{PLURAL}/status"],
                 "resourceNames": [tj["metadata"]["name"]],
-                "verbs": ["get", "patch"],
+                "verbs": ["patch"],
             }
         ],
     }

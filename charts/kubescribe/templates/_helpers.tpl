@@ -56,3 +56,15 @@ readOnlyRootFilesystem: true
 - {name: TMPDIR, value: /tmp}
 - {name: PYTHONDONTWRITEBYTECODE, value: "1"}
 {{- end -}}
+
+{{/* The labels of the chart's objects for runners (their NetworkPolicies). */}}
+{{- define "kubescribe.runner.labels" -}}
+app.kubernetes.io/name: kubescribe
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: runner
+{{- end -}}
+
+{{/* The namespaces of jobs the chart knows of, as a JSON list: those it creates and the operator's. */}}
+{{- define "kubescribe.runnerNamespaces" -}}
+{{- concat .Values.tenantNamespaces .Values.operator.namespaces | uniq | toJson -}}
+{{- end -}}

@@ -127,7 +127,7 @@ def test_role_grants_only_its_own_jobs_status() -> None:
             "apiGroups": ["kubescribe.io"],
             "resources": ["transcriptionjobs/status"],
             "resourceNames": ["jfk"],
-            "verbs": ["get", "patch"],
+            "verbs": ["patch"],
         }
     ]
 
