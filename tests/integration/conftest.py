@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.request
@@ -55,6 +56,10 @@ def running_pid(pod: dict[str, Any] | None) -> int | None:
     return None
 
 
+_CAN_I_ROW = re.compile(r"^(?P<resource>\S+)\s+\[\]\s+\[(?P<names>[^]]*)\]\s+\[(?P<verbs>[^]]*)\]\s*$")
+"""A resource's row of `kubectl auth can-i --list`: Resources, Non-Resource URLs ([]), Resource Names, Verbs."""
+
+
 class Cluster:
     def __init__(self, local: LocalCluster) -> None:
         self.local = local
@@ -83,6 +88,19 @@ class Cluster:
 
     def apply(self, *objects: dict[str, Any]) -> None:
         self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}))
+
+    def permissions(self, account: str, namespace: str) -> set[tuple[str, str, str]]:
+        """(resource, resource name or "", verb) for each thing `account` may do in `namespace`, its cluster-wide
+        grants included, less what every authenticated user may (self-reviews and non-resource URLs)."""
+        listing = self.kubectl("auth", "can-i", "--list", f"--as={account}", "-n", namespace).stdout
+        granted = set()
+        for line in listing.splitlines()[1:]:
+            row = _CAN_I_ROW.match(line)
+            if row is None or row["resource"].startswith("selfsubject"):
+                continue
+            for verb in row["verbs"].split():
+                granted |= {(row["resource"], name, verb) for name in row["names"].split() or [""]}
+        return granted
 
     def s3(self) -> Minio:
         endpoint = self.local.s3_url(self.state).removeprefix("http://")
