@@ -20,6 +20,8 @@ settings=(
 fingerprint=$( (find charts/kubescribe -type f -print0 | sort -z | xargs -0 sha256sum; echo "${settings[*]}") | sha256sum)
 if [[ $(cat .local/kubescribe-installed 2>/dev/null) != "$fingerprint" ]]; then
   kubectl create namespace kubescribe --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  # Helm cannot own the namespace it installs into: its Pod Security label is set here.
+  kubectl label namespace kubescribe pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
   kubectl -n kubescribe create secret generic kubescribe-s3 --dry-run=client -o yaml \
     --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" |
     kubectl apply -f - >/dev/null

@@ -1,4 +1,5 @@
-"""`kubescribe-operator` (or `python -m kubescribe.operator`): the operator, watching every namespace."""
+"""`kubescribe-operator` (or `python -m kubescribe.operator`): the operator, watching every namespace or those of
+KUBESCRIBE_NAMESPACES (a JSON list)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ def main() -> None:
     logging.basicConfig(level=settings.log_level, handlers=[stream], force=True)
     # kopf says "Handler succeeded" for every watch event; its warnings and errors are what matter.
     logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
-    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz")
+    kopf.run(
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        standalone=True,
+        liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
+    )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,21 @@ from kubescribe.operator.settings import OperatorSettings
 
 RUNNER_CONTAINER: Final = "runner"
 WORK_DIR: Final = "/work"
+TMP_DIR: Final = "/tmp"  # noqa: S108 (an emptyDir of the pod's own)
+RUNNER_UID: Final = 65532
+POD_SECURITY_CONTEXT: Final = {
+    "runAsNonRoot": True,
+    "runAsUser": RUNNER_UID,
+    "runAsGroup": RUNNER_UID,
+    "fsGroup": RUNNER_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+"""Pod Security's `restricted` profile, with a fixed non-root user that owns the pod's emptyDirs."""
+CONTAINER_SECURITY_CONTEXT: Final = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+}
 JOB_LABEL: Final = "kubescribe.io/job"
 KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
@@ -103,11 +118,17 @@ def _metadata(tj: Mapping[str, Any], extra_labels: Mapping[str, str] | None = No
 
 
 def build_service_account(tj: Mapping[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(tj)}
+    """The runner's identity. Its token is mounted only where a pod asks for it: the runner pod does."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(tj),
+        "automountServiceAccountToken": False,
+    }
 
 
 def build_role(tj: Mapping[str, Any]) -> dict[str, Any]:
-    """The runner may read and patch its own job's status, and nothing else."""
+    """The runner may patch its own job's status, and nothing else."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -117,7 +138,7 @@ def build_role(tj: Mapping[str, Any]) -> dict[str, Any]:
                 "apiGroups": [GROUP],
                 "resources": [f"{PLURAL}/status"],
                 "resourceNames": [tj["metadata"]["name"]],
-                "verbs": ["get", "patch"],
+                "verbs": ["patch"],
             }
         ],
     }
@@ -221,6 +242,17 @@ def _container_resources(spec: TranscriptionJobSpec) -> dict[str, Any]:
     return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
 
 
+def _writable_places_env(settings: OperatorSettings) -> list[dict[str, str]]:
+    """Points everything the runner and its libraries write (home, temporary files, Hugging Face's cache) into the
+    pod's emptyDirs: the root filesystem is read-only."""
+    return [
+        {"name": "HOME", "value": TMP_DIR},
+        {"name": "TMPDIR", "value": TMP_DIR},
+        {"name": "HF_HOME", "value": f"{settings.model_cache_dir}/huggingface"},
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+    ]
+
+
 def _pod_spec(
     tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: OperatorSettings, rules: EgressRules
 ) -> dict[str, Any]:
@@ -236,22 +268,26 @@ def _pod_spec(
             {"name": ENV_JOB_NAMESPACE, "value": metadata["namespace"]},
             {"name": ENV_MODEL_CACHE, "value": settings.model_cache_dir},
             {"name": ENV_EGRESS_RULES, "value": rules.model_dump_json()},
+            *_writable_places_env(settings),
             *_store_env(tj, spec, settings),
         ],
         "resources": _container_resources(spec),
         "volumeMounts": [
             {"name": "work", "mountPath": WORK_DIR},
             {"name": "model-cache", "mountPath": settings.model_cache_dir},
+            {"name": "tmp", "mountPath": TMP_DIR},
         ],
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
     }
     pod: dict[str, Any] = {
         "serviceAccountName": child_name(tj),
+        "automountServiceAccountToken": True,  # its own job's, to report into the job's status
+        "securityContext": POD_SECURITY_CONTEXT,
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": [{"name": "work", "emptyDir": {}}, {"name": "model-cache", "emptyDir": {}}],
+        "volumes": [{"name": name, "emptyDir": {}} for name in ("work", "model-cache", "tmp")],
     }
     placement = spec.resources
     if placement.node_selector:

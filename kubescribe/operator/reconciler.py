@@ -61,9 +61,10 @@ class Reconciler:
 
     def reconcile(self) -> float | None:
         """One pass; returns the seconds until the next finished job's TTL runs out, if any."""
-        jobs_by_tj = {_key(job): job for job in self._list(self.batch.list_job_for_all_namespaces)}
+        jobs = self._list(self.batch.list_job_for_all_namespaces, self.batch.list_namespaced_job)
+        jobs_by_tj = {_key(job): job for job in jobs}
         pods_by_tj: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-        for pod in self._list(self.core.list_pod_for_all_namespaces):
+        for pod in self._list(self.core.list_pod_for_all_namespaces, self.core.list_namespaced_pod):
             pods_by_tj[_key(pod)].append(pod)
         tjs = self._list_transcription_jobs()
         live = [tj for tj in tjs if not tj["metadata"].get("deletionTimestamp")]
@@ -116,15 +117,27 @@ class Reconciler:
 
     # -- reads -------------------------------------------------------------------------------------
 
-    def _list(self, method: Callable[..., Any]) -> list[dict[str, Any]]:
-        response = method(label_selector=RUNNER_SELECTOR, _preload_content=False)
-        items: list[dict[str, Any]] = _json(response)["items"]
+    def _list(self, everywhere: Callable[..., Any], in_namespace: Callable[..., Any]) -> list[dict[str, Any]]:
+        """Runner objects of every namespace, or of the operator's namespaces when it has some."""
+        if self.settings.namespaces:
+            responses = [
+                in_namespace(namespace, label_selector=RUNNER_SELECTOR, _preload_content=False)
+                for namespace in self.settings.namespaces
+            ]
+        else:
+            responses = [everywhere(label_selector=RUNNER_SELECTOR, _preload_content=False)]
+        items: list[dict[str, Any]] = [item for response in responses for item in _json(response)["items"]]
         return [item for item in items if builders.JOB_LABEL in item["metadata"].get("labels", {})]
 
     def _list_transcription_jobs(self) -> list[dict[str, Any]]:
-        listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-        items: list[dict[str, Any]] = listing["items"]
-        return items
+        if self.settings.namespaces:
+            listings = [
+                self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+                for namespace in self.settings.namespaces
+            ]
+        else:
+            listings = [self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)]
+        return [item for listing in listings for item in listing["items"]]
 
     # -- writes ------------------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ class OperatorSettings(BaseSettings):
     """GPUs of admitted, unfinished jobs per namespace."""
     model_cache_dir: str = "/models"
     """Where the runner container keeps downloaded models."""
+    namespaces: list[str] = []
+    """The namespaces the operator watches and acts in; empty: every namespace."""
     log_level: str = "INFO"
     resync_seconds: float = 30
     metrics_port: int = 9090

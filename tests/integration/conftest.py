@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -65,6 +66,10 @@ def host_address() -> str:
     return address
 
 
+_CAN_I_ROW = re.compile(r"^(?P<resource>\S+)\s+\[\]\s+\[(?P<names>[^]]*)\]\s+\[(?P<verbs>[^]]*)\]\s*$")
+"""A resource's row of `kubectl auth can-i --list`: Resources, Non-Resource URLs ([]), Resource Names, Verbs."""
+
+
 class Cluster:
     def __init__(self, local: LocalCluster) -> None:
         self.local = local
@@ -94,6 +99,19 @@ class Cluster:
     def apply(self, *objects: dict[str, Any]) -> None:
         self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}))
 
+    def permissions(self, account: str, namespace: str) -> set[tuple[str, str, str]]:
+        """(resource, resource name or "", verb) for each thing `account` may do in `namespace`, its cluster-wide
+        grants included, less what every authenticated user may (self-reviews and non-resource URLs)."""
+        listing = self.kubectl("auth", "can-i", "--list", f"--as={account}", "-n", namespace).stdout
+        granted = set()
+        for line in listing.splitlines()[1:]:
+            row = _CAN_I_ROW.match(line)
+            if row is None or row["resource"].startswith("selfsubject"):
+                continue
+            for verb in row["verbs"].split():
+                granted |= {(row["resource"], name, verb) for name in row["names"].split() or [""]}
+        return granted
+
     def s3(self) -> Minio:
         endpoint = self.local.s3_url(self.state).removeprefix("http://")
         return Minio(endpoint, self.state.minio_user, self.state.minio_password, secure=False)
@@ -109,23 +127,48 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         local.down()
 
 
+RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
+"""The label by which the API server's Pod Security admission refuses pods short of the `restricted` profile."""
+
+
+def create_restricted_namespace(cluster: Cluster, name: str) -> None:
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("label", "namespace", name, RESTRICTED)
+
+
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
+    """A namespace of its own for the test, where only pods of the `restricted` profile are admitted."""
     name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
+    create_restricted_namespace(cluster, name)
     # The ServiceAccount controller creates `default` shortly after the namespace; pods need it.
     wait_for(lambda: cluster.try_get("serviceaccount", "default", "-n", name), 30, "the default ServiceAccount")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
 def pod_template(script: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
-    """A pod template whose one container runs `python -c script` (the local node runs commands as processes)."""
-    container = {"name": "main", "image": "kubescribe", "command": ["python", "-c", script]}
+    """A pod template whose one container runs `python -c script` (the local node runs commands as processes),
+    within the `restricted` profile."""
+    container = {
+        "name": "main",
+        "image": "kubescribe",
+        "command": ["python", "-c", script],
+        "securityContext": RESTRICTED_CONTAINER_SECURITY,
+    }
     container.update(spec.pop("container", {}))
     return {
         "metadata": {"labels": labels or {}},
-        "spec": {"restartPolicy": "Never", "containers": [container], **spec},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": RESTRICTED_POD_SECURITY,
+            "containers": [container],
+            **spec,
+        },
     }
 
 
@@ -258,7 +301,7 @@ class Kubescribe:
 def kubescribe(cluster: Cluster, crd: str) -> Kubescribe:
     """The operator, installed by Helm and running as a pod with its chart's RBAC."""
     kubescribe = Kubescribe(cluster)
-    cluster.kubectl("create", "namespace", kubescribe.namespace)
+    create_restricted_namespace(cluster, kubescribe.namespace)
     cluster.kubectl(
         "create",
         "secret",
@@ -321,7 +364,7 @@ def gateway(kubescribe: Kubescribe, cluster: Cluster) -> Gateway:
     kubescribe.values.update(gateway.values)
     kubescribe.install()
     for namespace in ("gw-a", "gw-b", "gw-c"):
-        cluster.kubectl("create", "namespace", namespace)
+        create_restricted_namespace(cluster, namespace)
         gateway.keys[namespace] = gateway.create_key(namespace, "tester")
 
     def ready() -> bool:

@@ -47,3 +47,38 @@ app.kubernetes.io/component: gateway
 {{- define "kubescribe.storagePolicy.name" -}}
 {{- printf "%s-storage" .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* Pod Security's `restricted` profile for the operator's and the gateway's pods, with a fixed non-root user. */}}
+{{- define "kubescribe.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+
+{{/* The containers' part of `restricted`, with a read-only root: they write only to their /tmp emptyDir. */}}
+{{- define "kubescribe.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+capabilities: {drop: [ALL]}
+readOnlyRootFilesystem: true
+{{- end -}}
+
+{{/* Where a container with a read-only root writes: its home and temporary files go to the /tmp emptyDir. */}}
+{{- define "kubescribe.writableEnv" -}}
+- {name: HOME, value: /tmp}
+- {name: TMPDIR, value: /tmp}
+- {name: PYTHONDONTWRITEBYTECODE, value: "1"}
+{{- end -}}
+
+{{/* The labels of the chart's objects for runners (their NetworkPolicies). */}}
+{{- define "kubescribe.runner.labels" -}}
+app.kubernetes.io/name: kubescribe
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: runner
+{{- end -}}
+
+{{/* The namespaces of jobs the chart knows of, as a JSON list: those it creates and the operator's. */}}
+{{- define "kubescribe.runnerNamespaces" -}}
+{{- concat .Values.tenantNamespaces .Values.operator.namespaces | uniq | toJson -}}
+{{- end -}}

@@ -132,7 +132,7 @@ def test_role_grants_only_its_own_jobs_status() -> None:
             "apiGroups": ["kubescribe.io"],
             "resources": ["transcriptionjobs/status"],
             "resourceNames": ["jfk"],
-            "verbs": ["get", "patch"],
+            "verbs": ["patch"],
         }
     ]
 
@@ -261,10 +261,45 @@ def test_runner_pod_shape() -> None:
     assert runner["terminationMessagePolicy"] == "FallbackToLogsOnError"
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["mountPath"]: mount["name"] for mount in runner["volumeMounts"]}
-    assert mounts == {"/work": "work", "/models": "model-cache"}
+    assert mounts == {"/work": "work", "/models": "model-cache", "/tmp": "tmp"}
     assert runner["workingDir"] == "/work"
     assert all(volumes[name] == {"name": name, "emptyDir": {}} for name in mounts.values())
     assert job["spec"]["template"]["metadata"]["labels"]["kubescribe.io/job"] == "jfk"
+
+
+def test_runner_pod_meets_the_restricted_pod_security_profile() -> None:
+    pod = build_runner_job(tj(), SETTINGS, EGRESS)["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container(build_runner_job(tj(), SETTINGS, EGRESS))["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+    assert all("hostPath" not in volume for volume in pod["volumes"])
+    assert not any(pod.get(key) for key in ("hostNetwork", "hostPID", "hostIPC"))
+
+
+def test_runner_writes_only_into_its_emptydirs() -> None:
+    job = build_runner_job(tj(), SETTINGS, EGRESS)
+    mounted = {mount["mountPath"] for mount in container(job)["volumeMounts"]}
+    variables = env(job)
+    assert variables["HOME"] in mounted
+    assert variables["TMPDIR"] in mounted
+    assert variables["HF_HOME"].startswith(variables[ENV_MODEL_CACHE] + "/")
+    assert container(job)["workingDir"] in mounted
+
+
+def test_only_the_jobs_own_service_account_token_is_mounted() -> None:
+    pod = build_runner_job(tj(), SETTINGS, EGRESS)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == child_name(tj())
+    assert pod["automountServiceAccountToken"] is True
+    assert build_service_account(tj())["automountServiceAccountToken"] is False
 
 
 def test_job_retries_deadline_and_failure_policy() -> None:

@@ -1,0 +1,64 @@
+"""Each component's ServiceAccount may do exactly what the component does, and nothing more."""
+
+from __future__ import annotations
+
+from tests.integration.conftest import Cluster, Gateway, Kubescribe
+
+Permissions = set[tuple[str, str, str]]
+
+
+def grants(resource: str, *verbs: str, name: str = "") -> Permissions:
+    return {(resource, name, verb) for verb in verbs}
+
+
+OPERATOR: Permissions = (
+    grants("transcriptionjobs.kubescribe.io", "list", "watch", "patch", "delete")
+    | grants("transcriptionjobs.kubescribe.io/status", "patch")
+    | grants("transcriptionjobs.kubescribe.io/finalizers", "update")
+    | grants("jobs.batch", "list", "watch", "create", "delete")
+    | grants("pods", "list", "watch")
+    | grants("serviceaccounts", "create")
+    | grants("secrets", "create")
+    | grants("secrets", "get", name="kubescribe-webhook")
+    | grants("roles.rbac.authorization.k8s.io", "create")
+    | grants("rolebindings.rbac.authorization.k8s.io", "create")
+    | grants("events", "create")
+)
+"""In every namespace the operator works in."""
+
+GATEWAY: Permissions = (
+    grants("transcriptionjobs.kubescribe.io", "create", "get", "list", "watch", "delete")
+    | grants("tokenreviews.authentication.k8s.io", "create")
+    | grants("subjectaccessreviews.authorization.k8s.io", "create")
+)
+"""In every namespace; in the release namespace also the API key Secret."""
+
+
+def runner(job: str) -> Permissions:
+    """In its job's namespace, and nothing elsewhere."""
+    return grants("transcriptionjobs.kubescribe.io/status", "patch", name=job)
+
+
+def account(namespace: str, name: str) -> str:
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
+def test_the_operator_may_do_exactly_what_it_does(kubescribe: Kubescribe, cluster: Cluster, namespace: str) -> None:
+    operator = account(kubescribe.namespace, "kubescribe-operator")
+    assert cluster.permissions(operator, namespace) == OPERATOR
+    assert cluster.permissions(operator, kubescribe.namespace) == OPERATOR
+
+
+def test_the_gateway_may_do_exactly_what_it_does(gateway: Gateway, cluster: Cluster) -> None:
+    release = gateway.kubescribe.namespace
+    account_name = account(release, "kubescribe-gateway")
+    assert cluster.permissions(account_name, "gw-a") == GATEWAY
+    assert cluster.permissions(account_name, release) == GATEWAY | grants("secrets", "get", name="kubescribe-api-keys")
+
+
+def test_a_runner_may_only_patch_its_own_jobs_status(kubescribe: Kubescribe, cluster: Cluster, namespace: str) -> None:
+    kubescribe.submit(namespace, "mine", source={"s3": {"bucket": "audio", "key": f"{namespace}/absent.wav"}})
+    kubescribe.wait_finished(namespace, "mine")
+    runner_account = account(namespace, "transcribe-mine")
+    assert cluster.permissions(runner_account, namespace) == runner("mine")
+    assert cluster.permissions(runner_account, "default") == set()

@@ -1,0 +1,162 @@
+"""The chart as `helm template` renders it, with the pinned helm binary."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+PRIVATE = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+]
+RUNNER = {"app.kubernetes.io/name": "kubescribe", "app.kubernetes.io/component": "runner"}
+
+
+def helm() -> str:
+    paths = subprocess.run(
+        [REPO / "hack/build-binaries.sh", "--path"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    found = shutil.which("helm", path=":".join(paths)) or shutil.which("helm")
+    if found is None:
+        pytest.skip("no helm binary: run hack/build-binaries.sh")
+    return found
+
+
+def render(*settings: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    command = [helm(), "template", "kubescribe", str(REPO / "charts/kubescribe"), "-n", "kubescribe"]
+    command += [arg for setting in settings for arg in ("--set", setting)]
+    return subprocess.run(command, capture_output=True, text=True, check=check)
+
+
+def objects(*settings: str) -> list[dict[str, Any]]:
+    return [document for document in yaml.safe_load_all(render(*settings).stdout) if document]
+
+
+def of_kind(kind: str, *settings: str) -> list[dict[str, Any]]:
+    return [document for document in objects(*settings) if document["kind"] == kind]
+
+
+API_SERVER = "networkPolicy.apiServer.cidrs={10.0.0.5/32}"
+
+
+def test_no_namespace_named_no_networkpolicy_nor_namespace() -> None:
+    assert of_kind("NetworkPolicy") == []
+    assert of_kind("Namespace") == []
+
+
+def test_each_known_tenant_namespace_gets_the_runner_networkpolicy() -> None:
+    policies = of_kind(
+        "NetworkPolicy", "tenantNamespaces={team-a,team-b}", "operator.namespaces={team-b,team-c}", API_SERVER
+    )
+    assert [policy["metadata"]["namespace"] for policy in policies] == ["team-a", "team-b", "team-c"]
+    for policy in policies:
+        assert policy["spec"]["podSelector"] == {"matchLabels": RUNNER}
+        assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        assert policy["spec"]["ingress"] == []
+
+
+def test_runners_reach_only_dns_the_api_server_the_store_and_public_addresses() -> None:
+    [policy] = of_kind(
+        "NetworkPolicy",
+        "tenantNamespaces={team-a}",
+        API_SERVER,
+        "networkPolicy.store.cidrs={10.1.2.0/24}",
+        "egress.allowedPrivateRanges={192.168.7.0/24}",
+    )
+    dns, api_server, store, public = policy["spec"]["egress"]
+    assert dns == {
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    assert api_server == {
+        "to": [{"ipBlock": {"cidr": "10.0.0.5/32"}}],
+        "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+    }
+    assert store == {"to": [{"ipBlock": {"cidr": "10.1.2.0/24"}}], "ports": [{"protocol": "TCP", "port": 9000}]}
+    assert public == {
+        "to": [
+            {"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE}},
+            {"ipBlock": {"cidr": "::/0", "except": ["::1/128", "fc00::/7", "fe80::/10"]}},
+            {"ipBlock": {"cidr": "192.168.7.0/24"}},
+        ]
+    }
+
+
+def test_a_public_store_needs_no_rule_of_its_own() -> None:
+    [policy] = of_kind("NetworkPolicy", "tenantNamespaces={team-a}", API_SERVER)
+    assert len(policy["spec"]["egress"]) == 3
+
+
+def test_the_api_servers_addresses_are_required_where_a_policy_is_rendered() -> None:
+    result = render("tenantNamespaces={team-a}", check=False)
+    assert result.returncode != 0
+    assert "networkPolicy.apiServer.cidrs" in result.stderr
+    assert render("tenantNamespaces={team-a}", "networkPolicy.enabled=false").returncode == 0
+
+
+def test_tenant_namespaces_enforce_the_restricted_profile_and_outlive_the_release() -> None:
+    [namespace] = of_kind("Namespace", "tenantNamespaces={team-a}", API_SERVER)
+    assert namespace["metadata"]["name"] == "team-a"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert namespace["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_operator_namespaces_bind_its_powers_there_and_nowhere_else() -> None:
+    settings = ("operator.namespaces={team-a,team-b}", API_SERVER)
+    bindings = of_kind("RoleBinding", *settings)
+    operator = [binding for binding in bindings if binding["metadata"]["name"] == "kubescribe-operator"]
+    assert [binding["metadata"]["namespace"] for binding in operator] == ["team-a", "team-b"]
+    assert all(binding["roleRef"]["kind"] == "ClusterRole" for binding in operator)
+    assert "kubescribe-operator" not in {
+        binding["metadata"]["name"] for binding in of_kind("ClusterRoleBinding", *settings)
+    }
+    [deployment] = [d for d in of_kind("Deployment", *settings) if d["metadata"]["name"] == "kubescribe-operator"]
+    env = {item["name"]: item.get("value") for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["KUBESCRIBE_NAMESPACES"]) == ["team-a", "team-b"]
+
+
+def test_by_default_the_operator_is_bound_cluster_wide() -> None:
+    assert "kubescribe-operator" in {binding["metadata"]["name"] for binding in of_kind("ClusterRoleBinding")}
+    assert all(binding["metadata"]["name"] != "kubescribe-operator" for binding in of_kind("RoleBinding"))
+
+
+def test_deployments_meet_the_restricted_profile() -> None:
+    deployments = of_kind("Deployment")
+    assert {d["metadata"]["name"] for d in deployments} == {"kubescribe-operator", "kubescribe-gateway"}
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"] == {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "fsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        assert pod["automountServiceAccountToken"] is True
+        [container] = pod["containers"]
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+        }
+        assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+        assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        assert env["HOME"] == env["TMPDIR"] == "/tmp"
+    for account in of_kind("ServiceAccount"):
+        assert account["automountServiceAccountToken"] is False
