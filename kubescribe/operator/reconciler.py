@@ -25,7 +25,7 @@ from kubescribe.contract import StoreGrants
 from kubescribe.operator import builders, grants, metrics, webhook
 from kubescribe.operator.queue import plan_admission, queue_entry
 from kubescribe.operator.settings import OperatorSettings
-from kubescribe.operator.status import compute_status, has_condition, transitions
+from kubescribe.operator.status import compute_status, has_condition, merge_patch, transitions
 
 log = logging.getLogger("kubescribe.operator")
 
@@ -35,6 +35,11 @@ Key = tuple[str, str]
 
 def _key(obj: Mapping[str, Any]) -> Key:
     return obj["metadata"]["namespace"], obj["metadata"]["labels"][builders.JOB_LABEL]
+
+
+def _label_key(tj: Mapping[str, Any]) -> Key:
+    """The key of a TranscriptionJob's children, as `_key` reads it from them."""
+    return tj["metadata"]["namespace"], builders.job_label_value(tj)
 
 
 class Reconciler:
@@ -67,7 +72,7 @@ class Reconciler:
         tjs = self._list_transcription_jobs()
         live = [tj for tj in tjs if not tj["metadata"].get("deletionTimestamp")]
         plan = plan_admission(
-            [queue_entry(tj) for tj in live],
+            [queue_entry(tj, jobs_by_tj.get(_label_key(tj))) for tj in live],
             max_running=self.settings.max_running_jobs,
             max_gpus_per_namespace=self.settings.max_gpus_per_namespace,
         )
@@ -76,7 +81,7 @@ class Reconciler:
         expiries: list[float] = []
         for tj in live:
             key = (tj["metadata"]["namespace"], tj["metadata"]["name"])
-            label_key = (key[0], builders.job_label_value(tj))
+            label_key = _label_key(tj)
             job = jobs_by_tj.get(label_key)
             status = compute_status(
                 tj,
@@ -85,6 +90,7 @@ class Reconciler:
                 admitted=key in admit,
                 queue_position=plan.positions.get(key),
                 now=now,
+                expected_outputs=builders.expected_outputs(tj, self.settings),
                 rejection=plan.rejected.get(key),
             )
             if job is None and status.get("phase") in ("Pending", "Running") and has_condition(status, "Admitted"):
@@ -149,7 +155,7 @@ class Reconciler:
 
     def _write_status(self, tj: dict[str, Any], status: dict[str, Any]) -> None:
         current = tj.get("status") or {}
-        changed = {key: value for key, value in status.items() if current.get(key) != value}
+        changed = merge_patch(current, status)
         if not changed:
             return
         metadata = tj["metadata"]
