@@ -16,7 +16,6 @@ from tests.integration.speech import PASSAGE, speak, word_error_rate
 
 SHORT = "The quick brown fox jumps over the lazy dog."
 SECRET_TRANSCRIPT = b"the minutes of another team's meeting"
-FORGER = "tj-forgedstatus"  # a gateway job id, so that the gateway can be asked for its transcript
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +44,14 @@ def test_a_forged_finish_is_undone_keeps_its_slot_and_serves_nothing_foreign(
     foreign_key = f"other-{namespace}/tj-theirs000000/audio.txt"
     kubescribe.s3.put_object("transcripts", foreign_key, io.BytesIO(SECRET_TRANSCRIPT), len(SECRET_TRANSCRIPT))
 
-    kubescribe.upload("audio", f"{namespace}/long.wav", speak(speech_dir, "long", PASSAGE, repeat=4))
+    with speak(speech_dir, "long", PASSAGE, repeat=4).open("rb") as audio:
+        submitted = client.post(
+            "/v1/jobs", files={"file": ("long.wav", audio)}, data={"vad": "false", "formats": "txt"}
+        )
+    assert submitted.status_code == 202, submitted.text
+    forger = submitted.json()["id"]
+    wait_for(lambda: runner_running(kubescribe, namespace, forger), 60, "the runner to run")
     kubescribe.upload("audio", f"{namespace}/short.wav", speak(speech_dir, "short", SHORT))
-    long_source = {"s3": {"bucket": "audio", "key": f"{namespace}/long.wav"}}
-    kubescribe.submit(namespace, FORGER, options={"vad": False}, source=long_source, outputs={"formats": ["txt"]})
-    wait_for(lambda: runner_running(kubescribe, namespace, FORGER), 60, "the runner to run")
     kubescribe.submit(namespace, "next", source={"s3": {"bucket": "audio", "key": f"{namespace}/short.wav"}})
     wait_for(lambda: phase(kubescribe, namespace, "next") == "Queued", 30, "the next job to queue")
 
@@ -63,31 +65,31 @@ def test_a_forged_finish_is_undone_keeps_its_slot_and_serves_nothing_foreign(
     kubescribe.cluster.kubectl(
         "patch",
         "tj",
-        FORGER,
+        forger,
         "-n",
         namespace,
         "--as",
-        f"system:serviceaccount:{namespace}:transcribe-{FORGER}",
+        f"system:serviceaccount:{namespace}:transcribe-{forger}",
         "--subresource=status",
         "--type=merge",
         "-p",
         json.dumps(forged),
     )
-    refused = client.get(f"/v1/jobs/{FORGER}/transcript", params={"format": "txt"})
+    refused = client.get(f"/v1/jobs/{forger}/transcript", params={"format": "txt"})
     assert refused.status_code in (404, 409), refused.text
     assert SECRET_TRANSCRIPT.decode() not in refused.text
 
-    wait_for(lambda: phase(kubescribe, namespace, FORGER) == "Running", 30, "the forged finish to be undone")
-    assert runner_running(kubescribe, namespace, FORGER)
+    wait_for(lambda: phase(kubescribe, namespace, forger) == "Running", 30, "the forged finish to be undone")
+    assert runner_running(kubescribe, namespace, forger)
     assert phase(kubescribe, namespace, "next") == "Queued"
 
-    done = kubescribe.wait_finished(namespace, FORGER, timeout=300)["status"]
+    done = kubescribe.wait_finished(namespace, forger, timeout=300)["status"]
     assert (done["phase"], done["reason"]) == ("Succeeded", "Completed")
-    assert done["result"]["outputs"] == {"txt": f"s3://transcripts/{namespace}/{FORGER}/long.txt"}
+    assert done["result"]["outputs"] == {"txt": f"s3://transcripts/{namespace}/{forger}/audio.txt"}
     after = kubescribe.wait_finished(namespace, "next", timeout=300)["status"]
     assert after["phase"] == "Succeeded"
     assert after["startTime"] >= done["completionTime"]  # never two at once
 
-    served = client.get(f"/v1/jobs/{FORGER}/transcript", params={"format": "txt"})
+    served = client.get(f"/v1/jobs/{forger}/transcript", params={"format": "txt"})
     assert served.status_code == 200, served.text
     assert word_error_rate(" ".join([PASSAGE] * 4), served.text) < 0.3
