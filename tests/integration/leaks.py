@@ -81,15 +81,16 @@ def log_texts(root: Path) -> Iterator[tuple[str, str]]:
 
 
 def masked(line: str, secrets: Mapping[str, str]) -> tuple[str, int | None]:
-    """The line with each secret replaced by what it is, and where the first one is; None when it holds none."""
+    """The line with presigned URLs' credentials and each secret replaced, and where the first one is; None when
+    it holds none."""
     markers = []
+    if SIGNED_URL_PARTS.search(line):
+        markers.append("=<masked>")
+        line = SIGNED_URL_PARTS.sub(r"\1<masked>", line)
     for value, what in secrets.items():
         if value in line:
             markers.append(f"<{what}>")
             line = line.replace(value, markers[-1])
-    if SIGNED_URL_PARTS.search(line):
-        markers.append("=<masked>")
-        line = SIGNED_URL_PARTS.sub(r"\1<masked>", line)
     return line, min((line.find(marker) for marker in markers), default=None)
 
 

@@ -20,7 +20,9 @@ def test_the_scan_finds_and_masks_what_it_looks_for() -> None:
 def test_no_secret_of_the_suite_leaks(cluster: Cluster) -> None:
     watch = cluster.leaks
     watch.remember_webhook_secrets(cluster, "-A")
-    texts = [*watch.records, *api_texts(cluster, "-A"), *log_texts(cluster.local.root)]
+    logs = list(log_texts(cluster.local.root))
+    assert any(where.endswith("kube-apiserver.log") for where, _ in logs), "the cluster's logs were not found"
+    texts = [*watch.records, *api_texts(cluster, "-A"), *logs]
     assert {"store user", "store password"} <= set(watch.secrets.values())
     leaks = find_leaks(watch.secrets, texts)
     shown = "\n".join(leaks[:MAX_SHOWN])
