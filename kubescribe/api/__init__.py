@@ -27,7 +27,9 @@ from kubescribe.api.v1alpha1 import (
     TranscriptionJobSpec,
     TranscriptionJobStatus,
     is_finished,
+    output_location,
     phase_of,
+    transcript_uris,
 )
 
 __all__ = [
@@ -57,5 +59,7 @@ __all__ = [
     "TranscriptionJobSpec",
     "TranscriptionJobStatus",
     "is_finished",
+    "output_location",
     "phase_of",
+    "transcript_uris",
 ]

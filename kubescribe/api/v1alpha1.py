@@ -277,6 +277,20 @@ class TranscriptionJobSpec(_Model):
         return self
 
 
+def output_location(spec: TranscriptionJobSpec, namespace: str, name: str, default_bucket: str) -> OutputLocation:
+    """Where the job's transcripts go: its spec's outputs.s3, else `<default bucket>/<namespace>/<name>/`."""
+    return spec.outputs.s3 or OutputLocation(bucket=default_bucket, prefix=f"{namespace}/{name}/")
+
+
+def transcript_uris(spec: TranscriptionJobSpec, namespace: str, name: str, default_bucket: str) -> dict[str, str]:
+    """The s3:// URI of each of the job's transcripts, by format: the only objects its result may name."""
+    location = output_location(spec, namespace, name, default_bucket)
+    return {
+        format_: f"s3://{location.bucket}/{transcript_key(location.prefix, spec.source, format_)}"
+        for format_ in spec.outputs.formats
+    }
+
+
 class Condition(_Model):
     """An observation of the job's state, in the Kubernetes convention (metav1.Condition)."""
 
@@ -297,6 +311,13 @@ class Progress(_Model):
     processed_seconds: float | None = Field(None, ge=0, description="Seconds of audio transcribed so far.")
     duration_seconds: float | None = Field(None, ge=0, description="Length of the audio in seconds.")
     eta_seconds: float | None = Field(None, ge=0, description="Estimated seconds until the transcription is done.")
+
+    @model_validator(mode="after")
+    def _processed_within_duration(self) -> Self:
+        processed, duration = self.processed_seconds, self.duration_seconds
+        if processed is not None and duration is not None and processed > duration:
+            raise ValueError("processedSeconds must not exceed durationSeconds")
+        return self
 
 
 class Result(_Model):

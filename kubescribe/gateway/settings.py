@@ -23,6 +23,8 @@ class GatewaySettings(BaseSettings):
     upload_bucket: str = "audio"
     """Uploads go to `<namespace>/uploads/<job id>/audio` in this bucket; the operator deletes them with the job."""
     max_upload_bytes: int = 1 << 30
+    output_bucket: str = "transcripts"
+    """The operator's default output bucket: transcripts are served only from a job's own place in it."""
 
     keys_secret_name: str = "kubescribe-api-keys"  # noqa: S105 - a name
     keys_secret_namespace: str = "kubescribe"  # noqa: S105 - a name

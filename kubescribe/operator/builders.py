@@ -16,9 +16,10 @@ from kubescribe.api.v1alpha1 import (
     GROUP,
     KIND,
     PLURAL,
-    OutputLocation,
     TranscriptionJobSpec,
+    output_location,
     transcript_key,
+    transcript_uris,
 )
 from kubescribe.contract import (
     ENV_EGRESS_RULES,
@@ -178,13 +179,18 @@ def runner_spec(tj: Mapping[str, Any], settings: OperatorSettings) -> Transcript
     (`<default bucket>/<namespace>/<name>/`) and the endpoint of an S3 source."""
     metadata = tj["metadata"]
     spec = TranscriptionJobSpec.model_validate({"model": settings.default_model, **tj["spec"]})
-    output = spec.outputs.s3 or OutputLocation(
-        bucket=settings.default_output_bucket, prefix=f"{metadata['namespace']}/{metadata['name']}/"
-    )
+    output = output_location(spec, metadata["namespace"], metadata["name"], settings.default_output_bucket)
     source = spec.source
     if source.s3 is not None and source.s3.endpoint is None:
         source = source.model_copy(update={"s3": source.s3.model_copy(update={"endpoint": settings.s3_endpoint})})
     return spec.model_copy(update={"outputs": spec.outputs.model_copy(update={"s3": output}), "source": source})
+
+
+def expected_outputs(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str, str]:
+    """The URIs of the job's transcripts by format, as the runner's result must name them."""
+    metadata = tj["metadata"]
+    spec = TranscriptionJobSpec.model_validate(tj["spec"])
+    return transcript_uris(spec, metadata["namespace"], metadata["name"], settings.default_output_bucket)
 
 
 def owned_objects(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str, list[str]]:

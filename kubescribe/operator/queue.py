@@ -17,7 +17,7 @@ from typing import Any
 
 from kubescribe.api.timestamps import parse_timestamp
 from kubescribe.api.v1alpha1 import TranscriptionJobSpec, is_finished
-from kubescribe.operator.status import has_condition
+from kubescribe.operator.status import has_condition, runner_job_finished
 
 Key = tuple[str, str]
 """(namespace, name)"""
@@ -48,8 +48,10 @@ class AdmissionPlan:
     """Why each job that can never be admitted is rejected."""
 
 
-def queue_entry(tj: Mapping[str, Any]) -> QueueEntry:
-    """A TranscriptionJob as the queue sees it; admission is what its status records (the Admitted condition)."""
+def queue_entry(tj: Mapping[str, Any], job: Mapping[str, Any] | None) -> QueueEntry:
+    """A TranscriptionJob as the queue sees it, given its runner Job (None when there is none). A job with a Job is
+    admitted, and finished only once the Job is, whatever its status says; without one, admission and finishing
+    are what its status records (the Admitted condition, the phase)."""
     metadata, status = tj["metadata"], tj.get("status")
     spec = TranscriptionJobSpec.model_validate(tj["spec"])
     return QueueEntry(
@@ -59,8 +61,8 @@ def queue_entry(tj: Mapping[str, Any]) -> QueueEntry:
         priority=spec.priority,
         created=parse_timestamp(metadata["creationTimestamp"]),
         gpus=spec.resources.gpu,
-        admitted=has_condition(status, "Admitted"),
-        finished=is_finished(status),
+        admitted=job is not None or has_condition(status, "Admitted"),
+        finished=runner_job_finished(job) if job is not None else is_finished(status),
     )
 
 

@@ -25,7 +25,7 @@ from kubescribe.contract import StoreGrants
 from kubescribe.operator import builders, grants, metrics, policy, webhook
 from kubescribe.operator.queue import plan_admission, queue_entry
 from kubescribe.operator.settings import OperatorSettings
-from kubescribe.operator.status import EXCEEDS_GPU_QUOTA, compute_status, has_condition, transitions
+from kubescribe.operator.status import EXCEEDS_GPU_QUOTA, compute_status, has_condition, merge_patch, transitions
 
 log = logging.getLogger("kubescribe.operator")
 
@@ -35,6 +35,11 @@ Key = tuple[str, str]
 
 def _key(obj: Mapping[str, Any]) -> Key:
     return obj["metadata"]["namespace"], obj["metadata"]["labels"][builders.JOB_LABEL]
+
+
+def _label_key(tj: Mapping[str, Any]) -> Key:
+    """The key of a TranscriptionJob's children, as `_key` reads it from them."""
+    return tj["metadata"]["namespace"], builders.job_label_value(tj)
 
 
 class Reconciler:
@@ -74,7 +79,11 @@ class Reconciler:
             if (refused := self._refusal(tj, jobs_by_tj)) is not None
         }
         plan = plan_admission(
-            [queue_entry(tj) for tj in live if (tj["metadata"]["namespace"], tj["metadata"]["name"]) not in refusals],
+            [
+                queue_entry(tj, jobs_by_tj.get(_label_key(tj)))
+                for tj in live
+                if (tj["metadata"]["namespace"], tj["metadata"]["name"]) not in refusals
+            ],
             max_running=self.settings.max_running_jobs,
             max_gpus_per_namespace=self.settings.max_gpus_per_namespace,
         )
@@ -83,7 +92,7 @@ class Reconciler:
         expiries: list[float] = []
         for tj in live:
             key = (tj["metadata"]["namespace"], tj["metadata"]["name"])
-            label_key = (key[0], builders.job_label_value(tj))
+            label_key = _label_key(tj)
             job = jobs_by_tj.get(label_key)
             status = compute_status(
                 tj,
@@ -92,6 +101,7 @@ class Reconciler:
                 admitted=key in admit,
                 queue_position=plan.positions.get(key),
                 now=now,
+                expected_outputs=builders.expected_outputs(tj, self.settings),
                 rejection=refusals.get(key) or _quota_rejection(plan.rejected.get(key)),
             )
             if job is None and status.get("phase") in ("Pending", "Running") and has_condition(status, "Admitted"):
@@ -110,7 +120,7 @@ class Reconciler:
         status = tj.get("status")
         if is_finished(status) or has_condition(status, "Admitted"):
             return None
-        if (tj["metadata"]["namespace"], builders.job_label_value(tj)) in jobs_by_tj:
+        if _label_key(tj) in jobs_by_tj:
             return None
         spec = builders.runner_spec(tj, self.settings)
         return policy.refusal(spec, tj["metadata"]["namespace"], self.settings.storage, self.settings.allowed_models)
@@ -187,7 +197,7 @@ class Reconciler:
 
     def _write_status(self, tj: dict[str, Any], status: dict[str, Any]) -> None:
         current = tj.get("status") or {}
-        changed = {key: value for key, value in status.items() if current.get(key) != value}
+        changed = merge_patch(current, status)
         if not changed:
             return
         metadata = tj["metadata"]

@@ -1,6 +1,11 @@
 """A TranscriptionJob's status as a pure function of what is observed now: its batch/v1 Job, the Job's runner
 pods and the admission queue's decision. Nothing is remembered between calls except what the status itself
-records: admission (the Admitted condition), the first start time, and a finished status, which is final.
+records: admission (the Admitted condition), the first start time, and a finished status once the job has no
+Job left to say otherwise.
+
+The runner's ServiceAccount may patch the whole status, so nothing the status says is believed where the cluster
+can tell: while the Job exists the phase comes from it and its pods, and the runner's `progress` and `result` are
+kept only as far as they are well-formed and name the job's own transcripts.
 
 The dicts returned are the resource's camelCase shape. They hold every field the operator owns, None where it
 is cleared, so that applying one as a JSON merge patch to the status subresource removes stale values."""
@@ -13,8 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from pydantic import BaseModel, ValidationError
+
 from kubescribe.api.timestamps import format_timestamp
-from kubescribe.api.v1alpha1 import FINISHED_PHASES, is_finished
+from kubescribe.api.v1alpha1 import FINISHED_PHASES, Progress, Result, is_finished
 from kubescribe.contract import EXIT_BAD_INPUT, EXIT_SOURCE_NOT_FOUND, NOT_RETRIED_EXIT_CODES
 from kubescribe.operator.builders import RUNNER_CONTAINER
 
@@ -49,6 +56,12 @@ def has_condition(status: Mapping[str, Any] | None, type_: str) -> bool:
 def _true_job_conditions(job: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     conditions = job.get("status", {}).get("conditions", [])
     return {c["type"]: c for c in conditions if c.get("status") == "True"}
+
+
+def runner_job_finished(job: Mapping[str, Any]) -> bool:
+    """Whether the batch Job is done with its pods: complete, or failed."""
+    conditions = _true_job_conditions(job)
+    return "Complete" in conditions or "Failed" in conditions
 
 
 def _created(pod: Mapping[str, Any]) -> tuple[str, str]:
@@ -228,6 +241,30 @@ def _conditions(
     return conditions + [dict(c) for c in current if c["type"] not in wanted]
 
 
+def _model_dump(model: type[BaseModel], raw: Any) -> dict[str, Any] | None:
+    try:
+        parsed = model.model_validate(raw)
+    except ValidationError:
+        return None
+    return parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def reported_progress(raw: Any) -> dict[str, Any] | None:
+    """The runner's progress report, or None unless it is well-formed and within bounds."""
+    return None if raw is None else _model_dump(Progress, raw)
+
+
+def reported_result(raw: Any, expected_outputs: Mapping[str, str]) -> dict[str, Any] | None:
+    """The runner's result, or None unless it is well-formed; of its outputs only those that name the job's own
+    transcript of their format (`expected_outputs`) are kept."""
+    result = None if raw is None else _model_dump(Result, raw)
+    if result is None:
+        return None
+    outputs = result.get("outputs", {})
+    result["outputs"] = {format_: uri for format_, uri in outputs.items() if expected_outputs.get(format_) == uri}
+    return result
+
+
 def compute_status(
     tj: Mapping[str, Any],
     job: Mapping[str, Any] | None,
@@ -236,16 +273,22 @@ def compute_status(
     admitted: bool,
     queue_position: int | None,
     now: datetime,
+    expected_outputs: Mapping[str, str],
     rejection: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The job's status from its Job (None when not created), the Job's runner pods, whether the queue admitted it
     (admission recorded in the current status or shown by an existing Job counts too), its queue position while
-    waiting, and the reason and message of its rejection when it may never run (the queue can never admit it, or
-    the storage policy forbids it). The runner's `progress` and
-    `result` are kept from the current status."""
+    waiting, the URIs of its transcripts by format, and the reason and message of its rejection when it may never
+    run (the queue can never admit it, or the storage policy forbids it). A finished status is kept only while the
+    job has no Job: one that exists decides the phase. The runner's `progress` and `result` are kept from the
+    current status as far as they can be believed."""
     current: dict[str, Any] = dict(tj.get("status") or {})
-    if is_finished(current):
-        return current
+    reported = {
+        "progress": reported_progress(current.get("progress")),
+        "result": reported_result(current.get("result"), expected_outputs),
+    }
+    if is_finished(current) and job is None:
+        return {**current, **reported}
     admitted = admitted or job is not None or has_condition(current, "Admitted")
     observed = _phase(job, pods, admitted=admitted, queue_position=queue_position, rejection=rejection)
     generation = tj["metadata"].get("generation")
@@ -263,8 +306,23 @@ def compute_status(
         "observedGeneration": generation,
         "jobName": job["metadata"]["name"] if job is not None else None,
     }
-    status.update({key: current[key] for key in ("progress", "result") if key in current})
+    status.update(reported)
     return status
+
+
+def merge_patch(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch that gives every key of `wanted` its value in `current`. Keys `wanted` lacks are left
+    alone, except within an object it replaces, where they are removed (null)."""
+    patch: dict[str, Any] = {}
+    for key, value in wanted.items():
+        before = current.get(key)
+        if before == value:
+            continue
+        if isinstance(before, Mapping) and isinstance(value, Mapping):
+            patch[key] = {**merge_patch(before, value), **{gone: None for gone in before if gone not in value}}
+        else:
+            patch[key] = value
+    return patch
 
 
 def transitions(old_status: Mapping[str, Any] | None, new_status: Mapping[str, Any]) -> list[Event]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import importlib.resources
 import importlib.util
@@ -61,9 +62,15 @@ def _assemble_base(target: Path) -> None:
                     shutil.copyfileobj(chunk, model)
 
 
-def _from_s3(uri: str, cache: Path, download: Callable[[Path], None]) -> Path:
+def _cache_directory(cache: Path, uri: str) -> Path:
+    """The model's directory in the cache, named after a digest of its location: the user writes the prefix, and
+    a prefix such as ../../ must not become a path."""
     bucket, prefix = _location(uri)
-    target = cache / "s3" / bucket / prefix
+    return cache / "s3" / hashlib.sha256(f"{bucket}/{prefix}".encode()).hexdigest()[:32]
+
+
+def _from_s3(uri: str, cache: Path, download: Callable[[Path], None]) -> Path:
+    target = _cache_directory(cache, uri)
     if (target / MODEL_FILE).is_file():
         return target
     log.info("downloading the model", extra={"model": uri})
@@ -99,8 +106,12 @@ def _location(uri: str) -> tuple[str, str]:
 
 
 def _inside(directory: Path, path: str, uri: str) -> Path:
-    """Where the model's file `path` goes in `directory`; a path that would leave it fails the job."""
-    target = (directory / path).resolve()
+    """Where the model's file `path` goes in `directory`; a path that would leave it (.., absolute, or the
+    directory itself) or is no path at all fails the job."""
+    try:
+        target = (directory / path).resolve()
+    except ValueError:  # a NUL byte
+        target = directory.resolve()
     if not target.is_relative_to(directory.resolve()) or target == directory.resolve():
         raise RunnerFailure(EXIT_BAD_INPUT, "ModelNotFound", f"{uri} holds an object whose key leaves its directory")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,15 @@ from minio import Minio
 
 from kubescribe.gateway.access.keys import create_key
 from localcluster.cluster import LocalCluster, free_port
+from tests.integration.leaks import LeakWatch
 
 REPO = Path(__file__).resolve().parents[2]
+LEAK_SCAN = "test_secrets_never_leak.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The scan for leaked secrets reads what every other test left behind: it runs last."""
+    items.sort(key=lambda item: item.path.name == LEAK_SCAN)
 
 
 def pinned_versions() -> dict[str, str]:
@@ -77,6 +84,9 @@ class Cluster:
         assert state is not None
         self.state = state
         self.env = {**os.environ, **local.env_exports(state)}
+        self.leaks = LeakWatch()
+        self.leaks.secret(state.minio_user, "store user")
+        self.leaks.secret(state.minio_password, "store password")
 
     def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -87,7 +97,10 @@ class Cluster:
         return result
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.run("kubectl", *args, input=input, check=check)
+        result = self.run("kubectl", *args, input=input, check=check)
+        if args[:2] == ("create", "token") and result.returncode == 0:
+            self.leaks.secret(result.stdout.strip(), f"token of {args[2]}")
+        return result
 
     def get(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
@@ -144,6 +157,7 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     # The ServiceAccount controller creates `default` shortly after the namespace; pods need it.
     wait_for(lambda: cluster.try_get("serviceaccount", "default", "-n", name), 30, "the default ServiceAccount")
     yield name
+    cluster.leaks.record_namespace(cluster, name)
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
@@ -354,7 +368,9 @@ class Gateway:
 
     def create_key(self, namespace: str, name: str) -> str:
         api = client.CoreV1Api(config.new_client_from_config(str(self.kubescribe.cluster.local.admin_kubeconfig)))
-        return create_key(api, self.kubescribe.namespace, "kubescribe-api-keys", namespace, name)
+        key = create_key(api, self.kubescribe.namespace, "kubescribe-api-keys", namespace, name)
+        self.kubescribe.cluster.leaks.secret(key, f"API key {namespace}/{name}")
+        return key
 
 
 @pytest.fixture(scope="session")

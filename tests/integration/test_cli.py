@@ -43,6 +43,7 @@ def test_a_key_made_by_the_command_transcribes_through_the_gateway(
     made = kubescribe(gateway, "keys", "create", "--namespace", "gw-cli", "--name", "carol", *secret)
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
+    cluster.leaks.secret(key, "API key gw-cli/carol")
     assert key.startswith("ks_") and "shown only this once" in made.stderr
     listed = kubescribe(gateway, "keys", "list", "--json", *secret)
     assert {"namespace": "gw-cli", "name": "carol"}.items() <= next(

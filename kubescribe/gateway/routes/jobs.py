@@ -18,7 +18,14 @@ from kubescribe.gateway.intake.submission import Submission, parse_formats, subm
 from kubescribe.gateway.intake.upload import UploadRoute
 from kubescribe.gateway.routes.deps import CallerDep, EventStreamDep, GatewayDep, JobDep
 from kubescribe.gateway.routes.schemas import JobList, JobView, errors
-from kubescribe.gateway.routes.views import decode_page_token, job_view, page, status_url, transcript_filename
+from kubescribe.gateway.routes.views import (
+    decode_page_token,
+    job_view,
+    page,
+    status_url,
+    transcript_filename,
+    transcript_uri,
+)
 from kubescribe.gateway.state import Gateway
 from kubescribe.gateway.stores.objects import chunks, open_object
 
@@ -117,7 +124,7 @@ async def transcript(
     job_id, status = job["metadata"]["name"], job.get("status")
     if not is_finished(status):
         raise ApiError(409, f"job {job_id} is {phase_of(status)}: no transcript yet", code="job_not_finished")
-    uri = ((job.get("status") or {}).get("result") or {}).get("outputs", {}).get(format)
+    uri = transcript_uri(job, format, gateway.settings.output_bucket)
     if uri is None:
         raise ApiError(404, f"job {job_id} has no {format} transcript", param="format", code="transcript_not_found")
     response = await asyncio.to_thread(open_object, gateway.objects, uri)

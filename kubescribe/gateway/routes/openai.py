@@ -24,6 +24,7 @@ from kubescribe.gateway.routes.openai_views import (
     resolve_model,
 )
 from kubescribe.gateway.routes.schemas import ModelList, errors
+from kubescribe.gateway.routes.views import transcript_uri
 from kubescribe.gateway.state import Gateway
 from kubescribe.gateway.stores.objects import read_text
 
@@ -75,9 +76,10 @@ async def transcribe(
             status = (job or {}).get("status") or {}
             code = 400 if status.get("reason") in ("BadAudio", "SourceNotFound") else 500
             raise ApiError(code, status.get("message") or "the transcription did not finish", code=status.get("reason"))
-        transcript = await asyncio.to_thread(
-            read_text, gateway.objects, job["status"]["result"]["outputs"][SOURCE_FORMAT[response_format]]
-        )
+        uri = transcript_uri(job, SOURCE_FORMAT[response_format], settings.output_bucket)
+        if uri is None:
+            raise ApiError(500, "the transcription named no transcript of its own")
+        transcript = await asyncio.to_thread(read_text, gateway.objects, uri)
     except TimeoutError:
         raise ApiError(504, f"the transcription took longer than {settings.openai_wait_seconds:g} s") from None
     finally:

@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from kubescribe.api.v1alpha1 import FINISHED_PHASES, phase_of
+from pydantic import ValidationError
+
+from kubescribe.api.v1alpha1 import FINISHED_PHASES, TranscriptionJobSpec, phase_of, transcript_uris
 from kubescribe.gateway.intake.resource import FILENAME_ANNOTATION
 
 
@@ -43,6 +45,22 @@ def job_view(job: Mapping[str, Any]) -> dict[str, Any]:
         "error": error,
         "status_url": status_url(metadata["name"]),
     }
+
+
+def transcript_uri(job: Mapping[str, Any], format_: str, output_bucket: str) -> str | None:
+    """The job's transcript in `format_` when its result names it; None otherwise. Only the job's own place in
+    the default output bucket is served: the status is written by the job's runner too, and a spec's own output
+    location in the gateway's store may name anyone's objects."""
+    metadata = job["metadata"]
+    named = (((job.get("status") or {}).get("result") or {}).get("outputs") or {}).get(format_)
+    try:
+        spec = TranscriptionJobSpec.model_validate(job.get("spec") or {})
+    except ValidationError:
+        return None
+    if named is None or spec.outputs.s3 is not None:
+        return None
+    own = transcript_uris(spec, metadata["namespace"], metadata["name"], output_bucket).get(format_)
+    return named if named == own else None
 
 
 def transcript_filename(job: Mapping[str, Any], format_: str) -> str:

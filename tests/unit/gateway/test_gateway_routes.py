@@ -36,6 +36,29 @@ def test_the_job_view() -> None:
     assert views.transcript_filename(job, "srt") == "talk.srt"
 
 
+def finished_job(outputs: dict[str, str], **spec_outputs: object) -> dict:
+    job = tj("a", "tj-1", "Succeeded")
+    source = {"s3": {"bucket": "audio", "key": "uploads/a/tj-1/audio"}}
+    job["spec"] = {"source": source, "outputs": {"formats": ["json", "txt"], **spec_outputs}}
+    job["status"]["result"] = {"outputs": outputs}
+    return job
+
+
+def test_only_the_jobs_own_transcripts_are_served() -> None:
+    own = {"json": "s3://transcripts/a/tj-1/audio.json", "txt": "s3://transcripts/a/tj-1/audio.txt"}
+    job = finished_job(own)
+    assert views.transcript_uri(job, "txt", "transcripts") == own["txt"]
+    assert views.transcript_uri(job, "srt", "transcripts") is None
+    assert views.transcript_uri(job, "txt", "elsewhere") is None
+    forged = finished_job({"json": "s3://transcripts/b/tj-9/audio.json", "txt": "s3://audio/uploads/b/tj-9/audio"})
+    assert views.transcript_uri(forged, "json", "transcripts") is None
+    assert views.transcript_uri(forged, "txt", "transcripts") is None
+    # A spec may name any place in the store: its transcripts are not the gateway's to serve.
+    named = finished_job({"txt": "s3://transcripts/b/x/audio.txt"}, s3={"bucket": "transcripts", "prefix": "b/x/"})
+    assert views.transcript_uri(named, "txt", "transcripts") is None
+    assert views.transcript_uri({**job, "spec": {"source": "not a source"}}, "txt", "transcripts") is None
+
+
 def test_pages_go_newest_first_without_gaps_or_repeats() -> None:
     found = [tj("a", f"j{i}", created=f"2025-01-01T00:00:0{i % 3}Z") for i in range(7)]
     seen, after = [], None

@@ -1,6 +1,8 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from kubescribe.operator.queue import QueueEntry, plan_admission, queue_entry
 
 START = datetime(2025, 11, 3, 12, 0, tzinfo=UTC)
@@ -126,9 +128,41 @@ def test_queue_entry_from_a_transcription_job() -> None:
             ],
         },
     }
-    found = queue_entry(resource)
+    found = queue_entry(resource, None)
     assert found == QueueEntry("default", "jfk", "uid-1", 5, START, 2, admitted=True, finished=False)
-    fresh = queue_entry({**resource, "spec": {"source": {"url": "https://example.org/a.mp3"}}, "status": None})
+    fresh = queue_entry({**resource, "spec": {"source": {"url": "https://example.org/a.mp3"}}, "status": None}, None)
     assert (fresh.gpus, fresh.priority, fresh.admitted, fresh.finished) == (1, 0, False, False)
-    done = queue_entry({**resource, "status": {"phase": "Succeeded", "conditions": []}})
+    done = queue_entry({**resource, "status": {"phase": "Succeeded", "conditions": []}}, None)
     assert done.finished
+
+
+def runner_job(*true_conditions: str) -> dict[str, Any]:
+    return {"status": {"conditions": [{"type": type_, "status": "True"} for type_ in true_conditions]}}
+
+
+def test_a_job_with_an_unfinished_runner_job_holds_its_slot_whatever_its_status_says() -> None:
+    forged = {"phase": "Succeeded", "conditions": []}
+    holding = queue_entry(transcription_job("forged", forged), runner_job())
+    assert (holding.admitted, holding.finished) == (True, False)
+    waiting = queue_entry(transcription_job("waiting", None, created="2025-11-03T12:00:01Z"), None)
+    plan = plan_admission([holding, waiting], max_running=1, max_gpus_per_namespace=4)
+    assert plan.admit == []
+    assert plan.positions == {("default", "waiting"): 1}
+    about_to_fail = queue_entry(transcription_job("failing", {"phase": "Failed"}), runner_job("FailureTarget"))
+    assert not about_to_fail.finished
+
+
+@pytest.mark.parametrize("condition", ["Complete", "Failed"])
+def test_a_finished_runner_job_frees_the_slot_whatever_the_status_says(condition: str) -> None:
+    entry_ = queue_entry(transcription_job("done", {"phase": "Running"}), runner_job(condition))
+    assert (entry_.admitted, entry_.finished) == (True, True)
+
+
+def transcription_job(
+    name: str, status: dict[str, Any] | None, created: str = "2025-11-03T12:00:00Z"
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}", "creationTimestamp": created},
+        "spec": {"source": {"url": "https://example.org/a.mp3"}},
+        "status": status,
+    }

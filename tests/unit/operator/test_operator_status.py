@@ -5,11 +5,12 @@ from typing import Any
 import pytest
 
 from kubescribe.api import TranscriptionJobStatus
-from kubescribe.operator.status import compute_status, is_finished, transitions
+from kubescribe.operator.status import compute_status, is_finished, merge_patch, transitions
 
 NOW = datetime(2025, 11, 3, 12, 0, 30, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
 JOB_NAME = "transcribe-jfk"
+OUTPUTS = {"json": "s3://transcripts/default/jfk/jfk.json", "txt": "s3://transcripts/default/jfk/jfk.txt"}
 
 
 def tj(status: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -154,7 +155,7 @@ def truths(status: dict[str, Any]) -> dict[str, str]:
 
 
 def test_new_job_without_a_decision_is_pending() -> None:
-    status = compute_status(tj(), None, [], admitted=False, queue_position=None, now=NOW)
+    status = compute_status(tj(), None, [], admitted=False, queue_position=None, now=NOW, expected_outputs=OUTPUTS)
     assert status["phase"] == "Pending"
     assert truths(status) == {"Admitted": "False", "Running": "False", "Complete": "False", "Failed": "False"}
     assert status["attempts"] == 0
@@ -164,7 +165,7 @@ def test_new_job_without_a_decision_is_pending() -> None:
 
 
 def test_waiting_job_is_queued_with_its_position() -> None:
-    status = compute_status(tj(), None, [], admitted=False, queue_position=3, now=NOW)
+    status = compute_status(tj(), None, [], admitted=False, queue_position=3, now=NOW, expected_outputs=OUTPUTS)
     assert status["phase"] == "Queued"
     assert status["queuePosition"] == 3
     assert "3" in status["message"]
@@ -173,8 +174,10 @@ def test_waiting_job_is_queued_with_its_position() -> None:
 
 
 def test_admitted_job_without_its_job_yet_is_pending_and_admitted() -> None:
-    queued = compute_status(tj(), None, [], admitted=False, queue_position=1, now=NOW)
-    status = compute_status(tj(queued), None, [], admitted=True, queue_position=None, now=LATER)
+    queued = compute_status(tj(), None, [], admitted=False, queue_position=1, now=NOW, expected_outputs=OUTPUTS)
+    status = compute_status(
+        tj(queued), None, [], admitted=True, queue_position=None, now=LATER, expected_outputs=OUTPUTS
+    )
     assert status["phase"] == "Pending"
     assert status["queuePosition"] is None
     admitted = conditions(status)["Admitted"]
@@ -184,13 +187,17 @@ def test_admitted_job_without_its_job_yet_is_pending_and_admitted() -> None:
 
 
 def test_admission_recorded_in_the_status_is_kept() -> None:
-    admitted = compute_status(tj(), None, [], admitted=True, queue_position=None, now=NOW)
-    again = compute_status(tj(admitted), None, [], admitted=False, queue_position=None, now=LATER)
+    admitted = compute_status(tj(), None, [], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS)
+    again = compute_status(
+        tj(admitted), None, [], admitted=False, queue_position=None, now=LATER, expected_outputs=OUTPUTS
+    )
     assert again == admitted
 
 
 def test_job_with_a_running_pod_is_running() -> None:
-    status = compute_status(tj(), job(active=1), [running_pod()], admitted=True, queue_position=None, now=NOW)
+    status = compute_status(
+        tj(), job(active=1), [running_pod()], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS
+    )
     assert status["phase"] == "Running"
     assert status["reason"] == "PodRunning"
     assert truths(status) == {"Admitted": "True", "Running": "True", "Complete": "False", "Failed": "False"}
@@ -201,14 +208,22 @@ def test_job_with_a_running_pod_is_running() -> None:
 
 
 def test_unschedulable_pod_is_running_phase_with_the_schedulers_message() -> None:
-    status = compute_status(tj(), job(active=1), [unschedulable_pod()], admitted=True, queue_position=None, now=NOW)
+    status = compute_status(
+        tj(),
+        job(active=1),
+        [unschedulable_pod()],
+        admitted=True,
+        queue_position=None,
+        now=NOW,
+        expected_outputs=OUTPUTS,
+    )
     assert status["phase"] == "Running"
     assert status["reason"] == "PodPending"
     assert "Insufficient nvidia.com/gpu" in status["message"]
 
 
 def test_job_just_created_without_pods_is_pending() -> None:
-    status = compute_status(tj(), job(), [], admitted=True, queue_position=None, now=NOW)
+    status = compute_status(tj(), job(), [], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS)
     assert status["phase"] == "Pending"
     assert status["reason"] == "JobCreated"
     assert conditions(status)["Admitted"]["status"] == "True"
@@ -219,10 +234,14 @@ def test_complete_job_succeeds_and_keeps_the_runners_result_and_progress() -> No
         "progress": {"percent": 99.9, "processedSeconds": 11.0},
         "result": {"language": "en", "outputs": {"txt": "s3://transcripts/default/jfk/jfk.txt"}},
     }
-    running = compute_status(tj(), job(active=1), [running_pod()], admitted=True, queue_position=None, now=NOW)
+    running = compute_status(
+        tj(), job(active=1), [running_pod()], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS
+    )
     current = tj({**running, **runner_fields})
     pods = [terminated_pod("x7k2p", 0)]
-    status = compute_status(current, completed_job(), pods, admitted=True, queue_position=None, now=LATER)
+    status = compute_status(
+        current, completed_job(), pods, admitted=True, queue_position=None, now=LATER, expected_outputs=OUTPUTS
+    )
     assert status["phase"] == "Succeeded"
     assert truths(status) == {"Admitted": "True", "Running": "False", "Complete": "True", "Failed": "False"}
     assert status["completionTime"] == "2025-11-03T12:03:00Z"
@@ -245,6 +264,7 @@ def test_failure_policy_failure_takes_the_runners_reason_and_message() -> None:
         admitted=True,
         queue_position=None,
         now=NOW,
+        expected_outputs=OUTPUTS,
     )
     assert status["phase"] == "Failed"
     assert (status["reason"], status["message"]) == ("BadAudio", "not an audio file: jfk.flac")
@@ -257,7 +277,9 @@ def test_failure_policy_failure_takes_the_runners_reason_and_message() -> None:
 
 def test_not_retried_exit_fails_before_the_job_says_so() -> None:
     pods = [terminated_pod("x7k2p", 3, report("SourceNotFound", "s3://audio/jfk.flac does not exist"))]
-    status = compute_status(tj(), job(active=1), pods, admitted=True, queue_position=None, now=NOW)
+    status = compute_status(
+        tj(), job(active=1), pods, admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS
+    )
     assert status["phase"] == "Failed"
     assert status["reason"] == "SourceNotFound"
     assert status["completionTime"] == "2025-11-03T12:02:58Z"
@@ -266,7 +288,13 @@ def test_not_retried_exit_fails_before_the_job_says_so() -> None:
 def test_policy_failure_without_a_termination_message_maps_the_exit_code() -> None:
     pods = [terminated_pod("x7k2p", 2)]
     status = compute_status(
-        tj(), failed_job("PodFailurePolicy", "exit code 2", failed=1), pods, admitted=True, queue_position=None, now=NOW
+        tj(),
+        failed_job("PodFailurePolicy", "exit code 2", failed=1),
+        pods,
+        admitted=True,
+        queue_position=None,
+        now=NOW,
+        expected_outputs=OUTPUTS,
     )
     assert status["reason"] == "BadInput"
     assert "code 2" in status["message"]
@@ -275,7 +303,7 @@ def test_policy_failure_without_a_termination_message_maps_the_exit_code() -> No
 def test_log_tail_is_the_message_when_the_runner_wrote_no_report() -> None:
     pods = [terminated_pod("x7k2p", 1, "Traceback (most recent call last):\nMemoryError\n")]
     backoff = failed_job("BackoffLimitExceeded", "Job has reached the specified backoff limit", failed=3)
-    status = compute_status(tj(), backoff, pods, admitted=True, queue_position=None, now=NOW)
+    status = compute_status(tj(), backoff, pods, admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS)
     assert status["reason"] == "RunnerFailed"
     assert status["message"].endswith("MemoryError")
     assert status["attempts"] == 3
@@ -287,13 +315,13 @@ def test_backoff_failure_uses_the_latest_failed_pods_report() -> None:
         terminated_pod("aaaaa", 1, report("TranscriptionFailed", "first"), created="2025-11-03T12:00:01Z"),
     ]
     backoff = failed_job("BackoffLimitExceeded", "Job has reached the specified backoff limit", failed=2)
-    status = compute_status(tj(), backoff, pods, admitted=True, queue_position=None, now=NOW)
+    status = compute_status(tj(), backoff, pods, admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS)
     assert (status["reason"], status["message"]) == ("TranscriptionFailed", "second")
 
 
 def test_backoff_failure_without_pods_takes_the_jobs_reason() -> None:
     backoff = failed_job("BackoffLimitExceeded", "Job has reached the specified backoff limit", failed=3)
-    status = compute_status(tj(), backoff, [], admitted=True, queue_position=None, now=NOW)
+    status = compute_status(tj(), backoff, [], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS)
     assert (status["reason"], status["message"]) == (
         "BackoffLimitExceeded",
         "Job has reached the specified backoff limit",
@@ -304,7 +332,9 @@ def test_backoff_failure_without_pods_takes_the_jobs_reason() -> None:
 def test_deadline_failure_is_reported_as_the_deadline_not_the_killed_runner() -> None:
     killed = terminated_pod("x7k2p", 143, report("Cancelled", "terminated"))
     deadline = failed_job("DeadlineExceeded", "Job was active longer than specified deadline", failed=1)
-    status = compute_status(tj(), deadline, [killed], admitted=True, queue_position=None, now=NOW)
+    status = compute_status(
+        tj(), deadline, [killed], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS
+    )
     assert (status["phase"], status["reason"]) == ("Failed", "DeadlineExceeded")
     assert status["message"] == "Job was active longer than specified deadline"
 
@@ -314,7 +344,9 @@ def test_failure_target_alone_already_fails_the_job() -> None:
         [job_condition("FailureTarget", "DeadlineExceeded", "Job was active longer than specified deadline")],
         active=1,
     )
-    status = compute_status(tj(), target, [running_pod()], admitted=True, queue_position=None, now=NOW)
+    status = compute_status(
+        tj(), target, [running_pod()], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS
+    )
     assert status["phase"] == "Failed"
     assert status["completionTime"] == "2025-11-03T12:03:00Z"
 
@@ -324,12 +356,16 @@ def test_retried_failure_keeps_running_and_counts_attempts() -> None:
         terminated_pod("aaaaa", 1, report("TranscriptionFailed", "CUDA error"), created="2025-11-03T12:00:01Z"),
         running_pod("bbbbb", created="2025-11-03T12:01:00Z"),
     ]
-    status = compute_status(tj(), job(active=1, failed=1), pods, admitted=True, queue_position=None, now=NOW)
+    status = compute_status(
+        tj(), job(active=1, failed=1), pods, admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS
+    )
     assert status["phase"] == "Running"
     assert status["attempts"] == 2
     assert status["startTime"] == "2025-11-03T12:00:01Z"
 
-    between = compute_status(tj(), job(failed=1), pods[:1], admitted=True, queue_position=None, now=NOW)
+    between = compute_status(
+        tj(), job(failed=1), pods[:1], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS
+    )
     assert (between["phase"], between["reason"]) == ("Running", "Retrying")
     assert "CUDA error" in between["message"]
 
@@ -340,16 +376,26 @@ def test_evicted_pod_is_not_taken_as_the_failure() -> None:
         {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}
     )
     replacement = running_pod("bbbbb", created="2025-11-03T12:01:00Z")
-    status = compute_status(tj(), job(active=1), [evicted, replacement], admitted=True, queue_position=None, now=NOW)
+    status = compute_status(
+        tj(),
+        job(active=1),
+        [evicted, replacement],
+        admitted=True,
+        queue_position=None,
+        now=NOW,
+        expected_outputs=OUTPUTS,
+    )
     assert status["phase"] == "Running"
     assert status["attempts"] == 2
 
 
-def test_finished_status_is_final() -> None:
+def test_finished_status_without_a_job_is_final() -> None:
     for phase in ("Succeeded", "Failed", "Cancelled"):
         current = {"phase": phase, "reason": "UserCancelled", "message": "deleted", "conditions": []}
-        status = compute_status(tj(current), None, [], admitted=False, queue_position=2, now=NOW)
-        assert status == current
+        status = compute_status(
+            tj(current), None, [], admitted=False, queue_position=2, now=NOW, expected_outputs=OUTPUTS
+        )
+        assert {key: value for key, value in status.items() if value is not None} == current
         assert is_finished(status)
     assert not is_finished({"phase": "Running"})
     assert not is_finished(None)
@@ -357,7 +403,9 @@ def test_finished_status_is_final() -> None:
 
 def test_job_that_may_never_run_fails_with_the_reason() -> None:
     rejection = ("StorageForbidden", "storage policy: namespace team-a may not read s3://audio/team-b/x.wav")
-    status = compute_status(tj(), None, [], admitted=False, queue_position=None, now=NOW, rejection=rejection)
+    status = compute_status(
+        tj(), None, [], admitted=False, queue_position=None, now=NOW, expected_outputs=OUTPUTS, rejection=rejection
+    )
     assert (status["phase"], status["reason"], status["message"]) == ("Failed", *rejection)
     assert status["completionTime"] == "2025-11-03T12:00:30Z"
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
@@ -365,12 +413,24 @@ def test_job_that_may_never_run_fails_with_the_reason() -> None:
 
 
 def test_last_transition_time_moves_only_when_a_condition_changes() -> None:
-    first = compute_status(tj(), job(active=1), [running_pod()], admitted=True, queue_position=None, now=NOW)
-    same = compute_status(tj(first), job(active=1), [running_pod()], admitted=True, queue_position=None, now=LATER)
+    first = compute_status(
+        tj(), job(active=1), [running_pod()], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS
+    )
+    same = compute_status(
+        tj(first),
+        job(active=1),
+        [running_pod()],
+        admitted=True,
+        queue_position=None,
+        now=LATER,
+        expected_outputs=OUTPUTS,
+    )
     assert same == first
 
     pods = [terminated_pod("x7k2p", 0)]
-    done = compute_status(tj(first), completed_job(), pods, admitted=True, queue_position=None, now=LATER)
+    done = compute_status(
+        tj(first), completed_job(), pods, admitted=True, queue_position=None, now=LATER, expected_outputs=OUTPUTS
+    )
     before, after = conditions(first), conditions(done)
     assert after["Admitted"]["lastTransitionTime"] == before["Admitted"]["lastTransitionTime"]
     assert after["Failed"]["lastTransitionTime"] == before["Failed"]["lastTransitionTime"]
@@ -380,7 +440,9 @@ def test_last_transition_time_moves_only_when_a_condition_changes() -> None:
 
 def test_foreign_conditions_are_kept() -> None:
     other = {"type": "Notified", "status": "True", "reason": "Sent", "message": "", "lastTransitionTime": "x"}
-    status = compute_status(tj({"conditions": [other]}), None, [], admitted=False, queue_position=1, now=NOW)
+    status = compute_status(
+        tj({"conditions": [other]}), None, [], admitted=False, queue_position=1, now=NOW, expected_outputs=OUTPUTS
+    )
     assert conditions(status)["Notified"] == other
 
 
@@ -401,3 +463,111 @@ def test_no_event_without_a_change_and_a_warning_on_retry() -> None:
     [(kind, reason, message)] = transitions(running, {**running, "attempts": 2})
     assert (kind, reason) == ("Warning", "Retrying")
     assert "2" in message
+
+
+def running_status() -> dict[str, Any]:
+    return compute_status(
+        tj(), job(active=1), [running_pod()], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS
+    )
+
+
+@pytest.mark.parametrize("forged_phase", ["Succeeded", "Failed", "Cancelled"])
+def test_a_finished_phase_written_while_the_job_runs_is_undone(forged_phase: str) -> None:
+    running = running_status()
+    forged = {**running, "phase": forged_phase, "reason": "Forged", "completionTime": "2025-11-03T12:00:40Z"}
+    status = compute_status(
+        tj(forged),
+        job(active=1),
+        [running_pod()],
+        admitted=True,
+        queue_position=None,
+        now=LATER,
+        expected_outputs=OUTPUTS,
+    )
+    assert (status["phase"], status["reason"], status["completionTime"]) == ("Running", "PodRunning", None)
+    assert status["conditions"] == running["conditions"]
+
+
+def test_a_finished_status_follows_its_job_while_the_job_exists() -> None:
+    done = compute_status(
+        tj(running_status()),
+        completed_job(),
+        [terminated_pod("x7k2p", 0)],
+        admitted=True,
+        queue_position=None,
+        now=LATER,
+        expected_outputs=OUTPUTS,
+    )
+    again = compute_status(
+        tj({**done, "phase": "Failed", "reason": "Forged"}),
+        completed_job(),
+        [terminated_pod("x7k2p", 0)],
+        admitted=True,
+        queue_position=None,
+        now=LATER,
+        expected_outputs=OUTPUTS,
+    )
+    assert again == done
+
+
+def test_only_the_jobs_own_transcripts_are_kept_in_the_result() -> None:
+    forged = {
+        **running_status(),
+        "result": {
+            "language": "en",
+            "outputs": {"txt": OUTPUTS["txt"], "json": "s3://transcripts/other/secret/secret.json", "srt": "s3://x/y"},
+        },
+    }
+    status = compute_status(
+        tj(forged),
+        completed_job(),
+        [terminated_pod("x7k2p", 0)],
+        admitted=True,
+        queue_position=None,
+        now=LATER,
+        expected_outputs=OUTPUTS,
+    )
+    assert status["result"] == {"language": "en", "outputs": {"txt": OUTPUTS["txt"]}}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("progress", {"percent": 250}),
+        ("progress", {"percent": -1}),
+        ("progress", {"processedSeconds": 99, "durationSeconds": 10}),
+        ("progress", {"etaSeconds": -5}),
+        ("progress", "halfway"),
+        ("result", {"languageProbability": 7}),
+        ("result", {"outputs": {"txt": 5}}),
+        ("result", {"unknown": True}),
+    ],
+)
+def test_runner_reports_out_of_bounds_are_dropped(field: str, value: Any) -> None:
+    for job_now, finished in ((job(active=1), False), (None, True)):
+        current = {**running_status(), field: value}
+        if finished:
+            current["phase"] = "Succeeded"
+        status = compute_status(
+            tj(current),
+            job_now,
+            [running_pod()],
+            admitted=True,
+            queue_position=None,
+            now=LATER,
+            expected_outputs=OUTPUTS,
+        )
+        assert status[field] is None
+
+
+def test_merge_patch_removes_what_the_wanted_objects_lack_and_leaves_other_fields() -> None:
+    current = {
+        "phase": "Running",
+        "webhook": {"delivered": False},
+        "result": {"language": "en", "outputs": {"txt": "s3://a/b.txt", "json": "s3://other/x.json"}},
+        "progress": {"percent": 50},
+    }
+    wanted = {"phase": "Running", "result": {"language": "en", "outputs": {"txt": "s3://a/b.txt"}}, "progress": None}
+    assert merge_patch(current, wanted) == {"result": {"outputs": {"json": None}}, "progress": None}
+    assert merge_patch(wanted, wanted) == {}
+    assert merge_patch({}, {"queuePosition": None, "phase": "Queued"}) == {"phase": "Queued"}
