@@ -3,7 +3,8 @@
 Each connection, every redirect's included, goes to an address checked first: the URL's host is resolved once,
 every address it resolves to is checked, and the socket connects to exactly one of those addresses, so a DNS
 server cannot answer the check with one address and the connection with another. TLS still verifies the
-certificate for the URL's host name. No proxy is used.
+certificate for the URL's host name. No proxy is used. `pool_manager` holds a urllib3 client (such as the MinIO
+client of a store a job names itself) to the same checks, made on every connection it opens.
 
 Refused unless `EgressRules.allowed_private_ranges` covers them: loopback, link-local (cloud metadata included),
 private, carrier-grade NAT, unspecified, multicast, reserved and other non-public addresses, also in their IPv6
@@ -20,6 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
+
+import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.exceptions import NewConnectionError
 
 from kubescribe.contract import EgressRules, Endpoint
 
@@ -212,6 +218,59 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         self.sock = self.tls.wrap_socket(_connect(self.addresses, self.timeout), server_hostname=self.host)
+
+
+def pool_manager(rules: EgressRules, **settings: Any) -> urllib3.PoolManager:
+    """A urllib3.PoolManager (made with `settings`) whose every connection goes only where `rules` permit: the host
+    is resolved, checked and connected to as `request` does, and TLS verifies the host name. A refused connection
+    raises Refused out of the request, not retried."""
+    return _PinnedPoolManager(policy(rules), **settings)
+
+
+class _PinnedPoolManager(urllib3.PoolManager):
+    def __init__(self, checks: Policy, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.checks = checks
+
+    def _new_pool(
+        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
+    ) -> HTTPConnectionPool:
+        pool = super()._new_pool(scheme, host, port, request_context)
+        pool.ConnectionCls = _PinnedPoolHTTPSConnection if scheme == "https" else _PinnedPoolConnection
+        pool.conn_kw["checks"] = self.checks
+        return pool
+
+
+def _pinned_socket(connection: HTTPConnection, checks: Policy) -> socket.socket:
+    """The socket of a urllib3 connection: to a checked address of its host, as `_connection` makes for http.client."""
+    timeout = connection.timeout if isinstance(connection.timeout, int | float) else socket.getdefaulttimeout()
+    try:
+        sock = _connect(_checked(checks, connection.host, connection.port), timeout)
+    except OSError as error:
+        raise NewConnectionError(connection, f"Failed to establish a new connection: {error}") from error
+    for option in connection.socket_options or ():
+        sock.setsockopt(*option)
+    return sock
+
+
+class _PinnedPoolConnection(HTTPConnection):
+    def __init__(self, *args: Any, checks: Policy, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checks = checks
+
+    def _new_conn(self) -> socket.socket:
+        return _pinned_socket(self, self.checks)
+
+
+class _PinnedPoolHTTPSConnection(HTTPSConnection):
+    """Its socket pinned as `_PinnedPoolConnection`'s; urllib3 then speaks TLS over it to the host's name."""
+
+    def __init__(self, *args: Any, checks: Policy, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checks = checks
+
+    def _new_conn(self) -> socket.socket:
+        return _pinned_socket(self, self.checks)
 
 
 def _host_port(address: Address, port: int) -> str:

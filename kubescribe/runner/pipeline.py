@@ -10,6 +10,7 @@ from pathlib import Path
 
 from faster_whisper import WhisperModel
 
+from kubescribe import egress
 from kubescribe.api.v1alpha1 import Result, transcript_key
 from kubescribe.contract import EXIT_BAD_INPUT
 from kubescribe.runner.config import Config
@@ -35,13 +36,23 @@ def output_location(config: Config) -> tuple[str, str]:
 
 
 def run(config: Config, workdir: Path, patch: Patch | None) -> Result:
+    try:
+        return _run(config, workdir, patch)
+    except egress.Refused as refused:
+        # The job's own store: a refused source URL has already failed with its own message.
+        raise RunnerFailure(EXIT_BAD_INPUT, "SourceForbidden", f"source.s3.endpoint {refused}") from None
+
+
+def _run(config: Config, workdir: Path, patch: Patch | None) -> Result:
     spec = config.spec
     bucket, prefix = output_location(config)
     # Transcripts go to the source's store when they go to its bucket, else to the default store.
     output_s3 = config.s3.with_endpoint(spec.source.s3.endpoint if spec.source.s3 and not spec.outputs.s3 else None)
 
     def model() -> WhisperModel:
-        location = resolve_model(spec.model, config.model_cache, lambda: s3_client(config.s3), config.grants)
+        location = resolve_model(
+            spec.model, config.model_cache, lambda: s3_client(config.s3, config.egress), config.grants
+        )
         return load_model(location, download_root=str(config.model_cache / "huggingface"))
 
     # The model loads while the audio is fetched and decoded.
@@ -71,7 +82,9 @@ def run(config: Config, workdir: Path, patch: Patch | None) -> Result:
             outputs[format_] = grant.uri
         else:
             key = transcript_key(prefix, spec.source, format_)
-            s3_client(output_s3).put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+            s3_client(output_s3, config.egress).put_object(
+                bucket, key, io.BytesIO(data), len(data), content_type=content_type
+            )
             outputs[format_] = f"s3://{bucket}/{key}"
     log.info("transcripts written", extra={"outputs": outputs})
 

@@ -11,7 +11,7 @@ from faster_whisper import decode_audio
 from minio import Minio
 from minio.error import S3Error
 
-from kubescribe import s3
+from kubescribe import egress, s3
 from kubescribe.api.v1alpha1 import Source
 from kubescribe.contract import EXIT_SOURCE_NOT_FOUND, EgressRules, StoreGrants
 from kubescribe.runner.config import S3Settings
@@ -26,19 +26,24 @@ NOT_FOUND_CODES = ("NoSuchKey", "NoSuchBucket")
 Audio = npt.NDArray[np.float32]
 
 
-def s3_client(settings: S3Settings) -> Minio:
-    return s3.client(settings.endpoint or DEFAULT_S3_ENDPOINT, settings.access_key, settings.secret_key)
+def s3_client(settings: S3Settings, rules: EgressRules) -> Minio:
+    """A client of the job's own store (source.s3.secretName), whose every connection goes only where `rules`
+    permit: a refused one raises egress.Refused."""
+    pool = egress.pool_manager(rules, **s3.pool_settings())
+    return s3.client(
+        settings.endpoint or DEFAULT_S3_ENDPOINT, settings.access_key, settings.secret_key, http_client=pool
+    )
 
 
-def fetch(source: Source, s3: S3Settings, grants: StoreGrants | None, egress: EgressRules, destination: Path) -> None:
+def fetch(source: Source, s3: S3Settings, grants: StoreGrants | None, rules: EgressRules, destination: Path) -> None:
     """Download the source to `destination`, streaming it to disk: through the job's presigned URL when it is in
-    the operator's store, else with the job's own credentials, or from its URL where `egress` permits."""
+    the operator's store, else with the job's own credentials, or from its URL; the last two where `rules` permit."""
     if grants is not None and grants.source is not None:
         download(grants.source.url, destination, grants.source.uri)
         return
     if source.s3:
         try:
-            s3_client(s3.with_endpoint(source.s3.endpoint)).fget_object(
+            s3_client(s3.with_endpoint(source.s3.endpoint), rules).fget_object(
                 source.s3.bucket, source.s3.key, str(destination)
             )
         except S3Error as error:
@@ -50,7 +55,7 @@ def fetch(source: Source, s3: S3Settings, grants: StoreGrants | None, egress: Eg
                 ) from None
             raise
         return
-    download_source(source.url or "", destination, egress)
+    download_source(source.url or "", destination, rules)
 
 
 def load_audio(path: Path) -> Audio:

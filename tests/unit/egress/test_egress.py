@@ -2,15 +2,19 @@
 addresses, redirects included."""
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address, ip_network
+from pathlib import Path
 
 import pytest
+import urllib3
 
 from kubescribe import egress
 from kubescribe.contract import EgressRules, Endpoint
+from localcluster.pki import CertificateAuthority
 
 DEFAULT = egress.Policy()
 
@@ -243,3 +247,93 @@ def test_https_verifies_the_certificate_for_the_host_name(servers: dict[str, int
     connection = egress._PinnedHTTPSConnection("media.example", 443, [], 5)
     assert connection.tls.check_hostname
     assert connection.tls.verify_mode.name == "CERT_REQUIRED"
+
+
+# A urllib3 pool (the MinIO client of a store a job names itself) held to the same checks on each connection.
+
+
+def pool_get(url: str, rules: EgressRules, **settings: object) -> tuple[int, bytes]:
+    response = egress.pool_manager(rules, retries=False, **settings).request("GET", url)
+    return response.status, response.data
+
+
+def test_a_pool_reaches_an_allowed_address(servers: dict[str, int]) -> None:
+    assert pool_get(f"http://127.0.0.2:{servers['127.0.0.2']}/a.wav?x=1", ALLOW_2) == (200, b"audio")
+    assert Handler.requests == [("GET", f"127.0.0.2:{servers['127.0.0.2']}", "/a.wav?x=1")]
+
+
+def test_a_pool_never_connects_to_a_refused_address(servers: dict[str, int]) -> None:
+    """Refused is not an error urllib3 retries: it leaves the request at once."""
+    pool = egress.pool_manager(ALLOW_2)
+    with pytest.raises(egress.Refused) as refused:
+        pool.request("GET", f"http://localhost:{servers['127.0.0.1']}/a.wav?token=secret")
+    assert str(refused.value) == "resolves to 127.0.0.1, a loopback address, which jobs may not reach"
+    with pytest.raises(egress.Refused, match=r"^resolves to 169\.254\.169\.254, a link-local address"):
+        pool.request("GET", "http://169.254.169.254/latest/meta-data/")
+    assert Handler.requests == []
+
+
+def test_a_pool_keeps_forbidden_endpoints_refused(servers: dict[str, int]) -> None:
+    port = servers["127.0.0.2"]
+    rules = ALLOW_2.model_copy(
+        update={"forbidden_endpoints": [Endpoint(host="127.0.0.2", port=port, name="the store")]}
+    )
+    with pytest.raises(
+        egress.Refused, match=rf"^resolves to 127\.0\.0\.2:{port}, the store, which jobs may not reach$"
+    ):
+        pool_get(f"http://127.0.0.2:{port}/a.wav", rules)
+    assert Handler.requests == []
+
+
+def test_each_connection_of_a_pool_is_checked_on_the_address_it_connects_to(
+    monkeypatch: pytest.MonkeyPatch, servers: dict[str, int]
+) -> None:
+    """A rebinding DNS server answers an allowed address first and loopback after: the first connection goes to the
+    address checked, and the next one (the server closes each) is checked anew and refused."""
+    port = servers["127.0.0.2"]
+    answers = iter(["127.0.0.2", "127.0.0.1"])
+
+    def rebinding(host: str, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    pool = egress.pool_manager(ALLOW_2, retries=False)
+    assert pool.request("GET", f"http://store.example:{port}/a.wav").data == b"audio"
+    with pytest.raises(egress.Refused, match=r"^resolves to 127\.0\.0\.1, a loopback address"):
+        pool.request("GET", f"http://store.example:{port}/b.wav")
+    assert Handler.requests == [("GET", f"store.example:{port}", "/a.wav")]
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, list[str | None]]]:
+    """HTTPS on 127.0.0.2 with a certificate for store.example alone: its port, the CA, and the names clients sent."""
+    authority = CertificateAuthority(tmp_path)
+    cert, key = authority.issue_server("store", (), ("store.example",))
+    names: list[str | None] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda _socket, name, _context: names.append(name)
+    server = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield server.server_port, authority.cert_path, names
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_pool_speaks_tls_to_the_host_name_over_the_pinned_address(
+    monkeypatch: pytest.MonkeyPatch, tls_server: tuple[int, Path, list[str | None]]
+) -> None:
+    port, ca, names = tls_server
+    real = socket.getaddrinfo
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *args, **kwargs: real("127.0.0.2" if host == "store.example" else host, *args, **kwargs),
+    )
+    assert pool_get(f"https://store.example:{port}/a.wav", ALLOW_2, ca_certs=str(ca)) == (200, b"audio")
+    assert names == ["store.example"]
+    with pytest.raises(urllib3.exceptions.SSLError, match="certificate verify failed"):
+        pool_get(f"https://127.0.0.2:{port}/a.wav", ALLOW_2, ca_certs=str(ca))
+    with pytest.raises(urllib3.exceptions.SSLError, match="certificate verify failed"):
+        pool_get(f"https://store.example:{port}/a.wav", ALLOW_2)

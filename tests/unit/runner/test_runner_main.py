@@ -1,6 +1,7 @@
 """The runner end to end against a local HTTP server that also plays S3: `python -m kubescribe.runner` as the
 operator runs it (exit codes, termination messages, SIGTERM, secrets) and a whole run from URL to transcripts."""
 
+import io
 import json
 import os
 import shutil
@@ -22,12 +23,15 @@ from kubescribe.contract import (
     EXIT_CANCELLED,
     EXIT_SOURCE_NOT_FOUND,
     EgressRules,
+    Endpoint,
     Grant,
     StoreGrants,
 )
-from kubescribe.runner.config import Config
+from kubescribe.egress import Refused
+from kubescribe.runner.config import Config, S3Settings
 from kubescribe.runner.errors import RunnerFailure
 from kubescribe.runner.pipeline import run
+from kubescribe.runner.source import s3_client
 
 ACCESS_KEY = "AKIDRUNNERTEST"
 SECRET_KEY = "runner-test-secret-value"
@@ -159,6 +163,48 @@ def test_a_forbidden_url_fails_without_retry_and_without_a_request(tmp_path: Pat
     assert termination["message"] == "source.url resolves to 127.0.0.1, a loopback address, which jobs may not reach"
     assert "token=abc" not in output
     assert Handler.requested == []
+
+
+@pytest.mark.parametrize(
+    ("rules", "where"),
+    [
+        (EgressRules(), "127.0.0.1, a loopback address"),
+        (None, "127.0.0.1:{port}, the operator's store"),
+    ],
+)
+def test_a_forbidden_own_store_fails_without_retry_and_without_a_request(
+    tmp_path: Path, server: str, rules: EgressRules | None, where: str
+) -> None:
+    """The job's own store (its endpoint and credentials) is held to the egress rules as a source URL is: the
+    operator's store stays forbidden to it."""
+    port = int(server.rsplit(":", 1)[1])
+    store = Endpoint(host="127.0.0.1", port=port, name="the operator's store")
+    rules = rules or EgressRules(allowed_private_ranges=["127.0.0.1/32"], forbidden_endpoints=[store])
+    Handler.requested.clear()
+    source: dict[str, object] = {
+        "s3": {"bucket": "audio", "key": "talk.wav", "endpoint": f"{server}/?token=abc", "secretName": "s"}
+    }
+    code, termination, output = _finish(tmp_path, _start(tmp_path, source, egress=rules.model_dump_json()))
+    assert (code, termination["reason"]) == (EXIT_BAD_INPUT, "SourceForbidden")
+    message = f"source.s3.endpoint resolves to {where.format(port=port)}, which jobs may not reach"
+    assert termination["message"] == message
+    assert "token=abc" not in output
+    assert SECRET_KEY not in output + json.dumps(termination)
+    assert Handler.requested == []
+
+
+def test_every_client_of_the_own_store_is_held_to_the_rules(server: str) -> None:
+    """The model's listing and the transcripts' upload use the same clients as the source's download."""
+    client = s3_client(S3Settings(server, ACCESS_KEY, SECRET_KEY), EgressRules())
+    Handler.requested.clear()
+    with pytest.raises(Refused):
+        list(client.list_objects("models", prefix="whisper/", recursive=True))
+    with pytest.raises(Refused):
+        client.put_object("transcripts", "out/talk.txt", io.BytesIO(b"words"), 5)
+    assert Handler.requested == []
+    allowed = s3_client(S3Settings(server, ACCESS_KEY, SECRET_KEY), EgressRules.model_validate_json(LOOPBACK_ALLOWED))
+    allowed.put_object("transcripts", "out/talk.txt", io.BytesIO(b"words"), 5)
+    assert Handler.uploads["/transcripts/out/talk.txt"][1] == b"words"
 
 
 def test_an_expired_grant_fails_without_retry_and_without_the_signature(tmp_path: Path, server: str) -> None:
