@@ -72,7 +72,7 @@ def test_a_granted_model_path_that_leaves_its_directory_fails_as_bad_input(
 
 def test_a_source_key_is_never_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store([])
-    monkeypatch.setattr(source, "s3_client", lambda settings: store)
+    monkeypatch.setattr(source, "s3_client", lambda settings, rules: store)
     destination = tmp_path / "work" / "source"
     destination.parent.mkdir()
     hostile = Source.model_validate({"s3": {"bucket": "audio", "key": "../../../etc/passwd", "secretName": "mine"}})
