@@ -56,8 +56,8 @@ WAITING_PHASES: Final[frozenset[Phase]] = frozenset({"Pending", "Queued"})
 
 ONE_SOURCE = "exactly one of source.s3 and source.url must be set"
 TRANSLATE_NEEDS_MULTILINGUAL = "translate needs a multilingual model; *.en models only transcribe English"
-FOREIGN_ENDPOINT_NEEDS_CREDENTIALS = (
-    "source.s3.endpoint needs source.s3.secretName: the operator's credentials are for its own store only"
+OWN_STORE_NEEDS_BOTH = (
+    "source.s3.endpoint and source.s3.secretName go together: both name your own store; omit both for the operator's"
 )
 SPEC_IMMUTABLE = "spec is immutable; delete and re-create the job"
 
@@ -92,7 +92,7 @@ class S3Object(_Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "!has(self.endpoint) || has(self.secretName)", "message": FOREIGN_ENDPOINT_NEEDS_CREDENTIALS}
+                {"rule": "has(self.endpoint) == has(self.secretName)", "message": OWN_STORE_NEEDS_BOTH}
             ]
         }
     )
@@ -110,7 +110,7 @@ class S3Object(_Model):
         pattern=_DNS_SUBDOMAIN,
         max_length=253,
         description="Secret in the job's namespace with the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-        "for this endpoint. Omit to use the operator's credentials.",
+        "for this endpoint. Omit, with the endpoint, to use the operator's store.",
     )
 
 

@@ -35,6 +35,7 @@ from kubescribe.contract import (
     StoreGrants,
     uploaded_source_key,
 )
+from kubescribe.operator.policy import within
 from kubescribe.operator.settings import OperatorSettings
 
 RUNNER_CONTAINER: Final = "runner"
@@ -195,20 +196,23 @@ def expected_outputs(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[
 
 def owned_objects(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str, list[str]]:
     """The keys, by bucket, the operator deletes with a job: its transcripts, and its source only where the gateway
-    uploaded it for this very job (the annotation alone names nothing)."""
+    uploaded it for this very job (the annotation alone names nothing); only where the storage policy lets the
+    job's namespace write. Nothing of a job that names its own store: the operator's store holds none of it."""
+    if not uses_operator_store(tj):
+        return {}
     spec = runner_spec(tj, settings)
     assert spec.outputs.s3 is not None
-    bucket, prefix = spec.outputs.s3.bucket, spec.outputs.s3.prefix
-    owned = {bucket: [transcript_key(prefix, spec.source, format_) for format_ in spec.outputs.formats]}
     metadata, source = tj["metadata"], spec.source.s3
+    bucket, prefix = spec.outputs.s3.bucket, spec.outputs.s3.prefix
+    doomed = [(bucket, transcript_key(prefix, spec.source, format_)) for format_ in spec.outputs.formats]
     uploaded = (metadata.get("annotations") or {}).get(UPLOADED_SOURCE_ANNOTATION) == "true"
-    if (
-        uploaded
-        and source is not None
-        and source.secret_name is None
-        and source.key == uploaded_source_key(metadata["namespace"], metadata["name"])
-    ):
-        owned.setdefault(source.bucket, []).append(source.key)
+    if uploaded and source is not None and source.key == uploaded_source_key(metadata["namespace"], metadata["name"]):
+        doomed.append((source.bucket, source.key))
+    writable = settings.storage.writable(metadata["namespace"])
+    owned: dict[str, list[str]] = {}
+    for name, key in doomed:
+        if within(f"s3://{name}/{key}", writable):
+            owned.setdefault(name, []).append(key)
     return owned
 
 

@@ -61,7 +61,7 @@ class StoragePolicy(BaseModel):
         return [f"s3://{bucket}/{namespace}/" for bucket in self.buckets]
 
 
-def _within(uri: str, locations: Sequence[str]) -> bool:
+def within(uri: str, locations: Sequence[str]) -> bool:
     """Whether the object or prefix `uri` is under one of `locations`; `.` and `..` segments are never."""
     path = uri.removeprefix("s3://")
     if any(part in (".", "..") for part in path.split("/")):
@@ -84,7 +84,7 @@ def model_allowed(model: str, allowed: Sequence[str], readable: Sequence[str]) -
     if model_location(model) is None:
         return False
     prefixes = [entry for entry in allowed if entry.startswith("s3://") and entry.endswith("/")]
-    return _within(model, [*prefixes, *readable])
+    return within(model, [*prefixes, *readable])
 
 
 def refusal(
@@ -98,12 +98,12 @@ def refusal(
     readable = storage.readable(namespace)
     if source is not None and not own_store:
         uri = f"s3://{source.bucket}/{source.key}"
-        if not _within(uri, readable):
+        if not within(uri, readable):
             return _outside(namespace, uri, "read", readable)
     if output is not None and not own_store:
         uri = f"s3://{output.bucket}/{output.prefix}"
         writable = storage.writable(namespace)
-        if not _within(uri, writable):
+        if not within(uri, writable):
             return _outside(namespace, uri, "write", writable)
     model = spec.model or ""
     if not (model_allowed(model, models, readable) or (own_store and model_location(model) is not None)):

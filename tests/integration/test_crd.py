@@ -94,9 +94,14 @@ INVALID = [
     ("priority-too-high", {"priority": 5000}, "should be less than or equal to 1000"),
     ("unknown-field", {"options.beamsize": 3}, 'unknown field "spec.options.beamsize"'),
     (
-        "foreign-endpoint",
+        "endpoint-alone",
         {"source.s3.endpoint": "https://s3.example.org"},
-        "source.s3.endpoint needs source.s3.secretName",
+        "source.s3.endpoint and source.s3.secretName go together",
+    ),
+    (
+        "secret-alone",
+        {"source.s3.secretName": "my-store"},
+        "source.s3.endpoint and source.s3.secretName go together",
     ),
 ]
 

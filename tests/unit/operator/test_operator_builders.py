@@ -342,3 +342,11 @@ def test_only_a_jobs_own_upload_and_transcripts_are_deleted_with_it() -> None:
         assert "audio" not in builders.owned_objects(forged, SETTINGS), key
     unmarked = tj("tj-abc", source={"s3": {"bucket": "audio", "key": "team-a/uploads/tj-abc/audio"}})
     assert "audio" not in builders.owned_objects(unmarked, SETTINGS)
+
+
+def test_nothing_outside_the_namespaces_storage_or_in_its_own_store_is_deleted_with_a_job() -> None:
+    stolen = tj(source={"s3": {"bucket": "audio", "key": "team-a/talk.wav"}})
+    stolen["spec"]["outputs"] = {"formats": ["txt"], "s3": {"bucket": "transcripts", "prefix": "team-b/x/"}}
+    assert builders.owned_objects(stolen, SETTINGS) == {}
+    own_store = {"bucket": "audio", "key": "team-a/talk.wav", "endpoint": "https://s3.example", "secretName": "mine"}
+    assert builders.owned_objects(tj(source={"s3": own_store}), SETTINGS) == {}
