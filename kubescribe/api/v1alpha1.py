@@ -70,7 +70,7 @@ _DNS_SUBDOMAIN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
 _MODEL = (
     r"^(?:"
     + "|".join(name.replace(".", r"\.") for name in WHISPER_MODELS)
-    + r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?"
+    + r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[!-~]*)?"
     + r"|[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*"
     + r")$"
 )

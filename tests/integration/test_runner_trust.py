@@ -4,12 +4,13 @@ still runs is undone, holds the running slot all the same, and names no object t
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from kubernetes import client as client_api
+from kubernetes import config
 
 from tests.integration.conftest import Gateway, Kubescribe, wait_for
 from tests.integration.speech import PASSAGE, speak, word_error_rate
@@ -62,18 +63,17 @@ def test_a_forged_finish_is_undone_keeps_its_slot_and_serves_nothing_foreign(
             "result": {"outputs": {"txt": f"s3://transcripts/{foreign_key}"}},
         }
     }
-    kubescribe.cluster.kubectl(
-        "patch",
-        "tj",
-        forger,
-        "-n",
+    # As the runner's ServiceAccount, which may patch its job's status (kubectl patch would read it first).
+    runner = config.new_client_from_config(str(kubescribe.cluster.local.admin_kubeconfig))
+    runner.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:transcribe-{forger}")
+    client_api.CustomObjectsApi(runner).patch_namespaced_custom_object_status(
+        "kubescribe.io",
+        "v1alpha1",
         namespace,
-        "--as",
-        f"system:serviceaccount:{namespace}:transcribe-{forger}",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(forged),
+        "transcriptionjobs",
+        forger,
+        forged,
+        _content_type="application/merge-patch+json",
     )
     refused = client.get(f"/v1/jobs/{forger}/transcript", params={"format": "txt"})
     assert refused.status_code in (404, 409), refused.text
