@@ -15,6 +15,7 @@ from kubernetes.client.rest import ApiException
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 from prometheus_client import start_http_server
+from pydantic import ValidationError
 
 from kubescribe import s3
 from kubescribe.api.timestamps import now_timestamp
@@ -115,8 +116,12 @@ def _cancel(tj: dict[str, Any]) -> None:
 
 
 def _delete_objects(tj: dict[str, Any], settings: OperatorSettings) -> None:
-    """The job's transcripts, and its source when it was uploaded for it."""
-    doomed = builders.owned_objects(tj, settings)
+    """The job's transcripts, and its source when it was uploaded for it. A job whose spec the operator cannot
+    read never ran, so nothing was written for it."""
+    try:
+        doomed = builders.owned_objects(tj, settings)
+    except ValidationError:
+        return
     store = s3.client(
         settings.s3_endpoint, settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value()
     )

@@ -6,17 +6,21 @@ names, AlreadyExists is success)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import itertools
 import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from minio.error import S3Error
+from pydantic import ValidationError
 
 from kubescribe import s3
 from kubescribe.api.timestamps import format_timestamp, parse_timestamp
@@ -25,7 +29,14 @@ from kubescribe.contract import StoreGrants
 from kubescribe.operator import builders, grants, metrics, policy, webhook
 from kubescribe.operator.queue import plan_admission, queue_entry
 from kubescribe.operator.settings import OperatorSettings
-from kubescribe.operator.status import EXCEEDS_GPU_QUOTA, compute_status, has_condition, merge_patch, transitions
+from kubescribe.operator.status import (
+    EXCEEDS_GPU_QUOTA,
+    INVALID_SPEC,
+    compute_status,
+    has_condition,
+    merge_patch,
+    transitions,
+)
 
 log = logging.getLogger("kubescribe.operator")
 
@@ -73,16 +84,16 @@ class Reconciler:
             pods_by_tj[_key(pod)].append(pod)
         tjs = self._list_transcription_jobs()
         live = [tj for tj in tjs if not tj["metadata"].get("deletionTimestamp")]
-        refusals = {
-            (tj["metadata"]["namespace"], tj["metadata"]["name"]): refused
+        rejections = {
+            (tj["metadata"]["namespace"], tj["metadata"]["name"]): rejected
             for tj in live
-            if (refused := self._refusal(tj, jobs_by_tj)) is not None
+            if (rejected := self._rejection(tj, jobs_by_tj)) is not None
         }
         plan = plan_admission(
             [
                 queue_entry(tj, jobs_by_tj.get(_label_key(tj)))
                 for tj in live
-                if (tj["metadata"]["namespace"], tj["metadata"]["name"]) not in refusals
+                if (tj["metadata"]["namespace"], tj["metadata"]["name"]) not in rejections
             ],
             max_running=self.settings.max_running_jobs,
             max_gpus_per_namespace=self.settings.max_gpus_per_namespace,
@@ -93,36 +104,67 @@ class Reconciler:
         for tj in live:
             key = (tj["metadata"]["namespace"], tj["metadata"]["name"])
             label_key = _label_key(tj)
-            job = jobs_by_tj.get(label_key)
-            status = compute_status(
-                tj,
-                job,
-                pods_by_tj.get(label_key, []),
+            observed = Observed(
+                job=jobs_by_tj.get(label_key),
+                pods=pods_by_tj.get(label_key, []),
                 admitted=key in admit,
                 queue_position=plan.positions.get(key),
-                now=now,
-                expected_outputs=builders.expected_outputs(tj, self.settings),
-                rejection=refusals.get(key) or _quota_rejection(plan.rejected.get(key)),
+                rejection=rejections.get(key) or _quota_rejection(plan.rejected.get(key)),
             )
-            if job is None and status.get("phase") in ("Pending", "Running") and has_condition(status, "Admitted"):
-                self._create_children(tj)
-            self._write_status(tj, status)
-            if is_finished(status):
-                finished = {**tj, "status": {**(tj.get("status") or {}), **status}}
-                if webhook.is_due(finished):
-                    self.webhooks.submit(finished)
-                expiries.append(self._expire(tj, status, now))
+            try:
+                expiry = self._reconcile_job(tj, observed, now)
+            except Exception:  # one job's fault is that job's: the others carry on
+                metrics.reconcile_errors.inc()
+                log.exception("reconciling %s/%s failed", *key)
+                continue
+            if expiry is not None:
+                expiries.append(expiry)
         metrics.observe_pass(live, plan)
         return min(expiries, default=None)
 
-    def _refusal(self, tj: Mapping[str, Any], jobs_by_tj: Mapping[Key, Any]) -> policy.Refusal | None:
-        """Why the policy forbids a job that is still waiting for admission; admitted jobs keep running."""
+    def _reconcile_job(self, tj: dict[str, Any], observed: Observed, now: datetime.datetime) -> float | None:
+        """Creates an admitted job's children and writes its status; returns the seconds until a finished job's TTL
+        runs out."""
+        status = self._status(tj, observed, now)
+        if observed.job is None and status.get("phase") in ("Pending", "Running") and has_condition(status, "Admitted"):
+            try:
+                refused = self._create_children(tj)
+            except ApiException:
+                self._write_status(tj, status)  # its admission is recorded; the children are tried again
+                raise
+            if refused is not None:
+                status = self._status(tj, dataclasses.replace(observed, rejection=refused), now)
+        self._write_status(tj, status)
+        if not is_finished(status):
+            return None
+        finished = {**tj, "status": {**(tj.get("status") or {}), **status}}
+        if webhook.is_due(finished):
+            self.webhooks.submit(finished)
+        return self._expire(tj, status, now)
+
+    def _status(self, tj: dict[str, Any], observed: Observed, now: datetime.datetime) -> dict[str, Any]:
+        invalid = observed.rejection is not None and observed.rejection[0] == INVALID_SPEC
+        return compute_status(
+            tj,
+            observed.job,
+            observed.pods,
+            admitted=observed.admitted,
+            queue_position=observed.queue_position,
+            now=now,
+            expected_outputs={} if invalid else builders.expected_outputs(tj, self.settings),
+            rejection=observed.rejection,
+        )
+
+    def _rejection(self, tj: Mapping[str, Any], jobs_by_tj: Mapping[Key, Any]) -> policy.Refusal | None:
+        """Why a job may never run: a spec the operator cannot read, or, while it waits for admission, one the
+        policy forbids (admitted jobs keep running)."""
+        try:
+            spec = builders.runner_spec(tj, self.settings)
+        except ValidationError as error:
+            return INVALID_SPEC, _invalid_spec_message(error)
         status = tj.get("status")
-        if is_finished(status) or has_condition(status, "Admitted"):
+        if is_finished(status) or has_condition(status, "Admitted") or _label_key(tj) in jobs_by_tj:
             return None
-        if _label_key(tj) in jobs_by_tj:
-            return None
-        spec = builders.runner_spec(tj, self.settings)
         return policy.refusal(spec, tj["metadata"]["namespace"], self.settings.storage, self.settings.allowed_models)
 
     # -- reads -------------------------------------------------------------------------------------
@@ -151,7 +193,10 @@ class Reconciler:
 
     # -- writes ------------------------------------------------------------------------------------
 
-    def _create_children(self, tj: dict[str, Any]) -> None:
+    def _create_children(self, tj: dict[str, Any]) -> policy.Refusal | None:
+        """Creates what an admitted job runs with; returns why not when the API server finds a child invalid (a
+        spec it reads otherwise than the CRD and the operator do). Other refusals (a quota, say) are posted as a
+        Warning and raise, to be tried again."""
         namespace = tj["metadata"]["namespace"]
         creations: list[tuple[Callable[..., Any], dict[str, Any]]] = [
             (self.core.create_namespaced_service_account, builders.build_service_account(tj)),
@@ -165,8 +210,13 @@ class Reconciler:
             try:
                 create(namespace, body)
             except ApiException as error:
-                if error.status != 409:
+                refusal = f"the API server refused the runner's {body['kind']}: {_api_message(error)}"
+                if error.status == HTTPStatus.UNPROCESSABLE_ENTITY:
+                    return INVALID_SPEC, refusal
+                if error.status != HTTPStatus.CONFLICT:
+                    self._event(tj, "Warning", "CreateFailed", f"{refusal}; trying again")
                     raise
+        return None
 
     def _grants(self, tj: dict[str, Any]) -> StoreGrants:
         spec = builders.runner_spec(tj, self.settings)
@@ -256,6 +306,29 @@ class Reconciler:
             self.core.create_namespaced_event(metadata["namespace"], body)
         except ApiException as error:
             log.warning("event %s for %s/%s failed: %s", reason, metadata["namespace"], metadata["name"], error.reason)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What one pass saw of a job and decided for it."""
+
+    job: dict[str, Any] | None
+    pods: list[dict[str, Any]]
+    admitted: bool
+    queue_position: int | None
+    rejection: policy.Refusal | None
+
+
+def _invalid_spec_message(error: ValidationError) -> str:
+    first = error.errors()[0]
+    return f"spec.{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
+
+
+def _api_message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(error.reason)
 
 
 def _quota_rejection(message: str | None) -> tuple[str, str] | None:

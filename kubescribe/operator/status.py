@@ -26,6 +26,8 @@ from kubescribe.contract import EXIT_BAD_INPUT, EXIT_SOURCE_NOT_FOUND, NOT_RETRI
 from kubescribe.operator.builders import RUNNER_CONTAINER
 
 EXCEEDS_GPU_QUOTA: Final = "ExceedsGPUQuota"
+INVALID_SPEC: Final = "InvalidSpec"
+"""A spec the operator, or the API server for one of the job's children, cannot take."""
 REASONS_BY_EXIT_CODE: Final = {EXIT_BAD_INPUT: "BadInput", EXIT_SOURCE_NOT_FOUND: "SourceNotFound"}
 """Failure reasons for a runner that exited without a termination message of its own."""
 RUNNER_FAILED: Final = "RunnerFailed"
@@ -165,10 +167,10 @@ def _phase(
 ) -> _Phase:
     if job is not None:
         return _job_phase(job, pods)
-    if admitted:
-        return _Phase("Pending", "Admitted", "admitted; creating the runner Job")
     if rejection is not None:
         return _Phase("Failed", *rejection)
+    if admitted:
+        return _Phase("Pending", "Admitted", "admitted; creating the runner Job")
     if queue_position is not None:
         return _Phase("Queued", "Queued", f"waiting for admission at position {queue_position}")
     return _Phase("Pending", "AwaitingAdmission", "waiting for the admission decision")

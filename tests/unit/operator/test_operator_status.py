@@ -412,6 +412,16 @@ def test_job_that_may_never_run_fails_with_the_reason() -> None:
     assert (failed["status"], failed["reason"]) == ("True", "StorageForbidden")
 
 
+def test_an_admitted_job_whose_runner_the_api_server_refuses_fails_admitted() -> None:
+    rejection = ("InvalidSpec", "the API server refused the runner's Job: spec.template.spec.tolerations[0]...")
+    status = compute_status(
+        tj(), None, [], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS, rejection=rejection
+    )
+    assert (status["phase"], status["reason"], status["message"]) == ("Failed", *rejection)
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions["Admitted"] == "True" and conditions["Failed"] == "True"
+
+
 def test_last_transition_time_moves_only_when_a_condition_changes() -> None:
     first = compute_status(
         tj(), job(active=1), [running_pod()], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS
