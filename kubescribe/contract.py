@@ -34,7 +34,9 @@ EXIT_CANCELLED: Final = 143
 NOT_RETRIED_EXIT_CODES: Final = (EXIT_BAD_INPUT, EXIT_SOURCE_NOT_FOUND)
 
 TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
-"""The runner writes `{"reason": ..., "message": ...}` as JSON here before it exits with an error."""
+"""The runner writes `{"reason": ..., "message": ...}` as JSON here before it exits with an error, and
+`{"result": <the status' result>}` when it succeeded: the operator takes the result from there when the runner's
+own report to the status did not arrive."""
 
 # Metadata of TranscriptionJobs.
 UPLOADED_SOURCE_ANNOTATION: Final = "kubescribe.io/uploaded-source"

@@ -256,6 +256,21 @@ def reported_progress(raw: Any) -> dict[str, Any] | None:
     return None if raw is None else _model_dump(Progress, raw)
 
 
+def _terminated_result(pods: Sequence[Mapping[str, Any]]) -> Any:
+    """The result a runner that succeeded left in its termination message, if any."""
+    for pod in pods:
+        runner_exit = _runner_exit(pod)
+        if runner_exit is None or runner_exit.code != 0:
+            continue
+        try:
+            report = json.loads(runner_exit.message)
+        except ValueError:
+            continue
+        if isinstance(report, dict) and "result" in report:
+            return report["result"]
+    return None
+
+
 def reported_result(raw: Any, expected_outputs: Mapping[str, str]) -> dict[str, Any] | None:
     """The runner's result, or None unless it is well-formed; of its outputs only those that name the job's own
     transcript of their format (`expected_outputs`) are kept."""
@@ -287,7 +302,7 @@ def compute_status(
     current: dict[str, Any] = dict(tj.get("status") or {})
     reported = {
         "progress": reported_progress(current.get("progress")),
-        "result": reported_result(current.get("result"), expected_outputs),
+        "result": reported_result(_terminated_result(pods) or current.get("result"), expected_outputs),
     }
     if is_finished(current) and job is None:
         return {**current, **reported}

@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from kubescribe.contract import ENV_JOB_NAME, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
 from kubescribe.logs import JsonFormatter, redact
@@ -55,6 +56,7 @@ def main() -> int:
         config = Config.from_env(os.environ)
         result = run(config, workdir, _reporting(config))
         log.info("done", extra={"outputs": result.outputs})
+        _terminate_with({"result": result.model_dump(mode="json", by_alias=True, exclude_none=True)})
         return EXIT_OK
     except RunnerFailure as error:
         failure = error
@@ -67,12 +69,16 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     message = redact(failure.message, secrets)[:MAX_MESSAGE_CHARS]
     log.error(message, extra={"reason": failure.reason, "exitCode": failure.exit_code})
+    _terminate_with({"reason": failure.reason, "message": message})
+    return failure.exit_code
+
+
+def _terminate_with(report: dict[str, Any]) -> None:
     path = termination_message_path()
     try:
-        path.write_text(json.dumps({"reason": failure.reason, "message": message}))
+        path.write_text(json.dumps(report))
     except OSError:
         log.warning("cannot write the termination message", extra={"path": str(path)})
-    return failure.exit_code
 
 
 if __name__ == "__main__":

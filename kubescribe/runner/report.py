@@ -1,6 +1,7 @@
 """Progress and result reports into the TranscriptionJob's status subresource.
 
-Reporting is best effort: a failed report is logged and the transcription goes on."""
+Reporting is best effort: a failed report is logged and the transcription goes on; the final one is tried a few
+times, and the result also goes into the termination message, where the operator finds it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ Patch = Callable[[dict[str, Any]], None]
 
 MAX_RUNNING_PERCENT = 99.9
 PATCH_TIMEOUT_SECONDS = 10
+FINAL_RETRY_SECONDS = (1.0, 2.0, 4.0)
+"""Pauses before the final report is sent again; the termination message carries the result regardless."""
 
 
 def status_patch(name: str, namespace: str) -> Patch:
@@ -50,11 +53,13 @@ class ProgressReporter:
         duration: float,
         clock: Callable[[], float] = time.monotonic,
         interval: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._patch = patch
         self._duration = duration
         self._clock = clock
         self._interval = interval
+        self._sleep = sleep
         self._started = clock()
         self._last_report: float | None = None
 
@@ -79,11 +84,15 @@ class ProgressReporter:
         """The final report: always sent, whatever the throttle says."""
         duration = round(self._duration, 3)
         done = Progress(percent=100, processed_seconds=duration, duration_seconds=duration, eta_seconds=0)
-        self._send(done, result)
+        for pause in (*FINAL_RETRY_SECONDS, None):
+            if self._send(done, result) or pause is None:
+                return
+            self._sleep(pause)
 
-    def _send(self, progress: Progress, result: Result | None = None) -> None:
+    def _send(self, progress: Progress, result: Result | None = None) -> bool:
+        """Whether the report arrived."""
         if self._patch is None:
-            return
+            return True
         status = {"progress": _dump(progress)}
         if result is not None:
             status["result"] = _dump(result)
@@ -91,6 +100,8 @@ class ProgressReporter:
             self._patch({"status": status})
         except Exception:
             log.warning("reporting to the job's status failed", exc_info=True)
+            return False
+        return True
 
 
 def _dump(model: Progress | Result) -> dict[str, Any]:

@@ -252,6 +252,24 @@ def test_complete_job_succeeds_and_keeps_the_runners_result_and_progress() -> No
     TranscriptionJobStatus.model_validate(status)
 
 
+def test_a_result_that_never_reached_the_status_is_taken_from_the_runners_termination_message() -> None:
+    result = {"language": "en", "durationSeconds": 11.0, "outputs": OUTPUTS}
+    running = compute_status(
+        tj(), job(active=1), [running_pod()], admitted=True, queue_position=None, now=NOW, expected_outputs=OUTPUTS
+    )
+    pods = [terminated_pod("x7k2p", 0, json.dumps({"result": result}))]
+    status = compute_status(
+        tj(running), completed_job(), pods, admitted=True, queue_position=None, now=LATER, expected_outputs=OUTPUTS
+    )
+    assert (status["phase"], status["result"]) == ("Succeeded", result)
+    forged = {"result": {"outputs": {"txt": "s3://transcripts/other-team/secret.txt"}}}
+    pods = [terminated_pod("x7k2p", 0, json.dumps(forged))]
+    status = compute_status(
+        tj(running), completed_job(), pods, admitted=True, queue_position=None, now=LATER, expected_outputs=OUTPUTS
+    )
+    assert status["result"] == {"outputs": {}}
+
+
 def test_failure_policy_failure_takes_the_runners_reason_and_message() -> None:
     pods = [terminated_pod("x7k2p", 2, report("BadAudio", "not an audio file: jfk.flac"))]
     policy_message = (

@@ -16,11 +16,13 @@ from typing import Any, ClassVar
 
 import pytest
 
+from kubescribe.api.v1alpha1 import Result
 from kubescribe.contract import (
     ENV_EGRESS_RULES,
     ENV_STORE_GRANTS,
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
+    EXIT_OK,
     EXIT_SOURCE_NOT_FOUND,
     EgressRules,
     Endpoint,
@@ -216,6 +218,25 @@ def test_an_expired_grant_fails_without_retry_and_without_the_signature(tmp_path
     assert (code, termination["reason"]) == (EXIT_BAD_INPUT, "StoreAccessDenied")
     assert "s3://audio/expired.wav" in termination["message"]
     assert "feedface" not in output + json.dumps(termination)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_a_runner_that_succeeds_leaves_its_result_in_the_termination_message(tmp_path: Path, server: str) -> None:
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Send the report before noon."], check=True)
+    Handler.files["/talks/speech.wav"] = speech.read_bytes()
+    uris = {f: f"s3://transcripts/speech.{f}" for f in ("json", "txt", "srt", "vtt")}
+    grants = StoreGrants(
+        expires="2030-01-01T00:00:00Z",
+        outputs={
+            f: Grant(url=f"{server}/transcripts/speech.{f}?X-Amz-Signature=put", uri=uri) for f, uri in uris.items()
+        },
+    )
+    code, termination, _ = _finish(tmp_path, _start(tmp_path, {"url": f"{server}/talks/speech.wav"}, grants))
+    assert code == EXIT_OK
+    result = Result.model_validate(termination["result"])
+    assert result.outputs == uris
+    assert result.language == "en"
 
 
 def test_url_that_is_not_audio(tmp_path: Path, server: str) -> None:

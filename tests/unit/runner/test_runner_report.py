@@ -77,14 +77,37 @@ def test_reporting_errors_are_swallowed(caplog: pytest.LogCaptureFixture) -> Non
         calls.append(body)
         raise ConnectionError("the API server is away")
 
-    reporter = ProgressReporter(failing, 10.0, clock=clock)
+    reporter = ProgressReporter(failing, 10.0, clock=clock, sleep=lambda _: None)
     reporter.update(1.0)
     reporter.finish(Result())
-    assert len(calls) == 2
-    assert [record.levelname for record in caplog.records] == ["WARNING", "WARNING"]
+    assert len(calls) == 5  # one update, the final report four times
+    assert {record.levelname for record in caplog.records} == {"WARNING"}
 
 
 def test_nothing_is_sent_without_a_job() -> None:
     reporter = ProgressReporter(None, 10.0)
     reporter.update(5.0)
     reporter.finish(Result())
+
+
+def test_the_final_report_is_tried_again_and_never_raises() -> None:
+    sent: list[dict[str, Any]] = []
+    failures = iter([RuntimeError("the API server is restarting")] * 2)
+
+    def flaky(body: dict[str, Any]) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        sent.append(body)
+
+    pauses: list[float] = []
+    ProgressReporter(flaky, 10.0, sleep=pauses.append).finish(Result(language="en"))
+    assert pauses == [1.0, 2.0]
+    assert sent[0]["status"]["result"] == {"language": "en", "outputs": {}}
+
+    def down(body: dict[str, Any]) -> None:
+        raise RuntimeError("the API server is down")
+
+    pauses.clear()
+    ProgressReporter(down, 10.0, sleep=pauses.append).finish(Result(language="en"))
+    assert pauses == [1.0, 2.0, 4.0]
