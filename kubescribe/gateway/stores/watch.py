@@ -51,8 +51,9 @@ class JobWatcher:
 
     @contextlib.contextmanager
     def follow(self, namespace: str, name: str) -> Iterator[asyncio.Queue[Change]]:
-        """A queue of the job's changes from now on, while the block lasts."""
-        queue: asyncio.Queue[Change] = asyncio.Queue()
+        """The job's latest change from now on, while the block lasts: a queue of one, whose change a newer one
+        replaces, so that a follower that does not read holds one job, not every change."""
+        queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=1)
         followers = self._followers.setdefault((namespace, name), set())
         followers.add(queue)
         try:
@@ -111,4 +112,6 @@ class JobWatcher:
         else:
             self._jobs[key] = job
         for queue in self._followers.get(key, ()):
+            if queue.full():
+                queue.get_nowait()
             queue.put_nowait(job)

@@ -1,4 +1,4 @@
-"""The object store: uploads streamed to S3 in parts while the file fills."""
+"""The object store: uploads streamed to S3 in parts while the file fills; the job watch's followers."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import tempfile
 from typing import Any
 
 import pytest
+from kubernetes.client import ApiClient
 
 from kubescribe.gateway.stores.objects import PART_SIZE, StreamingUpload
+from kubescribe.gateway.stores.watch import JobWatcher
 
 
 class FakeStore:
@@ -61,3 +63,16 @@ def test_streaming_uploads_send_parts_as_the_file_fills_and_complete_only_when_c
     assert store.calls in (["create", "abort"], [])
     with pytest.raises(RuntimeError):
         upload.commit()
+
+
+def test_a_follower_that_never_reads_holds_only_the_latest_change() -> None:
+    watcher = JobWatcher(ApiClient())
+    with watcher.follow("team-a", "tj-1") as changes, watcher.follow("team-a", "tj-2") as other:
+        for percent in range(10_000):
+            job = {"metadata": {"namespace": "team-a", "name": "tj-1"}, "status": {"progress": {"percent": percent}}}
+            watcher._apply(("team-a", "tj-1"), job)
+        assert changes.qsize() == 1
+        assert changes.get_nowait() == job
+        assert other.empty()
+        watcher._apply(("team-a", "tj-1"), None)
+        assert changes.get_nowait() is None
