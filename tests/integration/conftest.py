@@ -3,6 +3,7 @@ agents) shared by every integration test of a session."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -149,16 +150,24 @@ def create_restricted_namespace(cluster: Cluster, name: str) -> None:
     cluster.kubectl("label", "namespace", name, RESTRICTED)
 
 
-@pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
-    """A namespace of its own for the test, where only pods of the `restricted` profile are admitted."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def scratch_namespace(cluster: Cluster, prefix: str = "t") -> Iterator[str]:
+    """A new namespace `<prefix>-<random>`, where only pods of the `restricted` profile are admitted; its Events,
+    job statuses and secrets are kept for the leak scan before it is deleted."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     create_restricted_namespace(cluster, name)
     # The ServiceAccount controller creates `default` shortly after the namespace; pods need it.
     wait_for(lambda: cluster.try_get("serviceaccount", "default", "-n", name), 30, "the default ServiceAccount")
     yield name
     cluster.leaks.record_namespace(cluster, name)
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A namespace of its own for the test."""
+    with scratch_namespace(cluster) as name:
+        yield name
 
 
 RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}}

@@ -3,13 +3,12 @@ namespace's quota refuses it waits with a Warning, and the jobs after them run."
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Kubescribe, create_restricted_namespace, wait_for
+from tests.integration.conftest import Kubescribe, scratch_namespace, wait_for
 from tests.integration.speech import speak
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
@@ -18,13 +17,8 @@ SENTENCE = "The quick brown fox jumps over the lazy dog."
 @pytest.fixture
 def later_namespace(kubescribe: Kubescribe) -> Iterator[str]:
     """A second namespace, listed after the `namespace` fixture's (t-...): its jobs come after theirs in a pass."""
-    cluster = kubescribe.cluster
-    name = f"u-{uuid.uuid4().hex[:8]}"
-    create_restricted_namespace(cluster, name)
-    wait_for(lambda: cluster.try_get("serviceaccount", "default", "-n", name), 30, "the default ServiceAccount")
-    yield name
-    cluster.leaks.record_namespace(cluster, name)
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with scratch_namespace(kubescribe.cluster, "u") as name:
+        yield name
 
 
 def test_jobs_the_api_server_refuses_stop_no_other_job(

@@ -133,27 +133,3 @@ def test_loads_a_model_directory_from_the_cache(tmp_path: Path, english: Path) -
 @pytest.mark.parametrize("model", ["small", "Systran/faster-whisper-tiny"])
 def test_other_models_go_to_faster_whisper_by_name(tmp_path: Path, model: str) -> None:
     assert resolve_model(model, tmp_path, _no_model_download) == model
-
-
-class _Listing:
-    """A user's own store whose bucket holds a key that climbs out of the model's directory."""
-
-    def __init__(self, keys: list[str]) -> None:
-        self.keys = keys
-        self.fetched: list[str] = []
-
-    def list_objects(self, bucket: str, prefix: str, recursive: bool) -> list[object]:
-        return [type("Item", (), {"is_dir": False, "object_name": key})() for key in self.keys]
-
-    def fget_object(self, bucket: str, key: str, path: str) -> None:
-        self.fetched.append(path)
-        Path(path).write_bytes(b"x")
-
-
-def test_a_model_key_that_leaves_its_directory_fails_and_writes_nothing_outside(tmp_path: Path) -> None:
-    store = _Listing(["m/model.bin", "m/../../../escaped"])
-    with pytest.raises(RunnerFailure) as failure:
-        resolve_model("s3://bucket/m/", tmp_path / "cache", lambda: store)  # type: ignore[arg-type, return-value]
-    assert (failure.value.exit_code, failure.value.reason) == (EXIT_BAD_INPUT, "ModelNotFound")
-    assert all(Path(path).resolve().is_relative_to(tmp_path / "cache") for path in store.fetched)
-    assert not list(tmp_path.glob("**/escaped"))
