@@ -44,7 +44,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-unit: $(VENV)/.installed
+unit: $(VENV)/.installed system-packages binaries
 	$(PY) -m pytest tests/unit -q
 
 integration: $(VENV)/.installed system-packages binaries

@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
@@ -26,9 +25,8 @@ def helm() -> str:
     paths = subprocess.run(
         [REPO / "hack/build-binaries.sh", "--path"], capture_output=True, text=True, check=True
     ).stdout.split()
-    found = shutil.which("helm", path=":".join(paths)) or shutil.which("helm")
-    if found is None:
-        pytest.skip("no helm binary: run hack/build-binaries.sh")
+    found = shutil.which("helm", path=":".join(paths))
+    assert found is not None, "no pinned helm binary: `make binaries` builds it"
     return found
 
 

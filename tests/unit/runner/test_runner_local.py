@@ -1,7 +1,6 @@
 """The runner's pipeline on real speech: espeak-ng voices, faster-whisper models, PyAV decoding."""
 
 import re
-import shutil
 import subprocess
 import wave
 from collections.abc import Callable
@@ -17,8 +16,6 @@ from kubescribe.runner.errors import RunnerFailure
 from kubescribe.runner.models import resolve_model
 from kubescribe.runner.source import SAMPLE_RATE, load_audio
 from kubescribe.runner.transcribe import load_model, transcribe
-
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 
 ENGLISH = "The quick brown fox jumps over the lazy dog. Please send the report to the office before noon on Friday."
 GERMAN = "Guten Morgen. Heute ist das Wetter sehr schön, und wir gehen in den Park."

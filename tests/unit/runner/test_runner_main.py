@@ -4,7 +4,6 @@ operator runs it (exit codes, termination messages, SIGTERM, secrets) and a whol
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -220,7 +219,6 @@ def test_an_expired_grant_fails_without_retry_and_without_the_signature(tmp_path
     assert "feedface" not in output + json.dumps(termination)
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 def test_a_runner_that_succeeds_leaves_its_result_in_the_termination_message(tmp_path: Path, server: str) -> None:
     speech = tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(speech), "Send the report before noon."], check=True)
@@ -284,7 +282,6 @@ def test_invalid_egress_rules() -> None:
     assert (failure.value.exit_code, failure.value.reason) == (EXIT_BAD_INPUT, "InvalidSpec")
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 def test_run_from_url_to_s3(tmp_path: Path, server: str) -> None:
     speech = tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(speech), "Send the report before noon."], check=True)
@@ -320,7 +317,6 @@ def test_run_from_url_to_s3(tmp_path: Path, server: str) -> None:
     assert final["result"]["outputs"] == result.outputs
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 def test_run_through_presigned_urls_alone(tmp_path: Path, server: str) -> None:
     speech = tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(speech), "Send the report before noon."], check=True)
