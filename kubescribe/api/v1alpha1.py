@@ -7,10 +7,11 @@ Python names are snake_case, the resource's are camelCase; both are accepted whe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any, Final, Literal, Self, get_args
+from typing import Annotated, Any, Final, Literal, Self, get_args
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -59,12 +60,20 @@ TRANSLATE_NEEDS_MULTILINGUAL = "translate needs a multilingual model; *.en model
 OWN_STORE_NEEDS_BOTH = (
     "source.s3.endpoint and source.s3.secretName go together: both name your own store; omit both for the operator's"
 )
+TOLERATION_WITHOUT_KEY = "a toleration without a key must have operator Exists"
+EXISTS_TAKES_NO_VALUE = "a toleration with operator Exists takes no value"
+SECONDS_NEED_NO_EXECUTE = "tolerationSeconds needs effect NoExecute"
 SPEC_IMMUTABLE = "spec is immutable; delete and re-create the job"
 
 # Pydantic (Rust regex) and the API server (Go RE2) both search for a pattern: anchor it, and keep to shared syntax.
 _BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 _HTTP_URL = r"^https?://[!-~]+$"
 """Printable ASCII only: a URL with any other character is percent-encoded."""
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = rf"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}$"
+"""A label key as Kubernetes has it: an optional DNS-subdomain prefix and a slash, then a name."""
+_LABEL_KEY_MAX_LENGTH = 253 + 1 + 63
+_LABEL_VALUE = rf"^({_LABEL_NAME})?$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 _DNS_SUBDOMAIN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
 _MODEL = (
@@ -195,17 +204,53 @@ class Options(_Model):
 
 
 class Toleration(_Model):
-    """A pod toleration, as in the core Pod spec."""
+    """A pod toleration, as in the core Pod spec, checked as Kubernetes checks a pod's."""
 
-    key: str | None = Field(None, description="Taint key to match; empty with operator Exists matches every taint.")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+                    "message": TOLERATION_WITHOUT_KEY,
+                },
+                {
+                    "rule": "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                    "message": EXISTS_TAKES_NO_VALUE,
+                },
+                {
+                    "rule": "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+                    "message": SECONDS_NEED_NO_EXECUTE,
+                },
+            ]
+        }
+    )
+
+    key: str | None = Field(
+        None,
+        pattern=rf"^$|{_LABEL_KEY}",
+        max_length=_LABEL_KEY_MAX_LENGTH,
+        description="Taint key to match; empty with operator Exists matches every taint.",
+    )
     operator: Literal["Exists", "Equal"] | None = Field(None, description="Exists or Equal (the default).")
-    value: str | None = Field(None, description="Taint value to match with operator Equal.")
+    value: str | None = Field(
+        None, pattern=_LABEL_VALUE, max_length=63, description="Taint value to match with operator Equal."
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         None, description="Taint effect to match; empty matches every effect."
     )
     toleration_seconds: int | None = Field(
         None, description="How long a NoExecute taint is tolerated before eviction; unset tolerates it forever."
     )
+
+    @model_validator(mode="after")
+    def _as_kubernetes_does(self) -> Self:
+        if not self.key and self.operator != "Exists":
+            raise ValueError(TOLERATION_WITHOUT_KEY)
+        if self.operator == "Exists" and self.value:
+            raise ValueError(EXISTS_TAKES_NO_VALUE)
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError(SECONDS_NEED_NO_EXECUTE)
+        return self
 
 
 class Resources(_Model):
@@ -216,11 +261,24 @@ class Resources(_Model):
         None, pattern=_QUANTITY, description='CPU request as a quoted quantity, for example "2" or "500m".'
     )
     memory: str | None = Field(None, pattern=_QUANTITY, description="Memory request as a quantity, for example 4Gi.")
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the runner pod requires.")
-    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations of the runner pod.")
+    node_selector: dict[str, Annotated[str, Field(pattern=_LABEL_VALUE, max_length=63)]] = Field(
+        default_factory=dict, max_length=32, description="Node labels the runner pod requires."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=16, description="Tolerations of the runner pod."
+    )
     priority_class_name: str | None = Field(
         None, pattern=_DNS_SUBDOMAIN, max_length=253, description="PriorityClass of the runner pod."
     )
+
+    @field_validator("node_selector")
+    @classmethod
+    def _label_keys(cls, selector: dict[str, str]) -> dict[str, str]:
+        # The API server checks these keys when it creates the runner's Job (a CRD cannot afford to).
+        for key in selector:
+            if len(key) > _LABEL_KEY_MAX_LENGTH or not re.match(_LABEL_KEY, key):
+                raise ValueError(f"nodeSelector key {key!r} is not a label key such as example.com/gpu-pool")
+        return selector
 
 
 class TranscriptionJobSpec(_Model):

@@ -1,17 +1,19 @@
-"""One bad job never stops the others: a job whose runner the API server refuses fails with the reason, one whose
-namespace's quota refuses it waits with a Warning, and the jobs after them run."""
+"""One bad job never stops the others: a job whose runner the API server refuses as invalid fails with the reason,
+one whose namespace's quota refuses it waits with a Warning, and the jobs after them run."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Kubescribe, scratch_namespace, wait_for
+from tests.integration.conftest import Kubescribe, pod_template, scratch_namespace, wait_for
 from tests.integration.speech import speak
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
+TOLERATIONS_REFUSED = "this cluster's Jobs may not carry tolerations here"
 
 
 @pytest.fixture
@@ -21,6 +23,60 @@ def later_namespace(kubescribe: Kubescribe) -> Iterator[str]:
         yield name
 
 
+@pytest.fixture
+def tolerations_refused(kubescribe: Kubescribe, namespace: str) -> Iterator[None]:
+    """A cluster policy of the kind administrators write: Jobs with tolerations are invalid in `namespace`."""
+    cluster = kubescribe.cluster
+    name = f"no-tolerations-{namespace}"
+    cluster.apply(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["jobs"]}
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "!has(object.spec.template.spec.tolerations)",
+                        "message": TOLERATIONS_REFUSED,
+                        "reason": "Invalid",
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+            },
+        },
+    )
+    probe = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "probe", "namespace": namespace},
+        "spec": {"template": pod_template("pass", tolerations=[{"operator": "Exists"}])},
+    }
+
+    def refusing() -> bool:
+        dry_run = cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False)
+        return TOLERATIONS_REFUSED in dry_run.stderr
+
+    wait_for(refusing, 30, "the cluster's policy to apply")
+    yield
+    cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name, check=False)
+
+
+@pytest.mark.usefixtures("tolerations_refused")
 def test_jobs_the_api_server_refuses_stop_no_other_job(
     kubescribe: Kubescribe, namespace: str, later_namespace: str, speech_dir: Path
 ) -> None:
@@ -28,13 +84,13 @@ def test_jobs_the_api_server_refuses_stop_no_other_job(
     wav = speak(speech_dir, "fine", SENTENCE)
     kubescribe.upload("audio", f"{namespace}/fine.wav", wav)
     source = {"s3": {"bucket": "audio", "key": f"{namespace}/fine.wav"}}
-    # The CRD and the operator take this toleration; the API server refuses it in a Job (Exists takes no value).
-    toleration = {"key": "example.com/gpu-pool", "operator": "Exists", "value": "a"}
+    # A toleration the CRD and the operator take, in a namespace whose Jobs the cluster's own policy refuses.
+    toleration = {"key": "example.com/gpu-pool", "operator": "Exists"}
     kubescribe.submit(namespace, "refused", source=source, resources={"gpu": 0, "tolerations": [toleration]})
     refused = kubescribe.wait_finished(namespace, "refused", timeout=60)["status"]
     assert (refused["phase"], refused["reason"]) == ("Failed", "InvalidSpec"), refused
     assert "the API server refused the runner's Job" in refused["message"]
-    assert "tolerations[0]" in refused["message"]
+    assert TOLERATIONS_REFUSED in refused["message"]
 
     cluster.apply(
         {

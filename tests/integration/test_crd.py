@@ -94,6 +94,13 @@ INVALID = [
     ("priority-too-high", {"priority": 5000}, "should be less than or equal to 1000"),
     ("unknown-field", {"options.beamsize": 3}, 'unknown field "spec.options.beamsize"'),
     (
+        "toleration-exists-with-value",
+        {"resources.tolerations": [{"key": "example.com/pool", "operator": "Exists", "value": "a"}]},
+        "a toleration with operator Exists takes no value",
+    ),
+    ("toleration-bad-key", {"resources.tolerations": [{"key": "bad key", "operator": "Exists"}]}, "Invalid value"),
+    ("selector-bad-value", {"resources.nodeSelector": {"pool": "a b"}}, "Invalid value"),
+    (
         "endpoint-alone",
         {"source.s3.endpoint": "https://s3.example.org"},
         "source.s3.endpoint and source.s3.secretName go together",

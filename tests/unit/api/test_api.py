@@ -29,6 +29,7 @@ KUBERNETES_KEYWORDS = {
     "maximum",
     "minItems",
     "maxItems",
+    "maxProperties",
     "format",
     "x-kubernetes-validations",
     "x-kubernetes-list-type",
@@ -141,6 +142,13 @@ def test_model_names_models_in_s3_and_hugging_face_repositories_are_accepted(mod
         (spec_with(task="translate"), "translate needs a multilingual model; *.en models only transcribe English"),
         (spec_with(resources={"gpu": 9}), "less than or equal to 8"),
         (spec_with(resources={"memory": "lots"}), "should match pattern"),
+        (spec_with(resources={"nodeSelector": {"gpu pool": "a"}}), "is not a label key"),
+        (spec_with(resources={"nodeSelector": {"example.com/": "a"}}), "is not a label key"),
+        (spec_with(resources={"nodeSelector": {"pool": "a b"}}), "should match pattern"),
+        (spec_with(resources={"tolerations": [{"key": "pool", "operator": "Exists", "value": "a"}]}), "takes no value"),
+        (spec_with(resources={"tolerations": [{"value": "a"}]}), "without a key must have operator Exists"),
+        (spec_with(resources={"tolerations": [{"key": "pool", "tolerationSeconds": 5}]}), "needs effect NoExecute"),
+        (spec_with(resources={"tolerations": [{"key": "bad key", "operator": "Exists"}]}), "should match pattern"),
         (spec_with(priority=1001), "less than or equal to 1000"),
         (spec_with(webhookUrl="mailto:ops@example.org"), "should match pattern"),
         (spec_with(beamsize=3), "Extra inputs are not permitted"),
@@ -265,7 +273,9 @@ def test_the_schema_keeps_defaults_bounds_enums_and_patterns():
     assert (beam["minimum"], beam["maximum"], beam["default"]) == (1, 20, 5)
     assert at("spec.options.initialPrompt")["maxLength"] == 2000
     assert (at("spec.resources.gpu")["default"], at("spec.resources.gpu")["maximum"]) == (1, 8)
-    assert at("spec.resources.nodeSelector")["additionalProperties"] == {"type": "string"}
+    selector = at("spec.resources.nodeSelector")
+    assert (selector["additionalProperties"]["maxLength"], selector["maxProperties"]) == (63, 32)
+    assert at("spec.resources.tolerations")["maxItems"] == 16
     assert at("spec.resources.tolerations")["items"]["properties"]["effect"]["enum"] == [
         "NoSchedule",
         "PreferNoSchedule",
