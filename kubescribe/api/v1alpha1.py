@@ -274,7 +274,7 @@ class Resources(_Model):
     @field_validator("node_selector")
     @classmethod
     def _label_keys(cls, selector: dict[str, str]) -> dict[str, str]:
-        # The API server checks these keys when it creates the runner's Job (a CRD cannot afford to).
+        # Checked by pydantic alone: the operator fails a job with such a key (InvalidSpec) before anything runs.
         for key in selector:
             if len(key) > _LABEL_KEY_MAX_LENGTH or not re.match(_LABEL_KEY, key):
                 raise ValueError(f"nodeSelector key {key!r} is not a label key such as example.com/gpu-pool")
