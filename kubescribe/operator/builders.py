@@ -19,7 +19,6 @@ from kubescribe.api.v1alpha1 import (
     TranscriptionJobSpec,
     output_location,
     transcript_key,
-    transcript_uris,
 )
 from kubescribe.contract import (
     ENV_EGRESS_RULES,
@@ -187,22 +186,15 @@ def runner_spec(tj: Mapping[str, Any], settings: OperatorSettings) -> Transcript
     return spec.model_copy(update={"outputs": spec.outputs.model_copy(update={"s3": output}), "source": source})
 
 
-def expected_outputs(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str, str]:
-    """The URIs of the job's transcripts by format, as the runner's result must name them."""
-    metadata = tj["metadata"]
-    spec = TranscriptionJobSpec.model_validate(tj["spec"])
-    return transcript_uris(spec, metadata["namespace"], metadata["name"], settings.default_output_bucket)
-
-
 def owned_objects(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str, list[str]]:
     """The keys, by bucket, the operator deletes with a job: its transcripts, and its source only where the gateway
     uploaded it for this very job (the annotation alone names nothing); only where the storage policy lets the
     job's namespace write. Nothing of a job that names its own store: the operator's store holds none of it."""
-    if not uses_operator_store(tj):
-        return {}
     spec = runner_spec(tj, settings)
-    assert spec.outputs.s3 is not None
     metadata, source = tj["metadata"], spec.source.s3
+    if source is not None and source.secret_name is not None:
+        return {}
+    assert spec.outputs.s3 is not None
     bucket, prefix = spec.outputs.s3.bucket, spec.outputs.s3.prefix
     doomed = [(bucket, transcript_key(prefix, spec.source, format_)) for format_ in spec.outputs.formats]
     uploaded = (metadata.get("annotations") or {}).get(UPLOADED_SOURCE_ANNOTATION) == "true"

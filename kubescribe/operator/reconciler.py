@@ -24,7 +24,16 @@ from pydantic import ValidationError
 
 from kubescribe import s3
 from kubescribe.api.timestamps import format_timestamp, parse_timestamp
-from kubescribe.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION, is_finished, model_location
+from kubescribe.api.v1alpha1 import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    is_finished,
+    model_location,
+    transcript_uris,
+)
 from kubescribe.contract import StoreGrants
 from kubescribe.operator import builders, grants, metrics, policy, webhook
 from kubescribe.operator.queue import plan_admission, queue_entry
@@ -84,11 +93,8 @@ class Reconciler:
             pods_by_tj[_key(pod)].append(pod)
         tjs = self._list_transcription_jobs()
         live = [tj for tj in tjs if not tj["metadata"].get("deletionTimestamp")]
-        rejections = {
-            (tj["metadata"]["namespace"], tj["metadata"]["name"]): rejected
-            for tj in live
-            if (rejected := self._rejection(tj, jobs_by_tj)) is not None
-        }
+        judged = {(tj["metadata"]["namespace"], tj["metadata"]["name"]): self._judge(tj, jobs_by_tj) for tj in live}
+        rejections = {key: rejection for key, (_, rejection) in judged.items() if rejection is not None}
         plan = plan_admission(
             [
                 queue_entry(tj, jobs_by_tj.get(_label_key(tj)))
@@ -109,6 +115,7 @@ class Reconciler:
                 pods=pods_by_tj.get(label_key, []),
                 admitted=key in admit,
                 queue_position=plan.positions.get(key),
+                outputs=judged[key][0],
                 rejection=rejections.get(key) or _quota_rejection(plan.rejected.get(key)),
             )
             try:
@@ -143,7 +150,6 @@ class Reconciler:
         return self._expire(tj, status, now)
 
     def _status(self, tj: dict[str, Any], observed: Observed, now: datetime.datetime) -> dict[str, Any]:
-        invalid = observed.rejection is not None and observed.rejection[0] == INVALID_SPEC
         return compute_status(
             tj,
             observed.job,
@@ -151,21 +157,26 @@ class Reconciler:
             admitted=observed.admitted,
             queue_position=observed.queue_position,
             now=now,
-            expected_outputs={} if invalid else builders.expected_outputs(tj, self.settings),
+            expected_outputs=observed.outputs,
             rejection=observed.rejection,
         )
 
-    def _rejection(self, tj: Mapping[str, Any], jobs_by_tj: Mapping[Key, Any]) -> policy.Refusal | None:
-        """Why a job may never run: a spec the operator cannot read, or, while it waits for admission, one the
-        policy forbids (admitted jobs keep running)."""
+    def _judge(
+        self, tj: Mapping[str, Any], jobs_by_tj: Mapping[Key, Any]
+    ) -> tuple[dict[str, str], policy.Refusal | None]:
+        """From the job's spec, read once: the URIs of its transcripts (none when the spec cannot be read), and why
+        it may never run: a spec the operator cannot read, or, while it waits for admission, one the policy forbids
+        (admitted jobs keep running)."""
         try:
             spec = builders.runner_spec(tj, self.settings)
         except ValidationError as error:
-            return INVALID_SPEC, _invalid_spec_message(error)
+            return {}, (INVALID_SPEC, _invalid_spec_message(error))
+        namespace, name = tj["metadata"]["namespace"], tj["metadata"]["name"]
+        outputs = transcript_uris(spec, namespace, name, self.settings.default_output_bucket)
         status = tj.get("status")
         if is_finished(status) or has_condition(status, "Admitted") or _label_key(tj) in jobs_by_tj:
-            return None
-        return policy.refusal(spec, tj["metadata"]["namespace"], self.settings.storage, self.settings.allowed_models)
+            return outputs, None
+        return outputs, policy.refusal(spec, namespace, self.settings.storage, self.settings.allowed_models)
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -316,6 +327,8 @@ class Observed:
     pods: list[dict[str, Any]]
     admitted: bool
     queue_position: int | None
+    outputs: dict[str, str]
+    """The URIs of the job's transcripts, by format: the only ones its result may name."""
     rejection: policy.Refusal | None
 
 
