@@ -10,12 +10,13 @@ LOCALCLUSTER = $(PY) -m localcluster --bin-path "$(BIN_PATH)"
 DEBIAN_PACKAGES := espeak-ng sox ffmpeg chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help test lint unit integration up down clean logs demo bench binaries system-packages
+.PHONY: help test lint unit integration up down clean logs demo bench chaos binaries system-packages
 
 help:
 	@echo "make demo     bring the local cluster up and run the main job"
 	@echo "make test     lint, type-check and run every test (installs what it needs)"
 	@echo "make bench    measure runner overhead and operator admission latency (bench-results/report.md)"
+	@echo "make chaos    run real jobs through injected faults (bench-results/chaos.md)"
 	@echo "make up       start the local cluster (.local/env has its exports)"
 	@echo "make down     stop every process of the local cluster"
 	@echo "make logs POD=namespace/name [CONTAINER=name]   a pod's container logs"
@@ -70,3 +71,6 @@ demo: up system-packages
 
 bench: $(VENV)/.installed system-packages binaries
 	KUBESCRIBE_BIN_PATH="$(BIN_PATH)" $(PY) -m bench
+
+chaos: $(VENV)/.installed system-packages binaries
+	KUBESCRIBE_BIN_PATH="$(BIN_PATH)" $(PY) -m bench.chaos $(CHAOS_ARGS)

@@ -37,8 +37,10 @@ def run(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def install_operator(cluster: LocalCluster, state: ClusterState, env: dict[str, str]) -> dict[str, str]:
-    """The chart with the demo's settings and the queue limits raised; the Helm values used."""
+def install_operator(
+    cluster: LocalCluster, state: ClusterState, env: dict[str, str], limits: dict[str, str] = HELM_VALUES
+) -> dict[str, str]:
+    """The chart with the demo's settings and the queue `limits` (raised, unless given); the Helm values used."""
     run(env, "kubectl", "create", "namespace", OPERATOR_NAMESPACE)
     run(
         env,
@@ -49,7 +51,7 @@ def install_operator(cluster: LocalCluster, state: ClusterState, env: dict[str, 
     # The node agent runs pods as host processes: the operator's health and metrics ports and the gateway's port
     # are moved off 8080, 9090 and 8000, which another local cluster on this machine may hold.
     ports = {"operator.ports.health": free_port(), "operator.ports.metrics": free_port(), "gateway.port": free_port()}
-    values = {"s3.endpoint": cluster.s3_url(state), **HELM_VALUES, **{k: str(v) for k, v in ports.items()}}
+    values = {"s3.endpoint": cluster.s3_url(state), **limits, **{k: str(v) for k, v in ports.items()}}
     sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
     run(env, "helm", "upgrade", "--install", RELEASE, str(REPO / "charts/kubescribe"), "-n", OPERATOR_NAMESPACE, *sets)
     deployment = f"deployment/{RELEASE}-operator"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from localcluster import pki, processes
 from localcluster.kubeconfig import kubeconfig, write_kubeconfig
+from localcluster.nodeagent.environment import NODE_VARIABLE
 
 NODES = ("kubescribe-node-1", "kubescribe-node-2")
 GPUS_PER_NODE = 2
@@ -42,6 +43,19 @@ CONTROLLERS = (
     "node-lifecycle-controller",
     "resourcequota-controller",
 )
+
+
+NODE_AGENT_PREFIX = "node-agent-"
+
+
+@dataclass(frozen=True)
+class Component:
+    """How a component of the cluster is started, kept so that it can be started again after a fault."""
+
+    argv: list[str]
+    ready: Callable[[], bool]
+    env: dict[str, str]
+    timeout: float
 
 
 class ClusterError(RuntimeError):
@@ -84,6 +98,7 @@ class LocalCluster:
         self.state_file = self.root / "cluster.json"
         self.env_file = self.root / "env"
         self.admin_kubeconfig = self.root / "kubeconfig"
+        self._components: dict[str, Component] = {}
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -112,11 +127,36 @@ class LocalCluster:
         if state is None:
             return
         # Node agents first, so that they stop their pods as a kubelet would.
-        processes.terminate([pid for name, pid in state.pids.items() if name.startswith("node-agent")], 15)
+        processes.terminate([pid for name, pid in state.pids.items() if name.startswith(NODE_AGENT_PREFIX)], 15)
         marked = processes.marked_processes({processes.MARKER_VARIABLE: state.cluster_id})
         processes.terminate({*state.pids.values(), *marked}, grace_seconds=10)
         state.pids = {}
         self._save(state)
+
+    def stop_component(self, name: str, *, kill: bool = False) -> None:
+        """Stops one component of a cluster this object started: SIGKILL when `kill` (a crash), else SIGTERM with
+        a grace period. A node agent's pods go with it when it is killed, as they would with a failed machine."""
+        state = self._started_state(name)
+        pid = state.pids.pop(name)
+        if kill:
+            doomed = [pid]
+            if name.startswith(NODE_AGENT_PREFIX):
+                node = name.removeprefix(NODE_AGENT_PREFIX)
+                doomed += processes.marked_processes({NODE_VARIABLE: node, processes.MARKER_VARIABLE: state.cluster_id})
+            processes.kill(doomed)
+        else:
+            processes.terminate([pid], grace_seconds=15)
+        self._save(state)
+
+    def start_component(self, name: str) -> None:
+        """Starts a stopped component again, as it was first started, and waits until it is ready."""
+        self._launch(self._started_state(name), name)
+
+    def _started_state(self, name: str) -> ClusterState:
+        state = self.load_state()
+        if state is None or name not in self._components:
+            raise ClusterError(f"{name} is not a component this cluster object started")
+        return state
 
     def load_state(self) -> ClusterState | None:
         if not self.state_file.exists():
@@ -287,7 +327,7 @@ class LocalCluster:
             node_kubeconfig = self._component_kubeconfig(ca, server, pki.node_identity(node))
             self._start(
                 state,
-                f"node-agent-{node}",
+                f"{NODE_AGENT_PREFIX}{node}",
                 [
                     sys.executable,
                     "-m",
@@ -317,22 +357,27 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         timeout: float = 30,
     ) -> None:
+        self._components[name] = Component(argv, ready, env or {}, timeout)
+        self._launch(state, name)
+
+    def _launch(self, state: ClusterState, name: str) -> None:
+        component = self._components[name]
         log = self.logs_dir / f"{name}.log"
-        full_env = {**os.environ, **(env or {}), processes.MARKER_VARIABLE: state.cluster_id}
+        full_env = {**os.environ, **component.env, processes.MARKER_VARIABLE: state.cluster_id}
         # Credentials of the outer shell stay out of the cluster's processes.
         for key in ("KUBECONFIG", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             full_env.pop(key, None)
-        process = processes.spawn(argv, log, full_env, cwd=self.root)
+        process = processes.spawn(component.argv, log, full_env, cwd=self.root)
         state.pids[name] = process.pid
         self._save(state)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + component.timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise ClusterError(f"{name} exited with code {process.returncode} while starting; read {log}")
-            if ready():
+            if component.ready():
                 return
             time.sleep(0.2)
-        raise ClusterError(f"{name} was not ready within {timeout:.0f} s; read {log}")
+        raise ClusterError(f"{name} was not ready within {component.timeout:.0f} s; read {log}")
 
     def _node_ready(self, node: str) -> bool:
         state = self.load_state()

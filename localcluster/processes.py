@@ -69,6 +69,17 @@ def terminate(pids: Iterable[int], grace_seconds: float) -> None:
             return
 
 
+def kill(pids: Iterable[int], timeout: float = 10) -> None:
+    """SIGKILL to each process (and its process group) at once, as a crash would end them; waits until they are gone."""
+    pids = [pid for pid in pids if is_alive(pid)]
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pids = [pid for pid in pids if is_alive(pid)]
+
+
 def _signal(pid: int, sig: signal.Signals) -> None:
     try:
         if os.getpgid(pid) == pid:

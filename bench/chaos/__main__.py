@@ -1,0 +1,99 @@
+"""`python -m bench.chaos` (`make chaos`): bring up a local cluster of its own, install the chart, run each fault
+scenario against real jobs, stop the cluster, and write bench-results/chaos.md and chaos.json."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import tempfile
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from minio import Minio
+
+from bench import kube
+from bench.chaos import report, scenarios
+from bench.chaos.faults import Faults
+from localcluster.cluster import LocalCluster
+
+RESULTS = kube.REPO / "bench-results"
+HELM_VALUES = {"operator.maxRunningJobs": "4", "operator.maxGpusPerNamespace": "4", "operator.resyncSeconds": "10"}
+"""Four runners at once: what two cores transcribe without starving the control plane."""
+
+SCENARIOS: dict[str, tuple[str, Callable[[scenarios.Lab, int], dict[str, Any]], int]] = {
+    "operator": ("1. The operator SIGKILLed and its pod deleted", scenarios.operator_killed, 100),
+    "runners": ("2. Runners killed and deleted, a node failed", scenarios.runners_killed, 30),
+    "store": ("3. MinIO stopped for 30 s", scenarios.store_stopped, 30),
+    "apiserver": ("4. kube-apiserver and etcd crashed and restarted", scenarios.control_plane_restarted, 40),
+    "load": ("6. Load: many jobs at once through kubectl", scenarios.load, 1000),
+}
+
+log = logging.getLogger("bench.chaos")
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated (default: all)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiplies every scenario's number of jobs (default 1)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="of the random moments of the faults")
+    return parser.parse_args()
+
+
+def speech(path: Path) -> Path:
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), scenarios.SPEECH], check=True)
+    return path
+
+
+def main() -> None:
+    args = arguments()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    results: dict[str, Any] = {
+        "header": report.header(),
+        "commit": report.commit(),
+        "ttl_seconds": scenarios.TTL_SECONDS,
+        "scale": args.scale,
+        "scenarios": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="kubescribe-chaos-") as temp:
+        work = Path(temp)
+        cluster = LocalCluster(work / "cluster", kube.bin_path())
+        log.info("starting a local cluster under %s", cluster.root)
+        cluster.up()
+        try:
+            state = cluster.load_state()
+            assert state is not None
+            env = {**os.environ, **cluster.env_exports(state)}
+            s3 = Minio(
+                cluster.s3_url(state).removeprefix("http://"), state.minio_user, state.minio_password, secure=False
+            )
+            for bucket in (scenarios.AUDIO_BUCKET, scenarios.OUTPUTS_BUCKET):
+                s3.make_bucket(bucket)
+            kube.install_operator(cluster, state, env, HELM_VALUES)
+            api = kube.api_client(cluster.admin_kubeconfig)
+            lab = scenarios.Lab(cluster, state, api, s3, Faults(cluster, api, args.seed), env, speech(work / "s.wav"))
+            for name in args.scenarios.split(","):
+                title, run, jobs = SCENARIOS[name]
+                count = max(1, round(jobs * args.scale))
+                log.info("scenario %s: %d jobs", name, count)
+                try:
+                    outcome = run(lab, count)
+                except Exception as error:
+                    log.error("scenario %s did not complete:\n%s", name, traceback.format_exc())
+                    outcome = {"error": f"{type(error).__name__}: {error}"}
+                results["scenarios"][name] = (title, outcome)
+                report.write(RESULTS, results)
+        finally:
+            log.info("stopping the local cluster")
+            cluster.down()
+    print(report.write(RESULTS, results).read_text())
+
+
+if __name__ == "__main__":
+    main()
