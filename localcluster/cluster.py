@@ -41,6 +41,7 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
     "pod-garbage-collector-controller",
     "node-lifecycle-controller",
+    "taint-eviction-controller",
     "resourcequota-controller",
 )
 

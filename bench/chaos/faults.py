@@ -77,7 +77,12 @@ class Faults:
 
     def running_runners(self, namespace: str) -> list[Any]:
         pods = self.core.list_namespaced_pod(namespace, label_selector=RUNNER_SELECTOR).items
-        return [pod for pod in pods if running_pid(pod) and not pod.metadata.deletion_timestamp]
+        # A failed node's pods still read Running: only live processes count.
+        return [
+            pod
+            for pod in pods
+            if (pid := running_pid(pod)) and processes.is_alive(pid) and not pod.metadata.deletion_timestamp
+        ]
 
     def kill_runner(self, namespace: str) -> str | None:
         """SIGKILL to one running runner, mid-transcription."""
@@ -89,6 +94,13 @@ class Faults:
         assert pid is not None
         processes.kill([pid])
         return f"SIGKILL runner {pod.metadata.name}"
+
+    def wait_for_runner_on(self, namespace: str, node: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(pod.spec.node_name == node for pod in self.running_runners(namespace)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no runner ran on {node} within {timeout:.0f} s")
+            time.sleep(0.5)
 
     def delete_runner(self, namespace: str) -> str | None:
         """One running runner pod deleted, as an eviction or a user would."""

@@ -35,6 +35,8 @@ FINISH_TIMEOUT_SECONDS = 1800.0
 SPEECH = "The harbour light turns every night, and the ships come home before the storm."
 NODE_DOWN_TOLERATION_SECONDS = 10
 """Runner pods of the node scenario leave a failed node after this, instead of Kubernetes' default 300 s."""
+NODE_DOWN_SECONDS = 300.0
+"""The failed node stays down this long at most once the other faults are done, or until every job finished."""
 
 
 @dataclass
@@ -164,14 +166,22 @@ def operator_killed(lab: Lab, jobs: int) -> dict[str, Any]:
 
 
 def runners_killed(lab: Lab, jobs: int) -> dict[str, Any]:
-    """Runner pods SIGKILLed and deleted mid-transcription, then a node failed with its containers (its pods are
-    evicted and their Jobs start them again on the other node)."""
+    """A node failed with its containers while runners run on it (Kubernetes evicts its pods and their Jobs start
+    them again on the other node), then runner pods SIGKILLed and deleted mid-transcription."""
     tolerations = [
         {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": NODE_DOWN_TOLERATION_SECONDS}
         for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
     ]
+    node = NODES[0]
     with scenario(lab, "chaos-runners") as run:
-        run.names = lab.submit([lab.job(run.namespace, f"run-{i:04d}", tolerations=tolerations) for i in range(jobs)])
+        run.names = lab.submit(
+            [
+                lab.job(run.namespace, f"run-{i:04d}", resources={"gpu": 0, "tolerations": tolerations})
+                for i in range(jobs)
+            ]
+        )
+        lab.faults.wait_for_runner_on(run.namespace, node)
+        run.fault(lab.faults.fail_node(node))
         turn = 0
 
         def inject() -> None:
@@ -180,10 +190,10 @@ def runners_killed(lab: Lab, jobs: int) -> dict[str, Any]:
             fault = lab.faults.kill_runner if turn % 2 else lab.faults.delete_runner
             run.fault(fault(run.namespace) or "no runner running: nothing done")
 
-        _while_running(run, inject, (2, 6), 10)
-        node = NODES[0]
-        run.fault(lab.faults.fail_node(node))
-        time.sleep(90)
+        _while_running(run, inject, (4, 10), 10)
+        assert run.book is not None
+        ledger.wait_until_finished(run.book, run.names, NODE_DOWN_SECONDS)
+        run.fault(f"{run.unfinished()} jobs unfinished as the node comes back")
         run.fault(lab.faults.restore_node(node))
         return run.result()
 

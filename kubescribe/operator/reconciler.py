@@ -50,6 +50,9 @@ from kubescribe.operator.status import (
 log = logging.getLogger("kubescribe.operator")
 
 RUNNER_SELECTOR = "app.kubernetes.io/name=kubescribe,app.kubernetes.io/component=runner"
+STRANDED_AFTER_SECONDS = 60
+"""How long past its grace period a runner pod may stay terminating before its node counts as gone."""
+STRANDED_POD_DELETED = "StrandedPodDeleted"
 Key = tuple[str, str]
 
 
@@ -132,6 +135,8 @@ class Reconciler:
     def _reconcile_job(self, tj: dict[str, Any], observed: Observed, now: datetime.datetime) -> float | None:
         """Creates an admitted job's children and writes its status; returns the seconds until a finished job's TTL
         runs out."""
+        for pod in stranded_pods(observed.pods, now):
+            self._release(tj, pod, now)
         status = self._status(tj, observed, now)
         if observed.job is None and status.get("phase") in ("Pending", "Running") and has_condition(status, "Admitted"):
             try:
@@ -275,6 +280,25 @@ class Reconciler:
         if is_finished(status) and not is_finished(current):
             metrics.observe_finished(status)
 
+    def _release(self, tj: Mapping[str, Any], pod: Mapping[str, Any], now: datetime.datetime) -> None:
+        """Removes a stranded runner pod at once, so that its Job starts another on a node that answers."""
+        metadata = pod["metadata"]
+        try:
+            self.core.delete_namespaced_pod(metadata["name"], metadata["namespace"], grace_period_seconds=0)
+        except ApiException as error:
+            if error.status == 404:
+                return
+            raise
+        waited = (now - parse_timestamp(metadata["deletionTimestamp"])).total_seconds()
+        node = pod["spec"].get("nodeName", "its node")
+        self._event(
+            tj,
+            "Warning",
+            STRANDED_POD_DELETED,
+            f"runner pod {metadata['name']} was still terminating {waited:.0f} s after its grace period on {node}, "
+            "whose kubelet does not answer: removed so that its Job runs another",
+        )
+
     def _expire(self, tj: dict[str, Any], status: Mapping[str, Any], now: datetime.datetime) -> float:
         """Deletes a finished job whose TTL ran out; otherwise returns the seconds left."""
         completion = status.get("completionTime")
@@ -317,6 +341,19 @@ class Reconciler:
             self.core.create_namespaced_event(metadata["namespace"], body)
         except ApiException as error:
             log.warning("event %s for %s/%s failed: %s", reason, metadata["namespace"], metadata["name"], error.reason)
+
+
+def stranded_pods(pods: list[dict[str, Any]], now: datetime.datetime) -> list[dict[str, Any]]:
+    """Runner pods still terminating long after their grace period: their node's kubelet is gone (a failed or
+    partitioned machine). Their Job replaces a pod only once it has ended, which such a node never reports."""
+    limit = datetime.timedelta(seconds=STRANDED_AFTER_SECONDS)
+    return [
+        pod
+        for pod in pods
+        if (deleted := pod["metadata"].get("deletionTimestamp"))
+        and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+        and now - parse_timestamp(deleted) > limit
+    ]
 
 
 @dataclass(frozen=True)

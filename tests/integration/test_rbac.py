@@ -16,7 +16,7 @@ OPERATOR: Permissions = (
     | grants("transcriptionjobs.kubescribe.io/status", "patch")
     | grants("transcriptionjobs.kubescribe.io/finalizers", "update")
     | grants("jobs.batch", "list", "watch", "create", "delete")
-    | grants("pods", "list", "watch")
+    | grants("pods", "list", "watch", "delete")
     | grants("serviceaccounts", "create")
     | grants("secrets", "create")
     | grants("secrets", "get", name="kubescribe-webhook")
