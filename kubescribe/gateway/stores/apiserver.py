@@ -27,14 +27,17 @@ def is_failing(status: int) -> bool:
 
 
 class ApiServerClient(client.ApiClient):  # type: ignore[misc]
-    def __init__(self, configuration: client.Configuration | None = None) -> None:
+    def __init__(
+        self, configuration: client.Configuration | None = None, timeout: tuple[float, float] = REQUEST_TIMEOUT
+    ) -> None:
         configuration = configuration or client.Configuration.get_default_copy()
         configuration.retries = RETRIES
         super().__init__(configuration)
+        self.timeout = timeout
 
     def call_api(self, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> rest.RESTResponse:
         try:
-            response = super().call_api(*args, _request_timeout=_request_timeout or REQUEST_TIMEOUT, **kwargs)
+            response = super().call_api(*args, _request_timeout=_request_timeout or self.timeout, **kwargs)
         except rest.ApiException as error:
             if error.status is None or not (error.status == 0 or is_failing(error.status)):
                 raise  # status 0: TLS or proxy failures, raised before any answer

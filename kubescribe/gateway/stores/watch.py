@@ -24,7 +24,6 @@ Change = dict[str, Any] | None
 WATCH_SECONDS = 60
 """How long the API server keeps each watch open; it sends a bookmark shortly before it ends one."""
 CONNECT_SECONDS = 5.0
-READ_MARGIN_SECONDS = 15.0
 RETRY_SECONDS = 1.0
 GONE = 410
 
@@ -36,12 +35,16 @@ def _key(job: dict[str, Any]) -> Key:
 class JobWatcher:
     """The watch: a list, then changes from its resourceVersion on, resumed from the last one seen when a watch ends
     or breaks (listed again only when the API server no longer has it: 410 Gone). Each watch asks the API server to
-    end it after `WATCH_SECONDS` and to send bookmarks, and gives up reading after `WATCH_SECONDS` and a margin, so a
-    silent connection is noticed. The cache is confirmed fresh by every event, bookmark and list; `staleness` says
+    end it after `watch_seconds` and to send bookmarks, and gives up reading after a quarter more, so a silent
+    connection is noticed. The cache is confirmed fresh by every event, bookmark and list; `staleness` says
     when it has not been for longer than `stale_after` seconds."""
 
     def __init__(
-        self, api_client: client.ApiClient, stale_after: float = 180, clock: Callable[[], float] = time.monotonic
+        self,
+        api_client: client.ApiClient,
+        stale_after: float = 180,
+        clock: Callable[[], float] = time.monotonic,
+        watch_seconds: int = WATCH_SECONDS,
     ) -> None:
         self._api = client.CustomObjectsApi(api_client)
         self._jobs: dict[Key, dict[str, Any]] = {}
@@ -49,7 +52,7 @@ class JobWatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
         self._watch = watch.Watch()
-        self._stale_after, self._clock = stale_after, clock
+        self._stale_after, self._clock, self._watch_seconds = stale_after, clock, watch_seconds
         self._version: str | None = None
         self._confirmed_at: float | None = None
 
@@ -118,8 +121,8 @@ class JobWatcher:
             PLURAL,
             resource_version=self._version,
             allow_watch_bookmarks=True,
-            timeout_seconds=WATCH_SECONDS,
-            _request_timeout=(CONNECT_SECONDS, WATCH_SECONDS + READ_MARGIN_SECONDS),
+            timeout_seconds=self._watch_seconds,
+            _request_timeout=(CONNECT_SECONDS, self._watch_seconds * 1.25),
         ):
             kind, job = event["type"], event["raw_object"]
             if kind == "ERROR":
