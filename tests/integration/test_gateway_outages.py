@@ -43,6 +43,7 @@ class Proxy:
 
     def stop(self) -> None:
         assert self._listener is not None
+        self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept, which close alone does not
         self._listener.close()
         with self._lock:
             for connection in self._connections:
