@@ -36,8 +36,9 @@ class JobWatcher:
     """The watch: a list, then changes from its resourceVersion on, resumed from the last one seen when a watch ends
     or breaks (listed again only when the API server no longer has it: 410 Gone). Each watch asks the API server to
     end it after `watch_seconds` and to send bookmarks, and gives up reading after a quarter more, so a silent
-    connection is noticed. The cache is confirmed fresh by every event, bookmark and list; `staleness` says
-    when it has not been for longer than `stale_after` seconds."""
+    connection is noticed. The cache is confirmed fresh by every event, bookmark and list, and by each watch the API
+    server ends (it sends no bookmark while no job has changed); `staleness` says when it has not been for longer
+    than `stale_after` seconds."""
 
     def __init__(
         self,
@@ -130,6 +131,8 @@ class JobWatcher:
             if kind in ("ADDED", "MODIFIED", "DELETED"):
                 self._call(self._apply, _key(job), None if kind == "DELETED" else job)
             self._confirm(str(job["metadata"]["resourceVersion"]))
+        assert self._version is not None
+        self._confirm(self._version)  # ended by the API server: nothing changed that was not sent
 
     def _confirm(self, version: str) -> None:
         self._version, self._confirmed_at = version, self._clock()

@@ -192,13 +192,17 @@ def test_the_watch_resumes_from_its_version_relists_when_gone_and_reports_when_i
     assert (first_watch["timeoutSeconds"], first_watch["allowWatchBookmarks"]) == ("1", "true")
 
 
-def test_a_bookmark_confirms_the_cache_fresh() -> None:
+def test_bookmarks_and_watches_the_api_server_ends_confirm_the_cache_fresh() -> None:
     apiserver = ScriptedApiServer()
     apiserver.listed = [("10", [job("tj-a", "9")])]
-    gate = threading.Event()
-    apiserver.watches = [([{"type": "BOOKMARK", "object": job("", "11")}], False, gate)]
+    bookmark, end = threading.Event(), threading.Event()
+    apiserver.watches = [
+        ([{"type": "BOOKMARK", "object": job("", "11")}], True, bookmark),
+        ([], False, end),
+    ]
     now = [0.0]
-    watcher = JobWatcher(api_client(apiserver.port), stale_after=30, clock=lambda: now[0], watch_seconds=1)
+    # Reads time out after 5 s: time enough for the test to open a gate before the watch waiting on it gives up.
+    watcher = JobWatcher(api_client(apiserver.port), stale_after=30, clock=lambda: now[0], watch_seconds=4)
 
     async def scenario() -> None:
         watcher.start()
@@ -206,11 +210,16 @@ def test_a_bookmark_confirms_the_cache_fresh() -> None:
             await until(lambda: len(apiserver.requests) == 2, "the first watch")
             assert names(watcher) == {"tj-a"}
             now[0] = 20
-            gate.set()
-            await until(lambda: len(apiserver.requests) == 3, "the watch from the bookmark")
+            bookmark.set()
+            await until(lambda: len(apiserver.requests) == 3, "the watch from the bookmark, after a read timeout")
             now[0] = 45
             assert watcher.staleness() is None  # 25 s since the bookmark, 45 s since the list
-            now[0] = 51
+            now[0] = 60
+            end.set()
+            await until(lambda: len(apiserver.requests) == 4, "the watch after the one the API server ended")
+            now[0] = 85
+            assert watcher.staleness() is None
+            now[0] = 91
             assert watcher.staleness() == "the job watch has not been confirmed fresh for 31 s (more than 30 s)"
         finally:
             watcher.stop()
@@ -219,7 +228,7 @@ def test_a_bookmark_confirms_the_cache_fresh() -> None:
         asyncio.run(scenario())
     finally:
         apiserver.close()
-    assert watches(apiserver.requests)[:3] == ["list", "10", "11"]
+    assert watches(apiserver.requests)[:4] == ["list", "10", "11", "11"]
 
 
 def names(watcher: JobWatcher) -> set[str]:
