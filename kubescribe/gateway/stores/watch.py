@@ -101,12 +101,15 @@ class JobWatcher:
                 if error.status == GONE:
                     log.info("the job watch's resourceVersion is gone; listing again")
                     self._version = None
-                    continue
-                log.warning("the job watch failed (%s); resuming", error.status)
-                self._stopping.wait(RETRY_SECONDS)
+                else:
+                    self._failed(str(error.status))
             except Exception as error:
-                log.warning("the job watch failed (%s); resuming", type(error).__name__)
-                self._stopping.wait(RETRY_SECONDS)
+                self._failed(type(error).__name__)
+
+    def _failed(self, why: str) -> None:
+        if not self._stopping.is_set():
+            log.warning("the job watch failed (%s); resuming", why)
+            self._stopping.wait(RETRY_SECONDS)
 
     def _relist(self) -> None:
         listed = self._api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
