@@ -22,7 +22,7 @@ Key = tuple[str, str]
 Change = dict[str, Any] | None
 """The job as it is now, or None once it is gone."""
 WATCH_SECONDS = 60
-"""How long the API server keeps each watch open; it sends a bookmark shortly before it ends one."""
+"""How long the API server keeps each watch open before it ends it."""
 CONNECT_SECONDS = 5.0
 RETRY_SECONDS = 1.0
 GONE = 410
