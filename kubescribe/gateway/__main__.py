@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import uvicorn
-from kubernetes import client, config
+from kubernetes import config
 from prometheus_client import start_http_server
 
 from kubescribe.gateway.access.caller import Access
@@ -13,6 +13,7 @@ from kubescribe.gateway.app import create_app
 from kubescribe.gateway.middleware import request_id
 from kubescribe.gateway.settings import GatewaySettings
 from kubescribe.gateway.state import Gateway
+from kubescribe.gateway.stores.apiserver import ApiServerClient
 from kubescribe.logs import JsonFormatter
 
 
@@ -33,7 +34,7 @@ def main() -> None:
     settings = GatewaySettings()
     setup_logging(settings)
     config.load_config()
-    api_client = client.ApiClient()
+    api_client = ApiServerClient()
     app = create_app(Gateway.create(settings, api_client), Access.create(settings, api_client))
     start_http_server(settings.metrics_port)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

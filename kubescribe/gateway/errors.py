@@ -41,6 +41,18 @@ class ApiError(HTTPException):
         self.param, self.code = param, code
 
 
+RETRY_AFTER_SECONDS = 5
+
+
+class Unavailable(ApiError):
+    """A service the gateway needs (the Kubernetes API server, the object store) cannot be reached, does not answer in
+    time or fails: 503, to be tried again."""
+
+    def __init__(self, service: str) -> None:
+        message = f"{service} is unavailable; try again in a few seconds"
+        super().__init__(503, message, code="service_unavailable", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def error_body(status_code: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": TYPES.get(status_code, "server_error"), "param": param, "code": code}}
 

@@ -28,8 +28,17 @@ class GatewaySettings(BaseSettings):
 
     keys_secret_name: str = "kubescribe-api-keys"  # noqa: S105 - a name
     keys_secret_namespace: str = "kubescribe"  # noqa: S105 - a name
-    keys_cache_seconds: float = 5
-    """How long a read of the keys Secret is reused: a revoked key stops working after at most this long."""
+    keys_cache_seconds: float = Field(5, gt=0)
+    """The keys Secret is read again this often, in the background: a revoked key stops working after at most this
+    long."""
+    keys_max_stale_seconds: float = Field(300, gt=0)
+    """While the keys Secret cannot be read, the keys last read serve for this long after that read; then requests
+    answer 503."""
+    watch_max_stale_seconds: float = Field(180, gt=0)
+    """/readyz answers 503 once the job watch has had no event, bookmark or list for this long."""
+    abandoned_upload_seconds: float = Field(3600, gt=0)
+    """Incomplete multipart uploads of the gateway's upload keys older than this (left by a gateway that stopped
+    mid-upload) are aborted, at start and then periodically; longer than any upload takes."""
     kubernetes_tokens: bool = True
     """Also accept Kubernetes bearer tokens (TokenReview, then a SubjectAccessReview of the request's verb on
     TranscriptionJobs in the requested namespace)."""

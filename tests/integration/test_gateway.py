@@ -503,7 +503,7 @@ def test_health_readiness_and_metrics(gateway: Gateway) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"kubernetes": True, "s3": True, "watch": True}
+    assert ready.json()["checks"] == {"kubernetes": True, "s3": True, "watch": True, "keys": True}
     assert client.get("/metrics").status_code == 404
     metrics = httpx.get(gateway.metrics_url).text
     assert "kubescribe_gateway_requests_total" in metrics

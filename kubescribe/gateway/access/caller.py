@@ -99,7 +99,7 @@ class Access:
             client.CoreV1Api(api_client),
             settings.keys_secret_namespace,
             settings.keys_secret_name,
-            settings.keys_cache_seconds,
+            settings.keys_max_stale_seconds,
         )
         tokens = TokenReviewer(api_client) if settings.kubernetes_tokens else None
         return cls(

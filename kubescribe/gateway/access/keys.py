@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -17,7 +18,12 @@ from datetime import UTC, datetime
 from kubernetes.client import CoreV1Api
 from kubernetes.client.rest import ApiException
 
+from kubescribe.gateway.errors import Unavailable
+
+log = logging.getLogger("kubescribe.gateway.keys")
+
 KEY_PREFIX = "ks_"
+KEYS = "the API key store (a Secret in Kubernetes)"
 
 
 @dataclass(frozen=True)
@@ -99,21 +105,38 @@ def revoke_key(core_api: CoreV1Api, secret_namespace: str, secret_name: str, nam
 
 
 class KeyStore:
-    """The gateway's view of the keys Secret, read again when older than `max_age` seconds."""
+    """The gateway's copy of the keys Secret, read again by `refresh` (called in the background every
+    `keys_cache_seconds`), never on a request's path. When a read fails, the last copy is kept and serves for
+    `max_stale` seconds after it was read; past that, or before the first read, lookups raise Unavailable."""
 
     def __init__(
-        self, load: Callable[[], dict[str, KeyRecord]], max_age: float, clock: Callable[[], float] = time.monotonic
+        self, load: Callable[[], dict[str, KeyRecord]], max_stale: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._load, self._max_age, self._clock = load, max_age, clock
+        self._load, self._max_stale, self._clock = load, max_stale, clock
         self._records: dict[str, KeyRecord] = {}
         self._loaded_at: float | None = None
 
     @classmethod
-    def from_secret(cls, core_api: CoreV1Api, secret_namespace: str, secret_name: str, max_age: float) -> KeyStore:
-        return cls(lambda: _read(core_api, secret_namespace, secret_name), max_age)
+    def from_secret(cls, core_api: CoreV1Api, secret_namespace: str, secret_name: str, max_stale: float) -> KeyStore:
+        return cls(lambda: _read(core_api, secret_namespace, secret_name), max_stale)
+
+    def refresh(self) -> None:
+        """Reads the Secret again; on failure keeps the last copy. Blocking."""
+        try:
+            self._records, self._loaded_at = self._load(), self._clock()
+        except Exception as error:
+            log.warning("the API keys could not be read again (%s); the last ones read serve", type(error).__name__)
+
+    def staleness(self) -> str | None:
+        """Why the keys cannot be trusted now, or None when they can."""
+        if self._loaded_at is None:
+            return "the API keys have not been read yet"
+        age = self._clock() - self._loaded_at
+        if age > self._max_stale:
+            return f"the API keys were last read {age:.0f} s ago (more than {self._max_stale:g} s)"
+        return None
 
     def lookup(self, key: str) -> KeyRecord | None:
-        now = self._clock()
-        if self._loaded_at is None or now - self._loaded_at >= self._max_age:
-            self._records, self._loaded_at = self._load(), now
+        if self.staleness() is not None:
+            raise Unavailable(KEYS)
         return self._records.get(hash_key(key))

@@ -21,7 +21,13 @@ def gateway(request: Request) -> Gateway:
     return state
 
 
+def access(request: Request) -> Access:
+    state: Access = request.app.state.access
+    return state
+
+
 GatewayDep = Annotated[Gateway, Depends(gateway)]
+AccessDep = Annotated[Access, Depends(access)]
 CallerDep = Annotated[Principal, Depends(caller)]
 
 

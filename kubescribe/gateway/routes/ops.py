@@ -8,7 +8,7 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from kubescribe.gateway.routes.deps import GatewayDep
+from kubescribe.gateway.routes.deps import AccessDep, GatewayDep
 from kubescribe.gateway.stores.objects import reachable
 
 router = APIRouter(tags=["operations"])
@@ -27,14 +27,26 @@ async def _check(function: Callable[..., bool], *args: object) -> bool:
         return False
 
 
-@router.get("/readyz", summary="Kubernetes, S3 and the job watch are up", responses={503: {"description": "Not ready"}})
-async def readyz(gateway: GatewayDep) -> JSONResponse:
+@router.get(
+    "/readyz",
+    summary="Kubernetes and S3 are up, the job watch and the API keys are fresh",
+    responses={503: {"description": "Not ready"}},
+)
+async def readyz(gateway: GatewayDep, access: AccessDep) -> JSONResponse:
     kubernetes, s3 = await asyncio.gather(
         _check(gateway.jobs.reachable), _check(reachable, gateway.objects, gateway.settings.upload_bucket)
     )
-    checks = {"kubernetes": kubernetes, "s3": s3, "watch": gateway.watcher.synced}
-    down = [name for name, ok in checks.items() if not ok]
-    body = {"status": "not ready" if down else "ready", "checks": checks}
+    reasons = {
+        "kubernetes": None if kubernetes else "the Kubernetes API server is not reachable",
+        "s3": None if s3 else "the object store is not reachable",
+        "watch": gateway.watcher.staleness(),
+        "keys": access.keys.staleness(),
+    }
+    down = [reason for reason in reasons.values() if reason is not None]
+    body: dict[str, object] = {
+        "status": "not ready" if down else "ready",
+        "checks": {name: reason is None for name, reason in reasons.items()},
+    }
     if down:
-        body["message"] = f"not reachable: {', '.join(down)}"
+        body["message"] = "; ".join(down)
     return JSONResponse(body, 503 if down else 200)

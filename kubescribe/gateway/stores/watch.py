@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kubernetes import client, watch
@@ -21,7 +22,10 @@ Key = tuple[str, str]
 Change = dict[str, Any] | None
 """The job as it is now, or None once it is gone."""
 WATCH_SECONDS = 60
+"""How long the API server keeps each watch open before it ends it."""
+CONNECT_SECONDS = 5.0
 RETRY_SECONDS = 1.0
+GONE = 410
 
 
 def _key(job: dict[str, Any]) -> Key:
@@ -29,14 +33,29 @@ def _key(job: dict[str, Any]) -> Key:
 
 
 class JobWatcher:
-    def __init__(self, api_client: client.ApiClient) -> None:
+    """The watch: a list, then changes from its resourceVersion on, resumed from the last one seen when a watch ends
+    or breaks (listed again only when the API server no longer has it: 410 Gone). Each watch asks the API server to
+    end it after `watch_seconds` and to send bookmarks, and gives up reading after a quarter more, so a silent
+    connection is noticed. The cache is confirmed fresh by every event, bookmark and list, and by each watch the API
+    server ends (it sends no bookmark while no job has changed); `staleness` says when it has not been for longer
+    than `stale_after` seconds."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        stale_after: float = 180,
+        clock: Callable[[], float] = time.monotonic,
+        watch_seconds: int = WATCH_SECONDS,
+    ) -> None:
         self._api = client.CustomObjectsApi(api_client)
         self._jobs: dict[Key, dict[str, Any]] = {}
         self._followers: dict[Key, set[asyncio.Queue[Change]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
         self._watch = watch.Watch()
-        self.synced = False
+        self._stale_after, self._clock, self._watch_seconds = stale_after, clock, watch_seconds
+        self._version: str | None = None
+        self._confirmed_at: float | None = None
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -45,6 +64,15 @@ class JobWatcher:
     def stop(self) -> None:
         self._stopping.set()
         self._watch.stop()
+
+    def staleness(self) -> str | None:
+        """Why the cache cannot be trusted now, or None when it can."""
+        if self._confirmed_at is None:
+            return "the job watch has not listed the jobs yet"
+        age = self._clock() - self._confirmed_at
+        if age > self._stale_after:
+            return f"the job watch has not been confirmed fresh for {age:.0f} s (more than {self._stale_after:g} s)"
+        return None
 
     def jobs(self) -> list[dict[str, Any]]:
         return list(self._jobs.values())
@@ -66,32 +94,51 @@ class JobWatcher:
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                version = self._relist()
-                self._stream(version)
-            except Exception:
-                log.warning("watch of transcriptionjobs failed; listing again", exc_info=True)
-                self._stopping.wait(RETRY_SECONDS)
+                if self._version is None:
+                    self._relist()
+                self._stream()
+            except ApiException as error:
+                if error.status == GONE:
+                    log.info("the job watch's resourceVersion is gone; listing again")
+                    self._version = None
+                else:
+                    self._failed(str(error.status))
+            except Exception as error:
+                self._failed(type(error).__name__)
 
-    def _relist(self) -> str:
+    def _failed(self, why: str) -> None:
+        if not self._stopping.is_set():
+            log.warning("the job watch failed (%s); resuming", why)
+            self._stopping.wait(RETRY_SECONDS)
+
+    def _relist(self) -> None:
         listed = self._api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
         self._call(self._replace, {_key(job): job for job in listed["items"]})
-        return str(listed["metadata"]["resourceVersion"])
+        self._confirm(str(listed["metadata"]["resourceVersion"]))
 
-    def _stream(self, version: str) -> None:
-        """Follows changes from `version` until the watch expires (then lists again: simple and always correct)."""
+    def _stream(self) -> None:
+        """Follows changes from the last resourceVersion until the API server ends the watch."""
         for event in self._watch.stream(
             self._api.list_cluster_custom_object,
             GROUP,
             VERSION,
             PLURAL,
-            resource_version=version,
-            timeout_seconds=WATCH_SECONDS,
+            resource_version=self._version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self._watch_seconds,
+            _request_timeout=(CONNECT_SECONDS, self._watch_seconds * 1.25),
         ):
-            kind, job = event["type"], event["object"]
+            kind, job = event["type"], event["raw_object"]
             if kind == "ERROR":
-                raise ApiException(status=job.get("code"), reason=job.get("message"))
+                raise ApiException(status=job.get("code"), reason=job.get("reason"))
             if kind in ("ADDED", "MODIFIED", "DELETED"):
                 self._call(self._apply, _key(job), None if kind == "DELETED" else job)
+            self._confirm(str(job["metadata"]["resourceVersion"]))
+        assert self._version is not None
+        self._confirm(self._version)  # ended by the API server: nothing changed that was not sent
+
+    def _confirm(self, version: str) -> None:
+        self._version, self._confirmed_at = version, self._clock()
 
     def _call(self, function: Any, *args: Any) -> None:
         assert self._loop is not None
@@ -104,7 +151,6 @@ class JobWatcher:
         for key, job in jobs.items():
             if self._jobs.get(key) != job:
                 self._apply(key, job)
-        self.synced = True
 
     def _apply(self, key: Key, job: Change) -> None:
         if job is None:

@@ -16,7 +16,7 @@ from kubescribe.gateway.access.concurrency import ConcurrencyLimit, holding
 from kubescribe.gateway.access.keys import KeyRecord, KeyStore, hash_key, new_key, parse_records
 from kubescribe.gateway.access.ratelimit import RateLimiter, TokenBucket, retry_after_header
 from kubescribe.gateway.access.tokens import TokenReviewer, looks_like_jwt, verb_for
-from kubescribe.gateway.errors import ApiError
+from kubescribe.gateway.errors import RETRY_AFTER_SECONDS, ApiError, Unavailable
 
 
 def encoded(value: object) -> str:
@@ -32,21 +32,52 @@ def test_keys_are_random_and_stored_as_hashes() -> None:
     assert records == {hash_key(key): KeyRecord(hash_key(key), "a", "alice", "now")}
 
 
-def test_the_key_store_reads_again_when_stale() -> None:
-    loads, now = [], [0.0]
-    record = KeyRecord(hash_key("k"), "a", "alice", "t")
+def loaded(store: KeyStore) -> KeyStore:
+    store.refresh()
+    return store
+
+
+def test_the_key_store_serves_the_last_keys_read_for_a_bounded_time_when_the_secret_cannot_be_read() -> None:
+    now, secret_readable = [0.0], [True]
+    alice, bob = KeyRecord(hash_key("k"), "a", "alice", "t"), KeyRecord(hash_key("b"), "a", "bob", "t")
+    records = {alice.hash: alice}
 
     def load() -> dict[str, KeyRecord]:
-        loads.append(now[0])
-        return {record.hash: record}
+        if not secret_readable[0]:
+            raise ConnectionRefusedError("the API server refuses connections")
+        return dict(records)
 
-    store = KeyStore(load, 5, clock=lambda: now[0])
-    assert store.lookup("k") == record
-    now[0] = 4
-    assert store.lookup("other") is None
-    now[0] = 5
-    store.lookup("k")
-    assert loads == [0, 5]
+    store = KeyStore(load, 300, clock=lambda: now[0])
+    with pytest.raises(Unavailable):
+        store.lookup("k")  # nothing read yet
+    assert store.staleness() == "the API keys have not been read yet"
+
+    store.refresh()
+    records[bob.hash] = bob
+    assert (store.lookup("k"), store.lookup("b")) == (alice, None)  # a lookup does not read the Secret
+    now[0] = 10
+    store.refresh()
+    assert store.lookup("b") == bob
+
+    secret_readable[0] = False
+    now[0] = 200
+    store.refresh()
+    assert store.lookup("k") == alice
+    assert store.staleness() is None
+    now[0] = 310
+    store.refresh()
+    assert store.lookup("k") == alice  # read at 10: 300 s ago
+    now[0] = 311
+    store.refresh()
+    assert store.staleness() == "the API keys were last read 301 s ago (more than 300 s)"
+    with pytest.raises(Unavailable) as refused:
+        store.lookup("k")
+    assert refused.value.status_code == 503
+    assert refused.value.headers == {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+    secret_readable[0] = True
+    store.refresh()
+    assert store.lookup("k") == alice
 
 
 def test_credentials_come_from_either_header() -> None:
@@ -61,7 +92,7 @@ def test_credentials_come_from_either_header() -> None:
 
 def test_authentication_by_key_and_refusal() -> None:
     record = KeyRecord(hash_key("ks_good"), "team-a", "alice", "t")
-    store = KeyStore(lambda: {record.hash: record}, 60)
+    store = loaded(KeyStore(lambda: {record.hash: record}, 60))
     principal = authenticate({"x-api-key": "ks_good"}, store, None, "create")
     assert (principal.namespace, principal.subject, principal.identity) == ("team-a", "alice", record.hash)
     for headers in ({}, {"x-api-key": "ks_bad"}, {"authorization": "Bearer a.b.c"}):
@@ -128,7 +159,7 @@ def test_token_reviews_ask_for_the_verb_and_are_cached_by_it() -> None:
     assert reviewer.review("a.b.c", "other", "list") == (user, True)
     assert reviews.asked == [("list", "ns"), ("create", "ns"), ("list", "other")]
     assert reviewer.review("x.y.z", "ns", "list") == (None, False)
-    store = KeyStore(dict, 60)
+    store = loaded(KeyStore(dict, 60))
     reader = authenticate({"authorization": "Bearer a.b.c", "x-kubescribe-namespace": "ns"}, store, reviewer, "get")
     assert (reader.namespace, reader.subject) == ("ns", user)
     with pytest.raises(Forbidden, match="may not delete transcriptionjobs in namespace ns"):
@@ -138,7 +169,7 @@ def test_token_reviews_ask_for_the_verb_and_are_cached_by_it() -> None:
 def test_failed_credentials_are_limited_per_address_before_any_token_review() -> None:
     record = KeyRecord(hash_key("ks_good"), "ns", "alice", "t")
     reviews = FakeReviews({"list"})
-    keys = KeyStore(lambda: {record.hash: record}, 60)
+    keys = loaded(KeyStore(lambda: {record.hash: record}, 60))
     caps = (ConcurrencyLimit(what, 1) for what in ("uploads", "event streams", "waits"))
     access = Access(keys, fake_reviewer(reviews), RateLimiter(100, 100), RateLimiter(0.001, 2), *caps)
 

@@ -1,14 +1,20 @@
-"""The object store: uploads streamed to S3 in parts while the file fills; the job watch's followers."""
+"""The object store: uploads streamed to S3 in parts while the file fills, a store that refuses or fails; the job
+watch's followers."""
 
 from __future__ import annotations
 
+import socket
 import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from kubernetes.client import ApiClient
 
-from kubescribe.gateway.stores.objects import PART_SIZE, StreamingUpload
+from kubescribe.gateway.errors import Unavailable
+from kubescribe.gateway.settings import GatewaySettings
+from kubescribe.gateway.stores.objects import PART_SIZE, StreamingUpload, object_store, reachable
 from kubescribe.gateway.stores.watch import JobWatcher
 
 
@@ -76,3 +82,32 @@ def test_a_follower_that_never_reads_holds_only_the_latest_change() -> None:
         assert other.empty()
         watcher._apply(("team-a", "tj-1"), None)
         assert changes.get_nowait() is None
+
+
+def test_a_store_that_refuses_or_fails_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Failing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        refusing = taken.getsockname()[1]
+    try:
+        for port in (server.server_address[1], refusing):
+            monkeypatch.setenv("KUBESCRIBE_GATEWAY_S3_ENDPOINT", f"http://127.0.0.1:{port}")
+            store = object_store(GatewaySettings())
+            with pytest.raises(Unavailable) as refused:
+                store.stat_object("audio", "team-a/uploads/tj-1/audio")
+            assert refused.value.detail == "the object store is unavailable; try again in a few seconds"
+            assert not reachable(store, "audio")
+    finally:
+        server.shutdown()
+        server.server_close()
