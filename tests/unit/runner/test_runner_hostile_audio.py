@@ -2,12 +2,14 @@
 decoded (and transcribed) as faster-whisper would, and decoding never holds more than the duration cap allows."""
 
 import random
+import re
 import struct
 import subprocess
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pytest
 from faster_whisper import WhisperModel, decode_audio
@@ -19,7 +21,10 @@ from kubescribe.runner.models import resolve_model
 from kubescribe.runner.source import SAMPLE_RATE, load_audio
 from kubescribe.runner.transcribe import load_model, transcribe
 
-SPEECH = "The quick brown fox jumps over the lazy dog. Please send the report to the office before noon on Friday."
+FIRST_SENTENCE = "the quick brown fox jumps over the lazy dog"
+SPEECH = f"{FIRST_SENTENCE.capitalize()}. Please send the report to the office before noon on Friday."
+MAX_WER = 0.35
+"""tiny.en hears espeak-ng's voice well but not perfectly ("the quick round fox jump over the lazy dog")."""
 CAP_SECONDS = 600
 """The duration cap of these tests: ten minutes, far above the speech and far below the bombs."""
 BOMB_SECONDS = 3 * 3600
@@ -119,7 +124,8 @@ def peak_bytes(decode: Callable[[], object]) -> int:
 
 def heard(model: WhisperModel, audio: np.ndarray) -> str:
     spec = TranscriptionJobSpec.model_validate({"source": {"url": "https://example.org/a.wav"}})
-    return " ".join(segment.text for segment in transcribe(model, audio, spec).segments).lower()
+    text = " ".join(segment.text for segment in transcribe(model, audio, spec).segments)
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
 
 
 @pytest.mark.parametrize(
@@ -139,7 +145,7 @@ def test_a_file_cut_in_the_middle_gives_its_first_half(
     cut = load_audio(corpus[f"cut.{extension}"], CAP_SECONDS)
     assert 0.3 * whole.size < cut.size < 0.7 * whole.size
     words = heard(tiny_en, cut)
-    assert "quick brown" in words
+    assert jiwer.wer(FIRST_SENTENCE, words) < MAX_WER, words
     assert "friday" not in words
 
 
