@@ -303,11 +303,13 @@ def _container_resources(spec: TranscriptionJobSpec, settings: OperatorSettings)
     return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
 
 
-def _volumes(settings: OperatorSettings) -> list[dict[str, Any]]:
-    """The pod's emptyDirs, each bounded: the work directory holds the source, the model cache one model."""
+def _volumes(spec: TranscriptionJobSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The pod's emptyDirs, each bounded: the work directory holds the source, the model cache one model (a
+    Whisper model larger than the cap on s3:// models included)."""
+    model = max(settings.max_model_bytes, model_bytes(spec.model or settings.default_model, settings))
     size_limits = {
         "work": f"{math.ceil((settings.runner_max_source_bytes + WORK_MARGIN_BYTES) / MIB)}Mi",
-        "model-cache": f"{math.ceil((settings.max_model_bytes + WORK_MARGIN_BYTES) / MIB)}Mi",
+        "model-cache": f"{math.ceil((model + WORK_MARGIN_BYTES) / MIB)}Mi",
         "tmp": TMP_SIZE_LIMIT,
     }
     return [{"name": name, "emptyDir": {"sizeLimit": size}} for name, size in size_limits.items()]
@@ -359,7 +361,7 @@ def _pod_spec(
         "securityContext": POD_SECURITY_CONTEXT,
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": _volumes(settings),
+        "volumes": _volumes(spec, settings),
     }
     placement = spec.resources
     if placement.node_selector:

@@ -401,3 +401,5 @@ def test_every_emptydir_is_bounded_by_what_it_holds() -> None:
     assert 3 << 30 < limits["work"] <= (3 << 30) + (1 << 30)
     assert 5 << 30 < limits["model-cache"] <= (5 << 30) + (1 << 30)
     assert 0 < limits["tmp"] <= 1 << 30
+    small_cap = OperatorSettings(max_model_bytes=1 << 30)
+    assert size_limits(build_runner_job(tj(model="large-v3"), small_cap, EGRESS))["model-cache"] > 3 << 30
