@@ -14,7 +14,13 @@ from localcluster.cluster import ClusterState, LocalCluster, free_port
 REPO = Path(__file__).resolve().parents[1]
 OPERATOR_NAMESPACE = "kubescribe"
 RELEASE = "kubescribe"
-HELM_VALUES = {"operator.maxRunningJobs": "1000", "operator.maxGpusPerNamespace": "1000"}
+HELM_VALUES = {
+    "operator.maxRunningJobs": "1000",
+    "operator.maxGpusPerNamespace": "1000",
+    # The local node enforces no memory limit but schedules by the request it implies: 200 runner pods must fit
+    # where the 200 plain Jobs, which request nothing, do.
+    "runner.memoryLimit": "64Mi",
+}
 
 
 def bin_path() -> list[Path]:

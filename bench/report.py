@@ -131,10 +131,12 @@ def _admission_section(admission: dict[str, Any] | None, error: str | None) -> l
         + ". Latency of a job: from the client's clock just before its create call to the moment a watch on "
         "pods `app.kubernetes.io/component=runner` first shows its pod Running. Each pod is deleted as soon as it "
         "is seen Running, so that 200 runners do not overload the machine (a runner not yet deleted exits on its "
-        "own with SourceNotFound). One setting differs from the demo: the operator's health and metrics servers and "
+        "own with SourceNotFound). Two settings differ from the demo: the operator's health and metrics servers and "
         "the gateway listen on free ports (`operator.ports.*`, `gateway.port`), since the node agent runs pods as "
         "host processes and another local cluster on this machine may hold 8080, 9090 and 8000; `kubectl rollout "
-        "status` then waits for the operator, as `--wait` does in the demo.",
+        "status` then waits for the operator, as `--wait` does in the demo. And `runner.memoryLimit` is 64Mi, not "
+        "the demo's 1Gi, so that 200 runner pods fit on the local nodes as the 200 plain Jobs do (the node "
+        "schedules by the memory request a limit implies, and enforces none).",
         "",
         f"Baseline: {baseline['jobs']} plain batch/v1 Jobs with the same runner container and spec, created the same "
         "way straight into the same cluster (namespace `bench-baseline`, while the operator ran idle): the "

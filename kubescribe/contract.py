@@ -20,6 +20,8 @@ ENV_STORE_GRANTS: Final = "KUBESCRIBE_STORE_GRANTS"
 presigned URLs for exactly its own objects and no store credentials."""
 ENV_EGRESS_RULES: Final = "KUBESCRIBE_EGRESS_RULES"
 """`EgressRules` as JSON: where the source URL may lead (unset: public addresses only)."""
+ENV_LIMITS: Final = "KUBESCRIBE_LIMITS"
+"""`RunnerLimits` as JSON: the most the runner downloads and decodes for one job (unset: the defaults)."""
 ENV_CONTAINER_ROOT: Final = "KUBESCRIBE_CONTAINER_ROOT"
 """Set by a node whose containers share the host's filesystem: the directory that stands for the container's root."""
 # A job whose spec names its own store credentials (source.s3.secretName) uses the standard variables
@@ -85,3 +87,12 @@ class EgressRules(BaseModel):
 
     allowed_private_ranges: list[IPvAnyNetwork] = Field(default_factory=list)
     forbidden_endpoints: list[Endpoint] = Field(default_factory=list)
+
+
+class RunnerLimits(BaseModel):
+    """The most one job's source may cost a runner pod: bytes on disk, seconds of audio in memory, and time spent
+    downloading. A source beyond them fails the job with EXIT_BAD_INPUT."""
+
+    max_source_bytes: int = Field(2 << 30, gt=0)
+    max_duration_seconds: float = Field(4 * 3600, gt=0)
+    download_timeout_seconds: float = Field(3600, gt=0)

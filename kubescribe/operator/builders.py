@@ -7,8 +7,11 @@ TranscriptionJob as the API server returns it (camelCase dict, metadata with nam
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from typing import Any, Final
+
+from kubernetes.utils import parse_quantity
 
 from kubescribe import egress
 from kubescribe.api.v1alpha1 import (
@@ -24,6 +27,7 @@ from kubescribe.contract import (
     ENV_EGRESS_RULES,
     ENV_JOB_NAME,
     ENV_JOB_NAMESPACE,
+    ENV_LIMITS,
     ENV_MODEL_CACHE,
     ENV_SPEC,
     ENV_STORE_GRANTS,
@@ -31,6 +35,7 @@ from kubescribe.contract import (
     TERMINATION_MESSAGE_PATH,
     UPLOADED_SOURCE_ANNOTATION,
     EgressRules,
+    RunnerLimits,
     StoreGrants,
     uploaded_source_key,
 )
@@ -58,6 +63,26 @@ JOB_LABEL: Final = "kubescribe.io/job"
 KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 CREDENTIAL_KEYS: Final = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+MIB: Final = 1 << 20
+RUNNER_BASE_MEMORY_BYTES: Final = 2 << 30
+"""What the runner holds before any audio: Python, CTranslate2, ONNX Runtime (the VAD) and CUDA's libraries."""
+MEMORY_BYTES_PER_AUDIO_SECOND: Final = MIB
+"""What a second of audio costs the runner at most: its 16 kHz float32 samples (64 kB), the copies faster-whisper
+makes, and the spectrogram it computes of the whole audio when VAD is off (measured with tiny.en on the CPU:
+0.89 MiB a second without VAD, 0.18 MiB with it)."""
+WHISPER_MODEL_MIB: Final = {
+    **dict.fromkeys(("tiny", "tiny.en"), 80),
+    **dict.fromkeys(("base", "base.en"), 150),
+    **dict.fromkeys(("small", "small.en", "distil-small.en"), 500),
+    **dict.fromkeys(("medium", "medium.en", "distil-medium.en"), 1600),
+    **dict.fromkeys(("large", "large-v1", "large-v2", "large-v3"), 3200),
+    **dict.fromkeys(("large-v3-turbo", "turbo", "distil-large-v2", "distil-large-v3", "distil-large-v3.5"), 1700),
+}
+"""The size of each Whisper model's weights, rounded up."""
+WORK_MARGIN_BYTES: Final = 256 * MIB
+"""Room in the work and model cache volumes beyond the source and model caps."""
+TMP_SIZE_LIMIT: Final = "1Gi"
 
 _MAX_LENGTH = 63
 _HASH_LENGTH = 8
@@ -237,11 +262,57 @@ def _store_env(tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: Oper
     ]
 
 
-def _container_resources(spec: TranscriptionJobSpec) -> dict[str, Any]:
+def runner_limits(settings: OperatorSettings) -> RunnerLimits:
+    """What the runner downloads and decodes at most for one job."""
+    return RunnerLimits(
+        max_source_bytes=settings.runner_max_source_bytes,
+        max_duration_seconds=settings.runner_max_duration_seconds,
+        download_timeout_seconds=settings.runner_download_timeout_seconds,
+    )
+
+
+def model_bytes(model: str, settings: OperatorSettings) -> int:
+    """The most the model's weights hold: a Whisper model's known size, else the cap on s3:// models."""
+    if model in WHISPER_MODEL_MIB:
+        return WHISPER_MODEL_MIB[model] * MIB
+    return settings.max_model_bytes
+
+
+def runner_memory_limit(spec: TranscriptionJobSpec, settings: OperatorSettings) -> str:
+    """The runner container's memory limit: the chart's `runner.memoryLimit`, else what the longest audio it takes
+    and its model need; never below the memory the job requests."""
+    if settings.runner_memory_limit:
+        limit = settings.runner_memory_limit
+    else:
+        needed = (
+            RUNNER_BASE_MEMORY_BYTES
+            + MEMORY_BYTES_PER_AUDIO_SECOND * settings.runner_max_duration_seconds
+            + model_bytes(spec.model or settings.default_model, settings)
+        )
+        limit = f"{math.ceil(needed / MIB)}Mi"
+    requested = spec.resources.memory
+    return requested if requested and parse_quantity(requested) > parse_quantity(limit) else limit
+
+
+def _container_resources(spec: TranscriptionJobSpec, settings: OperatorSettings) -> dict[str, Any]:
     resources = spec.resources
     requests = {name: value for name, value in (("cpu", resources.cpu), ("memory", resources.memory)) if value}
-    limits = {GPU_RESOURCE: str(resources.gpu)} if resources.gpu > 0 else {}
+    limits = {"memory": runner_memory_limit(spec, settings)}
+    if resources.gpu > 0:
+        limits[GPU_RESOURCE] = str(resources.gpu)
     return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
+
+
+def _volumes(spec: TranscriptionJobSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The pod's emptyDirs, each bounded: the work directory holds the source, the model cache one model (a
+    Whisper model larger than the cap on s3:// models included)."""
+    model = max(settings.max_model_bytes, model_bytes(spec.model or settings.default_model, settings))
+    size_limits = {
+        "work": f"{math.ceil((settings.runner_max_source_bytes + WORK_MARGIN_BYTES) / MIB)}Mi",
+        "model-cache": f"{math.ceil((model + WORK_MARGIN_BYTES) / MIB)}Mi",
+        "tmp": TMP_SIZE_LIMIT,
+    }
+    return [{"name": name, "emptyDir": {"sizeLimit": size}} for name, size in size_limits.items()]
 
 
 def _writable_places_env(settings: OperatorSettings) -> list[dict[str, str]]:
@@ -270,10 +341,11 @@ def _pod_spec(
             {"name": ENV_JOB_NAMESPACE, "value": metadata["namespace"]},
             {"name": ENV_MODEL_CACHE, "value": settings.model_cache_dir},
             {"name": ENV_EGRESS_RULES, "value": rules.model_dump_json()},
+            {"name": ENV_LIMITS, "value": runner_limits(settings).model_dump_json()},
             *_writable_places_env(settings),
             *_store_env(tj, spec, settings),
         ],
-        "resources": _container_resources(spec),
+        "resources": _container_resources(spec, settings),
         "volumeMounts": [
             {"name": "work", "mountPath": WORK_DIR},
             {"name": "model-cache", "mountPath": settings.model_cache_dir},
@@ -289,7 +361,7 @@ def _pod_spec(
         "securityContext": POD_SECURITY_CONTEXT,
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": [{"name": name, "emptyDir": {}} for name in ("work", "model-cache", "tmp")],
+        "volumes": _volumes(spec, settings),
     }
     placement = spec.resources
     if placement.node_selector:

@@ -6,6 +6,7 @@ from pydantic import Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubescribe.api.v1alpha1 import WHISPER_MODELS
+from kubescribe.contract import RunnerLimits
 from kubescribe.operator.policy import StoragePolicy
 
 
@@ -35,6 +36,14 @@ class OperatorSettings(BaseSettings):
     """The models jobs may name: Whisper names, hub ids and s3:// prefixes of model directories (JSON)."""
     max_model_bytes: int = 4 << 30
     """The most an s3:// model's files may hold together."""
+    runner_max_source_bytes: int = Field(RunnerLimits().max_source_bytes, gt=0)
+    """The largest source a runner downloads."""
+    runner_max_duration_seconds: float = Field(RunnerLimits().max_duration_seconds, gt=0)
+    """The longest audio a runner decodes and transcribes."""
+    runner_download_timeout_seconds: float = Field(RunnerLimits().download_timeout_seconds, gt=0)
+    """The longest a runner spends downloading its source."""
+    runner_memory_limit: str = Field("", pattern=r"^([0-9]+(\.[0-9]+)?(k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?)?$")
+    """The runner container's memory limit as a quantity; empty: derived from the duration cap and the model."""
     max_running_jobs: int = 10
     """Jobs admitted and not finished, cluster-wide."""
     max_gpus_per_namespace: int = 4

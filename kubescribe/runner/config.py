@@ -13,11 +13,13 @@ from kubescribe.contract import (
     ENV_EGRESS_RULES,
     ENV_JOB_NAME,
     ENV_JOB_NAMESPACE,
+    ENV_LIMITS,
     ENV_MODEL_CACHE,
     ENV_SPEC,
     ENV_STORE_GRANTS,
     EXIT_BAD_INPUT,
     EgressRules,
+    RunnerLimits,
     StoreGrants,
 )
 from kubescribe.runner.errors import RunnerFailure
@@ -46,6 +48,8 @@ class Config:
     """Presigned URLs for the job's objects in the operator's store; None when the job names its own store."""
     egress: EgressRules = field(default_factory=EgressRules)
     """Where the source URL may lead."""
+    limits: RunnerLimits = field(default_factory=RunnerLimits)
+    """The most the source may cost: bytes, seconds of audio, download time."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -66,6 +70,11 @@ class Config:
             egress_rules = EgressRules.model_validate_json(egress) if egress else EgressRules()
         except ValidationError:
             raise RunnerFailure(EXIT_BAD_INPUT, "InvalidSpec", f"{ENV_EGRESS_RULES} is not valid") from None
+        limits = env.get(ENV_LIMITS)
+        try:
+            runner_limits = RunnerLimits.model_validate_json(limits) if limits else RunnerLimits()
+        except ValidationError:
+            raise RunnerFailure(EXIT_BAD_INPUT, "InvalidSpec", f"{ENV_LIMITS} is not valid") from None
         return cls(
             spec=spec,
             job_name=env.get(ENV_JOB_NAME) or None,
@@ -78,4 +87,5 @@ class Config:
             model_cache=Path(env.get(ENV_MODEL_CACHE) or DEFAULT_MODEL_CACHE).expanduser(),
             grants=store_grants,
             egress=egress_rules,
+            limits=runner_limits,
         )

@@ -20,7 +20,7 @@ from kubescribe.runner.models import resolve_model
 from kubescribe.runner.report import Patch, ProgressReporter
 from kubescribe.runner.source import SAMPLE_RATE, fetch, load_audio, s3_client
 from kubescribe.runner.transcribe import load_model, transcribe
-from kubescribe.runner.transfer import upload
+from kubescribe.runner.transfer import Cap, upload
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,10 @@ def _run(config: Config, workdir: Path, patch: Patch | None) -> Result:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model") as pool:
         loading = pool.submit(model)
         audio_path = workdir / "source"
-        fetch(spec.source, config.s3, config.grants, config.egress, audio_path)
-        audio = load_audio(audio_path)
+        limits = config.limits
+        cap = Cap(limits.max_source_bytes, limits.download_timeout_seconds)
+        fetch(spec.source, config.s3, config.grants, config.egress, audio_path, cap=cap)
+        audio = load_audio(audio_path, limits.max_duration_seconds)
         audio_path.unlink()
         duration = len(audio) / SAMPLE_RATE
         log.info("audio decoded", extra={"durationSeconds": round(duration, 3)})

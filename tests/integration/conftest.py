@@ -215,6 +215,10 @@ class Kubescribe:
     namespace = "kubescribe"
     release = "kubescribe"
     grant_grace_seconds = 5
+    max_source_bytes = 32 << 20
+    max_duration_seconds = 600
+    """The runner's limits, far above every test's audio but small enough to pass cheaply, and a memory limit
+    derived from them that lets many runner pods fit on the local nodes."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
@@ -238,6 +242,8 @@ class Kubescribe:
             "storage.grants[1].location": "s3://scratch/",
             "storage.grants[1].access": "readwrite",
             "operator.grantGraceSeconds": str(self.grant_grace_seconds),
+            "runner.maxSourceBytes": str(self.max_source_bytes),
+            "runner.maxDurationSeconds": str(self.max_duration_seconds),
         }
         """The chart values of every install; `install` may override some for one install."""
 

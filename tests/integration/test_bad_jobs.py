@@ -4,10 +4,13 @@ one whose namespace's quota refuses it waits with a Warning, and the jobs after 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes.utils import parse_quantity
 
 from tests.integration.conftest import Kubescribe, pod_template, scratch_namespace, wait_for
 from tests.integration.speech import speak
@@ -116,3 +119,37 @@ def test_jobs_the_api_server_refuses_stop_no_other_job(
     cluster.kubectl("delete", "resourcequota", "no-jobs", "-n", namespace)
     blocked = kubescribe.wait_finished(namespace, "blocked")["status"]
     assert blocked["phase"] == "Succeeded", blocked.get("message")
+
+
+def test_a_source_beyond_the_runners_limits_fails_at_once_with_the_reason(
+    kubescribe: Kubescribe, namespace: str, tmp_path: Path
+) -> None:
+    large = tmp_path / "large.wav"
+    large.write_bytes(os.urandom(kubescribe.max_source_bytes + (1 << 20)))
+    kubescribe.submit_audio(namespace, "too-large", large)
+    # A FLAC of silence a minute longer than the limit: a few hundred kB that decode to far more.
+    long = tmp_path / "long.flac"
+    silence = ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono"]
+    subprocess.run([*silence, "-t", str(kubescribe.max_duration_seconds + 60), "-c:a", "flac", str(long)], check=True)
+    kubescribe.upload("audio", f"{namespace}/long.flac", long)
+    kubescribe.submit(namespace, "too-long", source={"s3": {"bucket": "audio", "key": f"{namespace}/long.flac"}})
+
+    for name, reason, says in (
+        ("too-large", "SourceTooLarge", "is 33.0 MiB, more than 32.0 MiB, the largest source this cluster takes"),
+        ("too-long", "AudioTooLong", f"than {kubescribe.max_duration_seconds} s, the longest this cluster transcribes"),
+    ):
+        status = kubescribe.wait_finished(namespace, name)["status"]
+        assert (status["phase"], status["reason"]) == ("Failed", reason), status
+        assert says in status["message"]
+        assert len(kubescribe.runner_pods(namespace, name)) == 1
+
+    [runner] = kubescribe.runner_pods(namespace, "too-long")
+    [container] = runner["spec"]["containers"]
+    decoded_cap = kubescribe.max_duration_seconds * 16000 * 4  # the float32 samples of the longest audio
+    assert parse_quantity(container["resources"]["limits"]["memory"]) > decoded_cap
+    empty_dirs = [volume for volume in runner["spec"]["volumes"] if "emptyDir" in volume]
+    size_limits = {volume["name"]: parse_quantity(volume["emptyDir"]["sizeLimit"]) for volume in empty_dirs}
+    assert set(size_limits) == {"work", "model-cache", "tmp"}
+    assert size_limits["work"] > kubescribe.max_source_bytes
+    assert size_limits["model-cache"] > 4 << 30  # models.maxBytes
+    assert size_limits["tmp"] > 0

@@ -28,6 +28,9 @@ from kubescribe.gateway.routes.views import transcript_uri
 from kubescribe.gateway.state import Gateway
 from kubescribe.gateway.stores.objects import read_text
 
+CALLERS_FAULTS = ("BadAudio", "AudioTooLong", "SourceTooLarge", "SourceNotFound")
+"""Failure reasons that are the audio's, answered 400; other failures are 500."""
+
 router = APIRouter(prefix="/v1", tags=["openai"], route_class=WaitingUploadRoute)
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/plain": {}}, "description": "The transcript."},
@@ -74,7 +77,7 @@ async def transcribe(
         job = await wait_finished(gateway, principal.namespace, name, settings.openai_wait_seconds)
         if job is None or phase_of(job.get("status")) != "Succeeded":
             status = (job or {}).get("status") or {}
-            code = 400 if status.get("reason") in ("BadAudio", "SourceNotFound") else 500
+            code = 400 if status.get("reason") in CALLERS_FAULTS else 500
             raise ApiError(code, status.get("message") or "the transcription did not finish", code=status.get("reason"))
         uri = transcript_uri(job, SOURCE_FORMAT[response_format], settings.output_bucket)
         if uri is None:

@@ -158,3 +158,14 @@ def test_deployments_meet_the_restricted_profile() -> None:
         assert env["HOME"] == env["TMPDIR"] == "/tmp"
     for account in of_kind("ServiceAccount"):
         assert account["automountServiceAccountToken"] is False
+
+
+def test_the_runners_limits_reach_the_operator() -> None:
+    settings = ("runner.maxSourceBytes=5368709120", "runner.maxDurationSeconds=7200", "runner.memoryLimit=24Gi")
+    [operator] = [d for d in of_kind("Deployment", *settings) if d["metadata"]["name"] == "kubescribe-operator"]
+    [container] = operator["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["KUBESCRIBE_RUNNER_MAX_SOURCE_BYTES"] == "5368709120"
+    assert env["KUBESCRIBE_RUNNER_MAX_DURATION_SECONDS"] == "7200"
+    assert env["KUBESCRIBE_RUNNER_DOWNLOAD_TIMEOUT_SECONDS"] == "3600"
+    assert env["KUBESCRIBE_RUNNER_MEMORY_LIMIT"] == "24Gi"

@@ -4,12 +4,14 @@ import re
 from typing import Any
 
 import pytest
+from kubernetes.utils import parse_quantity
 
 from kubescribe.api import TranscriptionJobSpec
 from kubescribe.contract import (
     ENV_EGRESS_RULES,
     ENV_JOB_NAME,
     ENV_JOB_NAMESPACE,
+    ENV_LIMITS,
     ENV_MODEL_CACHE,
     ENV_SPEC,
     ENV_STORE_GRANTS,
@@ -18,6 +20,7 @@ from kubescribe.contract import (
     EgressRules,
     Endpoint,
     Grant,
+    RunnerLimits,
     StoreGrants,
 )
 from kubescribe.operator import builders
@@ -226,12 +229,13 @@ def test_gpu_limit_only_when_the_job_asks_for_gpus() -> None:
     gpu = container(build_runner_job(tj(resources={"gpu": 2, "cpu": "2", "memory": "4Gi"}), SETTINGS, EGRESS))[
         "resources"
     ]
-    assert gpu == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"nvidia.com/gpu": "2"}}
+    assert gpu["requests"] == {"cpu": "2", "memory": "4Gi"}
+    assert gpu["limits"]["nvidia.com/gpu"] == "2"
     cpu = container(build_runner_job(tj(resources={"gpu": 0}), SETTINGS, EGRESS))["resources"]
     assert "nvidia.com/gpu" not in json.dumps(cpu)
-    assert cpu == {}
+    assert set(cpu) == {"limits"}
     default = container(build_runner_job(tj(), SETTINGS, EGRESS))["resources"]
-    assert default == {"limits": {"nvidia.com/gpu": "1"}}
+    assert default["limits"]["nvidia.com/gpu"] == "1"
 
 
 def test_placement_comes_from_the_spec() -> None:
@@ -263,7 +267,7 @@ def test_runner_pod_shape() -> None:
     mounts = {mount["mountPath"]: mount["name"] for mount in runner["volumeMounts"]}
     assert mounts == {"/work": "work", "/models": "model-cache", "/tmp": "tmp"}
     assert runner["workingDir"] == "/work"
-    assert all(volumes[name] == {"name": name, "emptyDir": {}} for name in mounts.values())
+    assert all(set(volumes[name]) == {"name", "emptyDir"} for name in mounts.values())
     assert job["spec"]["template"]["metadata"]["labels"]["kubescribe.io/job"] == "jfk"
 
 
@@ -350,3 +354,52 @@ def test_nothing_outside_the_namespaces_storage_or_in_its_own_store_is_deleted_w
     assert builders.owned_objects(stolen, SETTINGS) == {}
     own_store = {"bucket": "audio", "key": "team-a/talk.wav", "endpoint": "https://s3.example", "secretName": "mine"}
     assert builders.owned_objects(tj(source={"s3": own_store}), SETTINGS) == {}
+
+
+def memory_limit(job: dict[str, Any]) -> int:
+    return int(parse_quantity(container(job)["resources"]["limits"]["memory"]))
+
+
+def size_limits(job: dict[str, Any]) -> dict[str, int]:
+    volumes = job["spec"]["template"]["spec"]["volumes"]
+    return {volume["name"]: int(parse_quantity(volume["emptyDir"]["sizeLimit"])) for volume in volumes}
+
+
+def test_the_runner_gets_the_operators_limits() -> None:
+    settings = OperatorSettings(
+        runner_max_source_bytes=5 << 20, runner_max_duration_seconds=90, runner_download_timeout_seconds=30
+    )
+    limits = RunnerLimits.model_validate_json(env(build_runner_job(tj(), settings, EGRESS))[ENV_LIMITS])
+    assert limits == RunnerLimits(max_source_bytes=5 << 20, max_duration_seconds=90, download_timeout_seconds=30)
+
+
+def test_the_memory_limit_holds_the_longest_audio_and_the_model() -> None:
+    short, long = (OperatorSettings(runner_max_duration_seconds=seconds) for seconds in (600, 4 * 3600))
+    decoded_cap = 4 * 16000 * 4 * 3600  # the float32 samples of the longest audio alone
+    assert memory_limit(build_runner_job(tj(), long, EGRESS)) > decoded_cap + memory_limit(
+        build_runner_job(tj(), short, EGRESS)
+    )
+    tiny, large = (memory_limit(build_runner_job(tj(model=model), long, EGRESS)) for model in ("tiny.en", "large-v3"))
+    assert large - tiny >= 3 << 30  # large-v3's weights are about 3 GB, tiny's 75 MB
+    unknown = memory_limit(build_runner_job(tj(model="s3://models/approved/x/"), long, EGRESS))
+    assert unknown - tiny >= long.max_model_bytes - (100 << 20)
+
+
+def test_the_chart_may_set_the_memory_limit_and_a_job_may_ask_for_more() -> None:
+    settings = OperatorSettings(runner_memory_limit="3Gi")
+    assert container(build_runner_job(tj(), settings, EGRESS))["resources"]["limits"]["memory"] == "3Gi"
+    asked = container(build_runner_job(tj(resources={"memory": "8Gi"}), settings, EGRESS))["resources"]
+    assert asked["requests"]["memory"] == asked["limits"]["memory"] == "8Gi"
+    less = container(build_runner_job(tj(resources={"memory": "1Gi"}), settings, EGRESS))["resources"]
+    assert (less["requests"]["memory"], less["limits"]["memory"]) == ("1Gi", "3Gi")
+
+
+def test_every_emptydir_is_bounded_by_what_it_holds() -> None:
+    settings = OperatorSettings(runner_max_source_bytes=3 << 30, max_model_bytes=5 << 30)
+    limits = size_limits(build_runner_job(tj(), settings, EGRESS))
+    assert set(limits) == {"work", "model-cache", "tmp"}
+    assert 3 << 30 < limits["work"] <= (3 << 30) + (1 << 30)
+    assert 5 << 30 < limits["model-cache"] <= (5 << 30) + (1 << 30)
+    assert 0 < limits["tmp"] <= 1 << 30
+    small_cap = OperatorSettings(max_model_bytes=1 << 30)
+    assert size_limits(build_runner_job(tj(model="large-v3"), small_cap, EGRESS))["model-cache"] > 3 << 30

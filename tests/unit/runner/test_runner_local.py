@@ -11,7 +11,7 @@ import pytest
 from faster_whisper import WhisperModel
 
 from kubescribe.api.v1alpha1 import TranscriptionJobSpec
-from kubescribe.contract import EXIT_BAD_INPUT
+from kubescribe.contract import EXIT_BAD_INPUT, RunnerLimits
 from kubescribe.runner.errors import RunnerFailure
 from kubescribe.runner.models import resolve_model
 from kubescribe.runner.source import SAMPLE_RATE, load_audio
@@ -22,6 +22,7 @@ GERMAN = "Guten Morgen. Heute ist das Wetter sehr schön, und wir gehen in den P
 # tiny.en hears espeak's robotic voice well but not perfectly: it writes "quick round fox jump" here, a WER of
 # 0.10. The threshold leaves room for other CPUs and library versions while still failing on garbage.
 MAX_WER = 0.35
+MAX_SECONDS = RunnerLimits().max_duration_seconds
 
 
 def _no_model_download() -> None:
@@ -56,7 +57,7 @@ def tiny_en(tmp_path_factory: pytest.TempPathFactory) -> WhisperModel:
 
 @pytest.mark.parametrize("options", [{}, {"vad": False, "wordTimestamps": True, "beamSize": 1}])
 def test_transcribes_english_speech(english: Path, tiny_en: WhisperModel, options: dict[str, object]) -> None:
-    audio = load_audio(english)
+    audio = load_audio(english, MAX_SECONDS)
     progress: list[float] = []
     transcript = transcribe(tiny_en, audio, _spec(options=options), progress.append)
 
@@ -91,13 +92,13 @@ def test_bad_audio_is_rejected(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "source.wav"
     write(path)
     with pytest.raises(RunnerFailure) as failure:
-        load_audio(path)
+        load_audio(path, MAX_SECONDS)
     assert (failure.value.exit_code, failure.value.reason) == (EXIT_BAD_INPUT, "BadAudio")
     assert failure.value.message.startswith(message)
 
 
 def test_base_model_detects_german(tmp_path: Path) -> None:
-    audio = load_audio(_speak(tmp_path, GERMAN, voice="de"))
+    audio = load_audio(_speak(tmp_path, GERMAN, voice="de"), MAX_SECONDS)
     cache = tmp_path / "models"
     model_dir = resolve_model("base", cache, _no_model_download)
     assert model_dir == str(cache / "base")
@@ -123,7 +124,7 @@ def test_loads_a_model_directory_from_the_cache(tmp_path: Path, english: Path) -
     model_dir = resolve_model("small.en", tmp_path / "cache", _no_model_download)
 
     assert model_dir == str(cached)
-    transcript = transcribe(load_model(model_dir, str(tmp_path)), load_audio(english), _spec())
+    transcript = transcribe(load_model(model_dir, str(tmp_path)), load_audio(english, MAX_SECONDS), _spec())
     assert "fox" in _words(" ".join(segment.text for segment in transcript.segments))
 
 

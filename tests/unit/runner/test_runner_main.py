@@ -18,6 +18,7 @@ import pytest
 from kubescribe.api.v1alpha1 import Result
 from kubescribe.contract import (
     ENV_EGRESS_RULES,
+    ENV_LIMITS,
     ENV_STORE_GRANTS,
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
@@ -26,6 +27,7 @@ from kubescribe.contract import (
     EgressRules,
     Endpoint,
     Grant,
+    RunnerLimits,
     StoreGrants,
 )
 from kubescribe.egress import Refused
@@ -103,7 +105,11 @@ def server() -> Iterator[str]:
 
 
 def _start(
-    tmp_path: Path, source: dict[str, object], grants: StoreGrants | None = None, egress: str = LOOPBACK_ALLOWED
+    tmp_path: Path,
+    source: dict[str, object],
+    grants: StoreGrants | None = None,
+    egress: str = LOOPBACK_ALLOWED,
+    limits: RunnerLimits | None = None,
 ) -> subprocess.Popen[str]:
     (tmp_path / "root" / "dev").mkdir(parents=True)
     (tmp_path / "work").mkdir()
@@ -115,6 +121,7 @@ def _start(
         "KUBESCRIBE_CONTAINER_ROOT": str(tmp_path / "root"),
         "KUBESCRIBE_MODEL_CACHE": str(tmp_path / "models"),
         ENV_EGRESS_RULES: egress,
+        **({ENV_LIMITS: limits.model_dump_json()} if limits else {}),
         **(
             {ENV_STORE_GRANTS: grants.model_dump_json()}
             if grants
@@ -244,6 +251,24 @@ def test_url_that_is_not_audio(tmp_path: Path, server: str) -> None:
     assert termination["message"].startswith("the source is not audio: ")
 
 
+def test_sources_beyond_the_limits_fail_without_retry(tmp_path: Path, server: str) -> None:
+    Handler.files["/big.wav"] = b"\0" * 4096
+    limits = RunnerLimits(max_source_bytes=1024)
+    code, termination, _ = _finish(tmp_path, _start(tmp_path, {"url": f"{server}/big.wav"}, limits=limits))
+    assert (code, termination["reason"]) == (EXIT_BAD_INPUT, "SourceTooLarge")
+    assert termination["message"] == (
+        "the source URL is 4.0 KiB, more than 1.0 KiB, the largest source this cluster takes (runner.maxSourceBytes)"
+    )
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Send the report before noon."], check=True)
+    Handler.files["/speech.wav"] = speech.read_bytes()
+    long_dir = tmp_path / "long"
+    long_dir.mkdir()
+    limits = RunnerLimits(max_duration_seconds=0.5)
+    code, termination, _ = _finish(long_dir, _start(long_dir, {"url": f"{server}/speech.wav"}, limits=limits))
+    assert (code, termination["reason"]) == (EXIT_BAD_INPUT, "AudioTooLong")
+
+
 def test_sigterm_cancels_and_cleans_up(tmp_path: Path, server: str) -> None:
     Handler.stalled.clear()
     runner = _start(tmp_path, {"url": f"{server}/slow.wav"})
@@ -274,6 +299,18 @@ def test_configuration_from_the_environment() -> None:
     assert config.s3.with_endpoint("https://other:9000").endpoint == "https://other:9000"
     assert SECRET_KEY not in repr(config)
     assert config.egress == EgressRules()
+    assert config.limits == RunnerLimits()
+    limited = Config.from_env(
+        {"KUBESCRIBE_SPEC": '{"source": {"url": "https://example.org/a.mp3"}}', ENV_LIMITS: '{"max_source_bytes": 5}'}
+    )
+    assert limited.limits.max_source_bytes == 5
+
+
+@pytest.mark.parametrize("limits", ["[1", '{"max_source_bytes": 0}', '{"max_duration_seconds": -1}'])
+def test_invalid_limits(limits: str) -> None:
+    with pytest.raises(RunnerFailure) as failure:
+        Config.from_env({"KUBESCRIBE_SPEC": '{"source": {"url": "https://example.org/a.mp3"}}', ENV_LIMITS: limits})
+    assert (failure.value.exit_code, failure.value.reason) == (EXIT_BAD_INPUT, "InvalidSpec")
 
 
 def test_invalid_egress_rules() -> None:

@@ -1,6 +1,7 @@
 """Strings the user controls (object keys from their own store, model prefixes, URLs) never become paths outside
 the runner's own directories: the runner names local files itself, or fails the job as bad input."""
 
+import io
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ from kubescribe.runner import models, source
 from kubescribe.runner.config import S3Settings
 from kubescribe.runner.errors import RunnerFailure
 from kubescribe.runner.models import resolve_model
+from kubescribe.runner.transfer import Cap
+
+CAP = Cap(max_bytes=1 << 20, seconds=60)
 
 
 class Store:
@@ -26,6 +30,22 @@ class Store:
     def fget_object(self, bucket: str, key: str, path: str) -> None:
         self.fetched.append(path)
         Path(path).write_bytes(b"x")
+
+    def stat_object(self, bucket: str, key: str) -> object:
+        return type("Stat", (), {"size": 1})()
+
+    def get_object(self, bucket: str, key: str) -> io.BytesIO:
+        self.fetched.append(key)
+        response = Response(b"x")
+        response.headers = {"Content-Length": "1"}
+        return response
+
+
+class Response(io.BytesIO):
+    headers: dict[str, str]
+
+    def release_conn(self) -> None:
+        pass
 
 
 def written_outside(root: Path, inside: Path) -> list[Path]:
@@ -76,14 +96,17 @@ def test_a_source_key_is_never_a_path(tmp_path: Path, monkeypatch: pytest.Monkey
     destination = tmp_path / "work" / "source"
     destination.parent.mkdir()
     hostile = Source.model_validate({"s3": {"bucket": "audio", "key": "../../../etc/passwd", "secretName": "mine"}})
-    source.fetch(hostile, S3Settings("http://store.example", "id", "secret"), None, EgressRules(), destination)
-    assert store.fetched == [str(destination)]
+    settings = S3Settings("http://store.example", "id", "secret")
+    source.fetch(hostile, settings, None, EgressRules(), destination, cap=CAP)
+    assert store.fetched == ["../../../etc/passwd"]
+    assert destination.read_bytes() == b"x"
+    assert written_outside(tmp_path, destination.parent.resolve()) == []
 
 
 def test_a_source_url_is_never_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fetched: list[Path] = []
-    monkeypatch.setattr(source, "download_source", lambda url, destination, egress: fetched.append(destination))
+    monkeypatch.setattr(source, "download_source", lambda url, destination, egress, cap: fetched.append(destination))
     destination = tmp_path / "source"
     hostile = Source.model_validate({"url": "https://example.org/../../etc/passwd"})
-    source.fetch(hostile, S3Settings(None, None, None), None, EgressRules(), destination)
+    source.fetch(hostile, S3Settings(None, None, None), None, EgressRules(), destination, cap=CAP)
     assert fetched == [destination]
