@@ -17,9 +17,9 @@ RELEASE = "kubescribe"
 HELM_VALUES = {
     "operator.maxRunningJobs": "1000",
     "operator.maxGpusPerNamespace": "1000",
-    # The local node enforces no memory limit but schedules by the request it implies: 200 runner pods must fit
-    # where the 200 plain Jobs, which request nothing, do.
-    "runner.memoryLimit": "64Mi",
+    # The local nodes schedule by memory requests: 200 runner pods must fit where the 200 plain Jobs, which request
+    # nothing, do.
+    "runner.memoryRequest": "64Mi",
 }
 
 

@@ -16,9 +16,6 @@ read -r health metrics gateway gateway_metrics <"$ports"
 settings=(
   --set "s3.endpoint=$AWS_ENDPOINT_URL" --set "operator.ports.health=$health"
   --set "operator.ports.metrics=$metrics" --set "gateway.port=$gateway" --set "gateway.metricsPort=$gateway_metrics"
-  # The local node enforces no memory limit, but schedules by the request it implies: the default (about 16 GiB
-  # for four hours of audio) would not fit on a small machine.
-  --set "runner.memoryLimit=1Gi"
 )
 fingerprint=$( (find charts/kubescribe -type f -print0 | sort -z | xargs -0 sha256sum; echo "${settings[*]}") | sha256sum)
 if [[ $(cat .local/kubescribe-installed 2>/dev/null) != "$fingerprint" ]]; then

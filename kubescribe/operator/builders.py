@@ -290,13 +290,21 @@ def runner_memory_limit(spec: TranscriptionJobSpec, settings: OperatorSettings) 
             + model_bytes(spec.model or settings.default_model, settings)
         )
         limit = f"{math.ceil(needed / MIB)}Mi"
-    requested = spec.resources.memory
-    return requested if requested and parse_quantity(requested) > parse_quantity(limit) else limit
+    requested = runner_memory_request(spec, settings)
+    return requested if parse_quantity(requested) > parse_quantity(limit) else limit
+
+
+def runner_memory_request(spec: TranscriptionJobSpec, settings: OperatorSettings) -> str:
+    """What the scheduler reserves for the runner: the job's resources.memory, else the chart's
+    `runner.memoryRequest`. Most audio needs far less than the limit, which allows for the longest."""
+    return spec.resources.memory or settings.runner_memory_request
 
 
 def _container_resources(spec: TranscriptionJobSpec, settings: OperatorSettings) -> dict[str, Any]:
     resources = spec.resources
-    requests = {name: value for name, value in (("cpu", resources.cpu), ("memory", resources.memory)) if value}
+    requests = {"memory": runner_memory_request(spec, settings)}
+    if resources.cpu:
+        requests["cpu"] = resources.cpu
     limits = {"memory": runner_memory_limit(spec, settings)}
     if resources.gpu > 0:
         limits[GPU_RESOURCE] = str(resources.gpu)

@@ -44,6 +44,8 @@ class OperatorSettings(BaseSettings):
     """The longest a runner spends downloading its source."""
     runner_memory_limit: str = Field("", pattern=r"^([0-9]+(\.[0-9]+)?(k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?)?$")
     """The runner container's memory limit as a quantity; empty: derived from the duration cap and the model."""
+    runner_memory_request: str = Field("2Gi", pattern=r"^[0-9]+(\.[0-9]+)?(k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+    """The memory a runner pod requests unless its job names resources.memory: what the scheduler reserves."""
     max_running_jobs: int = 10
     """Jobs admitted and not finished, cluster-wide."""
     max_gpus_per_namespace: int = 4

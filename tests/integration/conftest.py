@@ -217,8 +217,7 @@ class Kubescribe:
     grant_grace_seconds = 5
     max_source_bytes = 32 << 20
     max_duration_seconds = 600
-    """The runner's limits, far above every test's audio but small enough to pass cheaply, and a memory limit
-    derived from them that lets many runner pods fit on the local nodes."""
+    """The runner's limits: far above every test's audio, small enough to pass cheaply."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster

@@ -161,7 +161,12 @@ def test_deployments_meet_the_restricted_profile() -> None:
 
 
 def test_the_runners_limits_reach_the_operator() -> None:
-    settings = ("runner.maxSourceBytes=5368709120", "runner.maxDurationSeconds=7200", "runner.memoryLimit=24Gi")
+    settings = (
+        "runner.maxSourceBytes=5368709120",
+        "runner.maxDurationSeconds=7200",
+        "runner.memoryLimit=24Gi",
+        "runner.memoryRequest=3Gi",
+    )
     [operator] = [d for d in of_kind("Deployment", *settings) if d["metadata"]["name"] == "kubescribe-operator"]
     [container] = operator["spec"]["template"]["spec"]["containers"]
     env = {item["name"]: item.get("value") for item in container["env"]}
@@ -169,3 +174,4 @@ def test_the_runners_limits_reach_the_operator() -> None:
     assert env["KUBESCRIBE_RUNNER_MAX_DURATION_SECONDS"] == "7200"
     assert env["KUBESCRIBE_RUNNER_DOWNLOAD_TIMEOUT_SECONDS"] == "3600"
     assert env["KUBESCRIBE_RUNNER_MEMORY_LIMIT"] == "24Gi"
+    assert env["KUBESCRIBE_RUNNER_MEMORY_REQUEST"] == "3Gi"

@@ -233,7 +233,7 @@ def test_gpu_limit_only_when_the_job_asks_for_gpus() -> None:
     assert gpu["limits"]["nvidia.com/gpu"] == "2"
     cpu = container(build_runner_job(tj(resources={"gpu": 0}), SETTINGS, EGRESS))["resources"]
     assert "nvidia.com/gpu" not in json.dumps(cpu)
-    assert set(cpu) == {"limits"}
+    assert set(cpu["limits"]) == {"memory"}
     default = container(build_runner_job(tj(), SETTINGS, EGRESS))["resources"]
     assert default["limits"]["nvidia.com/gpu"] == "1"
 
@@ -392,6 +392,12 @@ def test_the_chart_may_set_the_memory_limit_and_a_job_may_ask_for_more() -> None
     assert asked["requests"]["memory"] == asked["limits"]["memory"] == "8Gi"
     less = container(build_runner_job(tj(resources={"memory": "1Gi"}), settings, EGRESS))["resources"]
     assert (less["requests"]["memory"], less["limits"]["memory"]) == ("1Gi", "3Gi")
+
+
+def test_a_runner_reserves_the_charts_request_not_its_whole_limit() -> None:
+    resources = container(build_runner_job(tj(), OperatorSettings(runner_memory_request="1536Mi"), EGRESS))["resources"]
+    assert resources["requests"]["memory"] == "1536Mi"
+    assert parse_quantity(resources["limits"]["memory"]) > 8 * parse_quantity("1536Mi")
 
 
 def test_every_emptydir_is_bounded_by_what_it_holds() -> None:
