@@ -177,17 +177,22 @@ class Deliverer:
                 ended = self._attempt(delivery)
             except Exception:  # dropped for now: the next reconcile pass queues it again
                 log.exception("webhook of %s/%s failed", delivery.namespace, delivery.tj["metadata"]["name"])
-                ended = None
-            with self.queue.ready:
-                self.queue.busy[delivery.namespace] -= 1
-                if ended is False:
-                    delivery.due = self.clock() + self.backoff[delivery.attempts - 1]
-                    self.queue.waiting.append(delivery)
-                else:
-                    self.queue.known.discard(delivery.uid)
-                if ended:
-                    self.queue.ended[delivery.uid] = self.clock()
-                self.queue.ready.notify_all()
+                self._settle(delivery, ended=False, again=False)
+                continue
+            self._settle(delivery, ended=ended, again=not ended)
+
+    def _settle(self, delivery: _Delivery, *, ended: bool, again: bool) -> None:
+        """Frees the delivery's place in flight; it is queued `again` after its backoff, or remembered as `ended`."""
+        with self.queue.ready:
+            self.queue.busy[delivery.namespace] -= 1
+            if again:
+                delivery.due = self.clock() + self.backoff[delivery.attempts - 1]
+                self.queue.waiting.append(delivery)
+            else:
+                self.queue.known.discard(delivery.uid)
+            if ended:
+                self.queue.ended[delivery.uid] = self.clock()
+            self.queue.ready.notify_all()
 
     def _next(self) -> _Delivery | None:
         """The earliest due delivery of a namespace with room for one more attempt, once there is one; None once
