@@ -1,15 +1,24 @@
 """The finalizer never holds a job forever: not when the store refuses the operator (it gives up after
 `operator.cleanupTimeoutSeconds`, with a Warning Event), nor once the operator is uninstalled (the chart's hook
-removes it). Both reinstall the shared release as they need it and restore it after."""
+removes it). Both change the shared release as they need it and restore it after."""
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import Cluster, Kubescribe, scratch_namespace, wait_for
+from localcluster.cluster import free_port
+from tests.integration.conftest import (
+    REPO,
+    Cluster,
+    Kubescribe,
+    create_restricted_namespace,
+    scratch_namespace,
+    wait_for,
+)
 
 FINALIZER = "kubescribe.io/cleanup"
 REFUSED_SECRET = "kubescribe-s3-refused"
@@ -71,22 +80,59 @@ def test_a_job_whose_objects_the_store_refuses_to_delete_goes_with_a_warning(
     assert "not-the-password" not in message
 
 
+@pytest.fixture
+def scratch_release(kubescribe: Kubescribe, cluster: Cluster) -> Iterator[tuple[str, str]]:
+    """(a release of its own, in its own namespace, the namespace only its operator watches). The shared release is
+    limited to another namespace meanwhile: the storage policy it owns is kept (the API server loses a policy's
+    parameters when the policy and its ConfigMap are deleted and created again together)."""
+    suffix = uuid.uuid4().hex[:8]
+    release, watched, elsewhere = f"scratch-{suffix}", f"watched-{suffix}", f"elsewhere-{suffix}"
+    for name in (release, watched, elsewhere):
+        create_restricted_namespace(cluster, name)
+    limited = {"networkPolicy.apiServer.cidrs": "{127.0.0.1/32}"}
+    kubescribe.install(**limited, **{"operator.namespaces": f"{{{elsewhere}}}"})
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "kubescribe-s3",
+        "-n",
+        release,
+        f"--from-literal=AWS_ACCESS_KEY_ID={cluster.state.minio_user}",
+        f"--from-literal=AWS_SECRET_ACCESS_KEY={cluster.state.minio_password}",
+    )
+    values = {
+        **kubescribe.values,
+        **limited,
+        "operator.namespaces": f"{{{watched}}}",
+        "operator.ports.health": str(free_port()),
+        "operator.ports.metrics": str(free_port()),
+        "gateway.enabled": "false",
+        "storage.admissionPolicy": "false",
+    }
+    settings = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+    cluster.run("helm", "install", release, str(REPO / "charts/kubescribe"), "-n", release, *settings, "--wait")
+    try:
+        yield release, watched
+    finally:
+        cluster.run("helm", "uninstall", release, "-n", release, "--wait", check=False)
+        kubescribe.install()
+        for name in (release, watched, elsewhere):
+            cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 def test_after_the_operator_is_uninstalled_a_namespace_with_jobs_can_be_deleted(
-    kubescribe: Kubescribe, cluster: Cluster
+    scratch_release: tuple[str, str], kubescribe: Kubescribe, cluster: Cluster
 ) -> None:
-    with scratch_namespace(cluster) as namespace:
-        submit_held_job(kubescribe, namespace, "left")
-        try:
-            cluster.run(
-                "helm", "uninstall", kubescribe.release, "-n", kubescribe.namespace, "--wait", "--timeout", "3m"
-            )
-            assert cluster.try_get("deployment", "kubescribe-operator", "-n", kubescribe.namespace) is None
-            left = kubescribe.job(namespace, "left")
-            assert left is not None
-            assert FINALIZER not in (left["metadata"].get("finalizers") or [])
-            cluster.kubectl("delete", "namespace", namespace, "--wait=false")
-            wait_for(lambda: cluster.try_get("namespace", namespace) is None, 180, f"namespace {namespace} to go")
-            assert cluster.try_get("serviceaccount", "kubescribe-uninstall", "-n", kubescribe.namespace) is None
-            assert cluster.try_get("clusterrole", "kubescribe-uninstall") is None
-        finally:
-            kubescribe.install()
+    release, namespace = scratch_release
+    submit_held_job(kubescribe, namespace, "left")
+    cluster.run("helm", "uninstall", release, "-n", release, "--wait", "--timeout", "3m")
+    assert cluster.try_get("deployment", f"{release}-operator", "-n", release) is None
+    left = kubescribe.job(namespace, "left")
+    assert left is not None
+    assert FINALIZER not in (left["metadata"].get("finalizers") or [])
+    cluster.leaks.record_namespace(cluster, namespace)
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    wait_for(lambda: cluster.try_get("namespace", namespace) is None, 180, f"namespace {namespace} to go")
+    assert cluster.try_get("serviceaccount", f"{release}-uninstall", "-n", release) is None
+    assert cluster.try_get("clusterrole", f"{release}-uninstall") is None
