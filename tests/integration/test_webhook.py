@@ -193,7 +193,7 @@ def test_a_namespaces_slow_and_failing_receivers_do_not_hold_up_anothers(
         for server in (failing, quick):
             server.shutdown()
     deadline = f"TimeoutError: the exchange did not end within its deadline of {DEADLINE_SECONDS} s"
-    assert records["trickling"] == {"delivered": False, "attempts": given_up, "lastError": deadline}
+    assert records["trickling"] == {"delivered": False, "attempts": given_up, "lastError": deadline, "refused": False}
     for name in hooks_of_a.keys() - {"trickling"}:
-        assert records[name] == {"delivered": False, "attempts": given_up, "lastError": "HTTP 500"}
+        assert records[name] == {"delivered": False, "attempts": given_up, "lastError": "HTTP 500", "refused": False}
     assert trickler.attempts == given_up
