@@ -13,13 +13,15 @@ forms (IPv4-mapped, 6to4, NAT64). Refused whatever the ranges: `EgressRules.forb
 from __future__ import annotations
 
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -124,14 +126,18 @@ def request(
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float,
+    deadline: float | None = None,
 ) -> Iterator[http.client.HTTPResponse]:
     """The answer to `method` on `url`, of any status, connected only where `rules` permit. GET follows
     redirects (at most MAX_REDIRECTS), each checked as the first; other methods get the redirect as the answer.
-    Raises Refused before connecting anywhere refused, OSError or http.client.HTTPException when the exchange fails."""
+    `timeout` bounds each wait on the socket; `deadline`, when given, all of the exchange: connecting, sending, and
+    reading the answer however slowly it comes. Raises Refused before connecting anywhere refused, OSError or
+    http.client.HTTPException when the exchange fails (TimeoutError naming the deadline when it passes)."""
     checks = policy(rules)
+    ends = None if deadline is None else _Deadline(time.monotonic() + deadline, deadline)
     for hop in range(MAX_REDIRECTS + 1):
         try:
-            connection = _connection(url, checks, timeout)
+            connection = _connection(url, checks, timeout, ends)
         except Refused as refused:
             raise Refused(f"redirects to a URL that {refused}" if hop else str(refused)) from None
         try:
@@ -149,7 +155,7 @@ def request(
     raise Refused(f"redirects more than {MAX_REDIRECTS} times")
 
 
-def _connection(url: str, checks: Policy, timeout: float) -> http.client.HTTPConnection:
+def _connection(url: str, checks: Policy, timeout: float, deadline: _Deadline | None) -> http.client.HTTPConnection:
     parts = urlsplit(url)
     if parts.scheme not in DEFAULT_PORTS:
         raise Refused("is not http or https")
@@ -158,8 +164,8 @@ def _connection(url: str, checks: Policy, timeout: float) -> http.client.HTTPCon
     port = parts.port or DEFAULT_PORTS[parts.scheme]
     addresses = _checked(checks, parts.hostname, port)
     if parts.scheme == "https":
-        return _PinnedHTTPSConnection(parts.hostname, port, addresses, timeout)
-    return _PinnedHTTPConnection(parts.hostname, port, addresses, timeout)
+        return _PinnedHTTPSConnection(parts.hostname, port, addresses, timeout, deadline)
+    return _PinnedHTTPConnection(parts.hostname, port, addresses, timeout, deadline)
 
 
 def _checked(checks: Policy, host: str, port: int) -> list[SocketAddress]:
@@ -197,27 +203,115 @@ def _connect(addresses: list[SocketAddress], timeout: float | None) -> socket.so
     raise error
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """HTTP to `host`, over a connection to one of `addresses` and nowhere else."""
+@dataclass(frozen=True)
+class _Deadline:
+    """When an exchange must be over (time.monotonic()), and how long it was given."""
 
-    def __init__(self, host: str, port: int, addresses: list[SocketAddress], timeout: float) -> None:
+    at: float
+    seconds: float
+
+    def left(self) -> float:
+        """The seconds left; raises TimeoutError naming the deadline once none are."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise self.passed()
+        return left
+
+    def passed(self) -> TimeoutError:
+        return TimeoutError(f"the exchange did not end within its deadline of {self.seconds:g} s")
+
+
+class _DeadlineSocket:
+    """A connected socket whose sends and receives all end by `deadline`, however slowly the peer trickles: what
+    http.client uses of a socket (sendall, makefile, close)."""
+
+    def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
+        self.sock = sock
+        self.deadline = deadline
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.settimeout(self.deadline.left())
+        try:
+            self.sock.sendall(data)
+        except TimeoutError:
+            raise self.deadline.passed() from None
+
+    def makefile(self, mode: str = "rb", *_: Any, **__: Any) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: _DeadlineSocket) -> None:
+        self.sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self.sock.sock.settimeout(self.sock.deadline.left())
+        try:
+            return self.sock.sock.recv_into(buffer)
+        except TimeoutError:
+            raise self.sock.deadline.passed() from None
+
+
+def _deadline_connect(addresses: list[SocketAddress], timeout: float | None, deadline: _Deadline) -> socket.socket:
+    """A socket connected to one of `addresses` by `deadline`, its timeout set to what is left of it."""
+    try:
+        sock = _connect(addresses, min(timeout or deadline.seconds, deadline.left()))
+    except TimeoutError:
+        raise deadline.passed() from None
+    sock.settimeout(deadline.left())
+    return sock
+
+
+def _bounded(sock: socket.socket, deadline: _Deadline) -> socket.socket:
+    """`sock` as http.client sees it (it uses only sendall, makefile and close), each use ending by `deadline`."""
+    return cast(socket.socket, _DeadlineSocket(sock, deadline))
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """HTTP to `host`, over a connection to one of `addresses` and nowhere else, within `deadline` if given."""
+
+    def __init__(
+        self, host: str, port: int, addresses: list[SocketAddress], timeout: float, deadline: _Deadline | None = None
+    ) -> None:
         super().__init__(host, port, timeout=timeout)
         self.addresses = addresses
+        self.deadline = deadline
 
     def connect(self) -> None:
-        self.sock = _connect(self.addresses, self.timeout)
+        if self.deadline is None:
+            self.sock = _connect(self.addresses, self.timeout)
+        else:
+            self.sock = _bounded(_deadline_connect(self.addresses, self.timeout, self.deadline), self.deadline)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS to `host` (its name sent and its certificate verified), over a connection to one of `addresses`."""
+    """HTTPS to `host` (its name sent and its certificate verified), over a connection to one of `addresses`,
+    within `deadline` if given."""
 
-    def __init__(self, host: str, port: int, addresses: list[SocketAddress], timeout: float) -> None:
+    def __init__(
+        self, host: str, port: int, addresses: list[SocketAddress], timeout: float, deadline: _Deadline | None = None
+    ) -> None:
         self.tls = ssl.create_default_context()
         super().__init__(host, port, timeout=timeout, context=self.tls)
         self.addresses = addresses
+        self.deadline = deadline
 
     def connect(self) -> None:
-        self.sock = self.tls.wrap_socket(_connect(self.addresses, self.timeout), server_hostname=self.host)
+        if self.deadline is None:
+            self.sock = self.tls.wrap_socket(_connect(self.addresses, self.timeout), server_hostname=self.host)
+            return
+        sock = _deadline_connect(self.addresses, self.timeout, self.deadline)
+        try:
+            tls = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except TimeoutError:
+            raise self.deadline.passed() from None
+        self.sock = _bounded(tls, self.deadline)
 
 
 def pool_manager(rules: EgressRules, **settings: Any) -> urllib3.PoolManager:

@@ -19,15 +19,13 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from minio import Minio
 from minio.error import S3Error
 from pydantic import ValidationError
 
-from kubescribe import s3
-from kubescribe.api.timestamps import format_timestamp, parse_timestamp
+from kubescribe.api.timestamps import parse_timestamp
 from kubescribe.api.v1alpha1 import (
-    API_VERSION,
     GROUP,
-    KIND,
     PLURAL,
     VERSION,
     is_finished,
@@ -35,7 +33,7 @@ from kubescribe.api.v1alpha1 import (
     transcript_uris,
 )
 from kubescribe.contract import StoreGrants
-from kubescribe.operator import builders, grants, metrics, policy, webhook
+from kubescribe.operator import builders, clients, grants, metrics, policy, webhook
 from kubescribe.operator.queue import plan_admission, queue_entry
 from kubescribe.operator.settings import OperatorSettings
 from kubescribe.operator.status import (
@@ -70,6 +68,7 @@ class Reconciler:
         self,
         settings: OperatorSettings,
         api: client.ApiClient,
+        store: Minio,
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
         self.settings = settings
@@ -79,13 +78,13 @@ class Reconciler:
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.now = now
         self.egress = builders.egress_rules(settings, api.configuration.host)
-        self.webhooks = webhook.Deliverer(api, self.egress, self._event)
-        self.store = s3.client(
-            settings.s3_endpoint,
-            settings.s3_access_key.get_secret_value(),
-            settings.s3_secret_key.get_secret_value(),
-            region=settings.s3_region,
+        self.webhooks = webhook.Deliverer(
+            self.egress,
+            secret=lambda namespace: webhook.namespace_secret(self.core, namespace),
+            record=self._record_webhook,
+            event=self._event,
         )
+        self.store = store
 
     def reconcile(self) -> float | None:
         """One pass; returns the seconds until the next finished job's TTL runs out, if any."""
@@ -299,6 +298,16 @@ class Reconciler:
             "whose kubelet does not answer: removed so that its Job runs another",
         )
 
+    def _record_webhook(self, tj: Mapping[str, Any], record: dict[str, Any]) -> None:
+        metadata = tj["metadata"]
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, metadata["namespace"], PLURAL, metadata["name"], {"status": {"webhook": record}}
+            )
+        except ApiException as error:
+            if error.status != 404:  # a job deleted meanwhile needs no record
+                raise
+
     def _expire(self, tj: dict[str, Any], status: Mapping[str, Any], now: datetime.datetime) -> float:
         """Deletes a finished job whose TTL ran out; otherwise returns the seconds left."""
         completion = status.get("completionTime")
@@ -317,30 +326,7 @@ class Reconciler:
         return self.settings.resync_seconds
 
     def _event(self, tj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-        metadata = tj["metadata"]
-        stamp = format_timestamp(self.now())
-        body = {
-            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
-            "involvedObject": {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "name": metadata["name"],
-                "namespace": metadata["namespace"],
-                "uid": metadata["uid"],
-            },
-            "type": kind,
-            "reason": reason,
-            "message": message[:1024],
-            "count": 1,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "source": {"component": "kubescribe-operator"},
-            "reportingComponent": "kubescribe-operator",
-        }
-        try:
-            self.core.create_namespaced_event(metadata["namespace"], body)
-        except ApiException as error:
-            log.warning("event %s for %s/%s failed: %s", reason, metadata["namespace"], metadata["name"], error.reason)
+        clients.post_event(self.core, tj, kind, reason, message, now=self.now())
 
 
 def stranded_pods(pods: list[dict[str, Any]], now: datetime.datetime) -> list[dict[str, Any]]:

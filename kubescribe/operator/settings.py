@@ -56,5 +56,11 @@ class OperatorSettings(BaseSettings):
     """The namespaces the operator watches and acts in; empty: every namespace."""
     log_level: str = "INFO"
     resync_seconds: float = 30
+    request_timeout_seconds: float = 30
+    """The longest one call to the API server or the store may take, answer included."""
+    stall_seconds: float = 300
+    """How long the reconcile loop may go without finishing a pass before the operator's liveness fails."""
+    cleanup_timeout_seconds: float = 300
+    """How long the finalizer tries to delete a job's objects in the store before it lets the job go without."""
     metrics_port: int = 9090
     liveness_port: int = 8080

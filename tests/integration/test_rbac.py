@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.integration.conftest import Cluster, Gateway, Kubescribe
+import yaml
+
+from tests.integration.conftest import REPO, Cluster, Gateway, Kubescribe
 
 Permissions = set[tuple[str, str, str]]
 
@@ -34,6 +36,11 @@ GATEWAY: Permissions = (
 """In every namespace; in the release namespace also the API key Secret."""
 
 
+UNINSTALL_HOOK: Permissions = grants("transcriptionjobs.kubescribe.io", "list", "patch")
+"""In every namespace the operator worked in; in the release namespace also listing pods, to wait for the
+operator's to go."""
+
+
 def runner(job: str) -> Permissions:
     """In its job's namespace, and nothing elsewhere."""
     return grants("transcriptionjobs.kubescribe.io/status", "patch", name=job)
@@ -62,3 +69,27 @@ def test_a_runner_may_only_patch_its_own_jobs_status(kubescribe: Kubescribe, clu
     runner_account = account(namespace, "transcribe-mine")
     assert cluster.permissions(runner_account, namespace) == runner("mine")
     assert cluster.permissions(runner_account, "default") == set()
+
+
+def test_the_uninstall_hook_may_do_exactly_what_it_does(
+    kubescribe: Kubescribe, cluster: Cluster, namespace: str
+) -> None:
+    """Its RBAC exists only while `helm uninstall` runs it: applied here as the chart renders it."""
+    rendered = cluster.run(
+        "helm",
+        "template",
+        kubescribe.release,
+        str(REPO / "charts/kubescribe"),
+        "-n",
+        kubescribe.namespace,
+        "-s",
+        "templates/uninstall-hook.yaml",
+    ).stdout
+    rbac = yaml.safe_dump_all(d for d in yaml.safe_load_all(rendered) if d and d["kind"] != "Job")
+    cluster.kubectl("apply", "-n", kubescribe.namespace, "-f", "-", input=rbac)
+    try:
+        hook = account(kubescribe.namespace, "kubescribe-uninstall")
+        assert cluster.permissions(hook, namespace) == UNINSTALL_HOOK
+        assert cluster.permissions(hook, kubescribe.namespace) == UNINSTALL_HOOK | grants("pods", "list")
+    finally:
+        cluster.kubectl("delete", "-n", kubescribe.namespace, "-f", "-", input=rbac)

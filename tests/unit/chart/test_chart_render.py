@@ -175,3 +175,47 @@ def test_the_runners_limits_reach_the_operator() -> None:
     assert env["KUBESCRIBE_RUNNER_DOWNLOAD_TIMEOUT_SECONDS"] == "3600"
     assert env["KUBESCRIBE_RUNNER_MEMORY_LIMIT"] == "24Gi"
     assert env["KUBESCRIBE_RUNNER_MEMORY_REQUEST"] == "3Gi"
+
+
+def uninstall_hook(*settings: str) -> list[dict[str, Any]]:
+    return [o for o in objects(*settings) if o["metadata"]["name"] == "kubescribe-uninstall"]
+
+
+def test_the_uninstall_hook_runs_after_the_release_is_gone_and_is_deleted_once_it_succeeded() -> None:
+    hook = uninstall_hook()
+    assert {o["kind"] for o in hook} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Job",
+    }
+    for item in hook:
+        assert item["metadata"]["annotations"]["helm.sh/hook"] == "post-delete"
+        assert item["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    [job] = [o for o in hook if o["kind"] == "Job"]
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:3] == ["python", "-m", "kubescribe.operator.uninstall"]
+    assert (
+        "--operator-selector=app.kubernetes.io/instance=kubescribe,app.kubernetes.io/component=operator"
+        in (container["command"])
+    )
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert job["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_uninstall_hook_acts_where_the_operator_did() -> None:
+    hook = uninstall_hook("operator.namespaces={team-a,team-b}", API_SERVER)
+    bindings = [(o["kind"], o["metadata"].get("namespace"), o["roleRef"]["kind"]) for o in hook if "roleRef" in o]
+    assert sorted(bindings, key=str) == sorted(
+        [
+            ("RoleBinding", "team-a", "ClusterRole"),
+            ("RoleBinding", "team-b", "ClusterRole"),
+            ("RoleBinding", None, "Role"),
+        ],
+        key=str,
+    )
+    [job] = [o for o in hook if o["kind"] == "Job"]
+    env = {item["name"]: item.get("value") for item in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["KUBESCRIBE_NAMESPACES"]) == ["team-a", "team-b"]
