@@ -18,6 +18,7 @@ from minio import Minio
 from bench import kube
 from bench.chaos import report, scenarios
 from bench.chaos.faults import Faults
+from bench.gateway import audio_file
 from localcluster.cluster import NODES, LocalCluster
 
 RESULTS = kube.REPO / "bench-results"
@@ -26,6 +27,11 @@ HELM_VALUES = {
     "operator.maxGpusPerNamespace": "4",
     "operator.resyncSeconds": "10",
     **{f"{part}.nodeSelector.kubernetes\\.io/hostname": NODES[1] for part in ("operator", "gateway")},
+    "gateway.concurrency.uploads": "100",
+    "gateway.rateLimit.perSecond": "1000",
+    "gateway.rateLimit.burst": "1000",
+    "gateway.maxQueuedJobsPerNamespace": "2000",
+    "gateway.abandonedUploadSeconds": "60",
 }
 """Four runners at once: what two cores transcribe without starving the control plane. The operator and the
 gateway run on the node that does not fail: the node scenario is about runners (an operator on a failed node is
@@ -34,10 +40,14 @@ replaced after Kubernetes' default 300 s toleration, as any Deployment's pod).""
 SCENARIOS: dict[str, tuple[str, Callable[[scenarios.Lab, int], dict[str, Any]], int]] = {
     "operator": ("1. The operator SIGKILLed and its pod deleted", scenarios.operator_killed, 100),
     "runners": ("2. Runners killed and deleted, a node failed", scenarios.runners_killed, 30),
-    "store": ("3. MinIO stopped for 30 s", scenarios.store_stopped, 30),
+    "store": ("3. MinIO stopped for 30 s while jobs run and uploads stream in", scenarios.store_stopped, 30),
     "apiserver": ("4. kube-apiserver and etcd crashed and restarted", scenarios.control_plane_restarted, 40),
+    "gateway": ("5. The gateway SIGKILLed during concurrent uploads", scenarios.gateway_killed, 20),
     "load": ("6. Load: many jobs at once through kubectl", scenarios.load, 1000),
 }
+
+UPLOAD_BYTES = 20 << 20
+"""Three parts of the gateway's multipart upload."""
 
 log = logging.getLogger("bench.chaos")
 
@@ -86,9 +96,19 @@ def main() -> None:
             )
             for bucket in (scenarios.AUDIO_BUCKET, scenarios.OUTPUTS_BUCKET):
                 s3.make_bucket(bucket)
-            kube.install_operator(cluster, state, env, HELM_VALUES)
+            values = kube.install_operator(cluster, state, env, HELM_VALUES)
             api = kube.api_client(cluster.admin_kubeconfig)
-            lab = scenarios.Lab(cluster, state, api, s3, Faults(cluster, api, args.seed), env, speech(work / "s.wav"))
+            lab = scenarios.Lab(
+                cluster,
+                state,
+                api,
+                s3,
+                Faults(cluster, api, args.seed),
+                env,
+                speech(work / "s.wav"),
+                gateway_url=f"http://127.0.0.1:{values['gateway.port']}",
+                upload=audio_file(work / "upload.wav", UPLOAD_BYTES),
+            )
             for name in args.scenarios.split(","):
                 title, run, jobs = SCENARIOS[name]
                 count = counts.get(name) or max(1, round(jobs * args.scale))

@@ -14,6 +14,7 @@ from localcluster.cluster import NODE_AGENT_PREFIX, LocalCluster
 
 OPERATOR_NAMESPACE = "kubescribe"
 OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
+GATEWAY_SELECTOR = "app.kubernetes.io/component=gateway"
 RUNNER_SELECTOR = "app.kubernetes.io/component=runner"
 
 
@@ -72,6 +73,20 @@ class Faults:
                 return pid
             time.sleep(0.2)
         raise RuntimeError(f"no operator process ran within {timeout:.0f} s")
+
+    # -- the gateway -------------------------------------------------------------------------------
+
+    def gateway_pid(self) -> int | None:
+        pods = self.core.list_namespaced_pod(OPERATOR_NAMESPACE, label_selector=GATEWAY_SELECTOR).items
+        return next((pid for pod in pods if not pod.metadata.deletion_timestamp and (pid := running_pid(pod))), None)
+
+    def kill_gateway(self) -> int:
+        """SIGKILL to the gateway's process (its node agent restarts the container); the pid killed."""
+        pid = self.gateway_pid()
+        if pid is None:
+            raise RuntimeError("the gateway is not running")
+        processes.kill([pid])
+        return pid
 
     # -- runners -----------------------------------------------------------------------------------
 

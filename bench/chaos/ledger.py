@@ -35,6 +35,8 @@ class Ledger:
     pod_starts: dict[str, set[str]] = field(default_factory=dict)
     first_seen: dict[str, float] = field(default_factory=dict)
     """When the job's first runner Job was seen (monotonic seconds): when the operator admitted it."""
+    created: dict[str, float] = field(default_factory=dict)
+    """When the job was first seen (monotonic seconds)."""
     final: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs_stored: dict[str, bool] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -95,6 +97,8 @@ class Ledger:
 
     def _transcription(self, tj: dict[str, Any]) -> None:
         name, status = tj["metadata"]["name"], tj.get("status") or {}
+        with self.lock:
+            self.created.setdefault(name, time.monotonic())
         if not is_finished(status) or name in self.final:
             return
         stored = None

@@ -72,9 +72,19 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 EXTRAS = {
+    "uploads": "uploads begun at once",
+    "upload_outcomes": "upload outcomes (HTTP status, or how the connection ended)",
+    "jobs_for_uploads_that_did_not_finish": "jobs for uploads that did not finish",
+    "incomplete_multipart_uploads_after_the_kill": "incomplete multipart uploads right after the kill",
+    "incomplete_multipart_uploads_left": "incomplete multipart uploads left at the end",
+    "upload_objects_without_a_job": "uploaded objects without a job",
+    "uploads_begun_while_the_store_was_down": "gateway answers to uploads begun while the store was down",
+    "uploads_begun_after_it_came_back": "gateway answers to uploads begun after it came back",
+    "answer_while_down": "an upload while the store was down",
     "operator_rss_mib": "operator resident memory (MiB)",
     "apiserver_requests_per_second": "API server requests per second while the queue drained",
     "priority_order": "admission order",
+    "gateway_job_reads": "the gateway's job reads (GET /v1/jobs/{id}) while the queue drained",
 }
 
 

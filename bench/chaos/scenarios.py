@@ -5,10 +5,12 @@ injected and what remained once the jobs' TTL had passed."""
 from __future__ import annotations
 
 import logging
+import statistics
 import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -16,19 +18,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from kubernetes import client
 from minio import Minio
 
 from bench import kube
 from bench.chaos import ledger
-from bench.chaos.faults import Faults, running_pid
+from bench.chaos.faults import OPERATOR_NAMESPACE, Faults, running_pid
 from kubescribe.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from kubescribe.gateway.access.keys import create_key
+from kubescribe.gateway.stores.objects import incomplete_uploads
 from localcluster.cluster import NODES, ClusterState, LocalCluster
 
 log = logging.getLogger(__name__)
 
 AUDIO_BUCKET = "audio"
+KEYS_SECRET = "kubescribe-api-keys"  # noqa: S105 - a name
+UPLOAD_FORM = {"model": "tiny.en", "language": "en", "formats": "txt,json"}
 OUTPUTS_BUCKET = "transcripts"
 TTL_SECONDS = 20
 FINISH_TIMEOUT_SECONDS = 1800.0
@@ -48,6 +55,35 @@ class Lab:
     faults: Faults
     env: dict[str, str]
     speech: Path
+    gateway_url: str
+    upload: Path
+    """A longer recording for uploads through the gateway: the speech, then silence (several parts of a multipart
+    upload)."""
+
+    def gateway(self, namespace: str) -> httpx.Client:
+        """A client of the gateway with a new API key for `namespace`."""
+        key = create_key(client.CoreV1Api(self.api), OPERATOR_NAMESPACE, KEYS_SECRET, namespace, "chaos")
+        return httpx.Client(
+            base_url=self.gateway_url, headers={"Authorization": f"Bearer {key}"}, timeout=httpx.Timeout(120)
+        )
+
+    def post_upload(self, http: httpx.Client) -> tuple[str, str | None]:
+        """One upload as a job: its outcome (the HTTP status, or the transport error) and the job's id."""
+        try:
+            with self.upload.open("rb") as audio:
+                response = http.post("/v1/jobs", files={"file": ("talk.wav", audio, "audio/wav")}, data=UPLOAD_FORM)
+        except httpx.TransportError as error:
+            return type(error).__name__, None
+        job = response.json().get("id") if response.status_code == 202 else None
+        return str(response.status_code), job
+
+    def upload_objects(self, namespace: str) -> list[str]:
+        listed = self.s3.list_objects(AUDIO_BUCKET, prefix=f"{namespace}/uploads/", recursive=True)
+        return [item.object_name for item in listed]
+
+    def incomplete_uploads(self, namespace: str) -> list[str]:
+        found = incomplete_uploads(self.s3, AUDIO_BUCKET)
+        return [upload.key for upload in found if upload.key.startswith(f"{namespace}/uploads/")]
 
     def namespace(self, name: str) -> str:
         kube.create_namespace(self.api, name)
@@ -213,42 +249,157 @@ def control_plane_restarted(lab: Lab, jobs: int) -> dict[str, Any]:
 
 
 def store_stopped(lab: Lab, jobs: int) -> dict[str, Any]:
-    """MinIO stopped for 30 s while jobs run."""
-    with scenario(lab, "chaos-store") as run:
+    """MinIO stopped for 30 s while jobs run and uploads stream in through the gateway: the runners retry, the
+    gateway answers 503 with Retry-After while the store is down and accepts again after."""
+    with scenario(lab, "chaos-store") as run, lab.gateway(run.namespace) as http:
         run.names = lab.submit([lab.job(run.namespace, f"s3-{i:04d}") for i in range(jobs)])
+        answers: list[tuple[float, str, str | None]] = []
+        stop = threading.Event()
 
-        def inject() -> None:
-            run.fault(lab.faults.stop_store())
-            time.sleep(30)
-            run.fault(lab.faults.start_store())
+        def keep_uploading() -> None:
+            while not stop.is_set():
+                started = time.monotonic()
+                outcome, job = lab.post_upload(http)
+                answers.append((started, outcome, job))
 
-        _while_running(run, inject, (8, 12), 1)
-        return run.result()
+        uploader = threading.Thread(target=keep_uploading, daemon=True)
+        uploader.start()
+        time.sleep(8)
+        run.fault(lab.faults.stop_store())
+        down = time.monotonic()
+        time.sleep(30)
+        unavailable = http.post("/v1/jobs", files={"file": ("t.wav", b"RIFF", "audio/wav")}, data=UPLOAD_FORM)
+        run.fault(lab.faults.start_store())
+        up = time.monotonic()
+        time.sleep(15)
+        stop.set()
+        uploader.join()
+        run.names += [job for _, _, job in answers if job]
+        result = run.result()
+        jobs_left = set(ledger.jobs_by_name(lab.api, run.namespace))
+        return {
+            **result,
+            "uploads_begun_while_the_store_was_down": dict(Counter(o for t, o, _ in answers if down <= t < up)),
+            "uploads_begun_after_it_came_back": dict(Counter(o for t, o, _ in answers if t >= up)),
+            "answer_while_down": f"{unavailable.status_code}, Retry-After: {unavailable.headers.get('Retry-After')}",
+            "incomplete_multipart_uploads_left": len(lab.incomplete_uploads(run.namespace)),
+            "upload_objects_without_a_job": sum(
+                1 for key in lab.upload_objects(run.namespace) if key.split("/")[2] not in jobs_left
+            ),
+        }
+
+
+def gateway_killed(lab: Lab, uploads: int) -> dict[str, Any]:
+    """The gateway SIGKILLed while uploads stream in at once: no job for an upload that did not finish, and nothing
+    left in the store for it once the gateway is back."""
+    with scenario(lab, "chaos-uploads") as run, lab.gateway(run.namespace) as http:
+        with ThreadPoolExecutor(max_workers=uploads) as pool:
+            futures = [pool.submit(lab.post_upload, http) for _ in range(uploads)]
+            deadline = time.monotonic() + 120
+            while len(lab.incomplete_uploads(run.namespace)) < uploads // 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            begun = len(lab.incomplete_uploads(run.namespace))
+            run.fault(f"SIGKILL gateway process {lab.faults.kill_gateway()} with {begun} multipart uploads begun")
+            outcomes = [future.result() for future in futures]
+        left_at_kill = len(lab.incomplete_uploads(run.namespace))
+        deadline = time.monotonic() + 300
+        while lab.incomplete_uploads(run.namespace) and time.monotonic() < deadline:
+            time.sleep(2)
+        run.fault(f"incomplete uploads gone {time.monotonic() - deadline + 300:.0f} s after the kill")
+        accepted = [job for outcome, job in outcomes if job]
+        run.names = accepted
+        jobs = set(ledger.jobs_by_name(lab.api, run.namespace))
+        result = run.result()
+        return {
+            **result,
+            "uploads": uploads,
+            "upload_outcomes": dict(Counter(outcome for outcome, _ in outcomes)),
+            "jobs_for_uploads_that_did_not_finish": len(jobs - set(accepted)),
+            "incomplete_multipart_uploads_after_the_kill": left_at_kill,
+            "incomplete_multipart_uploads_left": len(lab.incomplete_uploads(run.namespace)),
+            "upload_objects_without_a_job": sum(
+                1 for key in lab.upload_objects(run.namespace) if key.split("/")[2] not in jobs
+            ),
+        }
 
 
 def load(lab: Lab, jobs: int) -> dict[str, Any]:
     """Many jobs created at once with kubectl, a tenth of them at a higher priority: the order in which the
-    operator admits them, its memory, and the API server's request rate while the queue drains."""
-    with scenario(lab, "chaos-load") as run:
+    operator admits them, its memory, the API server's request rate, and the gateway's job reads while the queue
+    drains."""
+    with scenario(lab, "chaos-load") as run, lab.gateway(run.namespace) as http:
         manifests = [lab.job(run.namespace, f"load-{i:04d}", priority=100 if i % 10 == 9 else 0) for i in range(jobs)]
         sampler = Sampler(lab)
         sampler.start()
         run.names = lab.submit_with_kubectl(manifests)
+        reads = JobReads(http, run.names, lab.faults.random.choice)
+        reads.start()
         result = run.result()
         sampler.stop()
+        reads.stop()
         high = {tj["metadata"]["name"] for tj in manifests if tj["spec"]["priority"] > 0}
-        return {**result, **sampler.summary(), "priority_order": admission_order(run, high)}
+        return {
+            **result,
+            **sampler.summary(),
+            "gateway_job_reads": reads.summary(),
+            "priority_order": admission_order(run, high),
+        }
+
+
+class JobReads:
+    """Reads random jobs through the gateway, one after another, timing each."""
+
+    def __init__(self, http: httpx.Client, names: list[str], choose: Callable[[list[str]], str]) -> None:
+        self.http, self.names, self.choose = http, names, choose
+        self.seconds: list[float] = []
+        self.failures: Counter[str] = Counter()
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _read(self) -> None:
+        while not self.stopping.wait(0.05):
+            started = time.monotonic()
+            try:
+                response = self.http.get(f"/v1/jobs/{self.choose(self.names)}")
+            except httpx.TransportError as error:
+                self.failures[type(error).__name__] += 1
+                continue
+            if response.status_code == 200:
+                self.seconds.append(time.monotonic() - started)
+            else:
+                self.failures[str(response.status_code)] += 1
+
+    def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.seconds)
+        if len(ordered) < 2:
+            return {"reads": len(ordered), "failures": dict(self.failures)}
+        cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+        return {
+            "reads": len(ordered),
+            "p50_ms": round(cuts[49] * 1000, 1),
+            "p99_ms": round(cuts[98] * 1000, 1),
+            "max_ms": round(ordered[-1] * 1000, 1),
+            "failures": dict(self.failures),
+        }
 
 
 def admission_order(run: Run, high: set[str]) -> dict[str, Any]:
-    """How many ordinary jobs were admitted before the last high-priority one: those admitted while the
-    high-priority jobs were still being created can be ahead of them, no more."""
+    """Ordinary jobs admitted while a higher-priority job already existed and waited: the queue's inversions."""
     assert run.book is not None
-    admitted = sorted(run.book.first_seen.items(), key=lambda item: item[1])
-    order = [name for name, _ in admitted]
-    last_high = max((order.index(name) for name in high if name in order), default=-1)
-    ordinary_before = sum(1 for name in order[: last_high + 1] if name not in high)
-    return {"high_priority_jobs": len(high), "ordinary_admitted_before_last_high": ordinary_before}
+    with run.book.lock:
+        admitted, created = dict(run.book.first_seen), dict(run.book.created)
+    waits = [(created[name], admitted[name]) for name in high if name in created and name in admitted]
+    inversions = sum(
+        1
+        for name, at in admitted.items()
+        if name not in high and any(arrived < at < admission for arrived, admission in waits)
+    )
+    return {"high_priority_jobs": len(high), "ordinary_jobs_admitted_while_one_waited": inversions}
 
 
 class Sampler:
