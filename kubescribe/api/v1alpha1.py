@@ -67,8 +67,11 @@ SPEC_IMMUTABLE = "spec is immutable; delete and re-create the job"
 
 # Pydantic (Rust regex) and the API server (Go RE2) both search for a pattern: anchor it, and keep to shared syntax.
 _BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
-_HTTP_URL = r"^https?://[!-~]+$"
+HTTP_URL = r"^https?://[!-~]+$"
 """Printable ASCII only: a URL with any other character is percent-encoded."""
+URL_MAX_LENGTH = 2048
+LANGUAGE = r"^[a-z]{2,3}$"
+PROMPT_MAX_LENGTH = 2000
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_KEY = rf"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}$"
 """A label key as Kubernetes has it: an optional DNS-subdomain prefix and a slash, then a name."""
@@ -110,8 +113,8 @@ class S3Object(_Model):
     key: str = Field(min_length=1, max_length=1024, description="Object key, for example speeches/jfk.flac.")
     endpoint: str | None = Field(
         None,
-        pattern=_HTTP_URL,
-        max_length=2048,
+        pattern=HTTP_URL,
+        max_length=URL_MAX_LENGTH,
         description="S3 endpoint URL, for example http://minio.storage:9000. Omit to use the operator's store.",
     )
     secret_name: str | None = Field(
@@ -134,7 +137,7 @@ class Source(_Model):
 
     s3: S3Object | None = Field(None, description="An audio object in S3-compatible storage.")
     url: str | None = Field(
-        None, pattern=_HTTP_URL, max_length=2048, description="An http or https URL the runner downloads."
+        None, pattern=HTTP_URL, max_length=URL_MAX_LENGTH, description="An http or https URL the runner downloads."
     )
 
     @model_validator(mode="after")
@@ -198,7 +201,9 @@ class Options(_Model):
     word_timestamps: bool = Field(False, description="Add the time of every word to the json output.")
     beam_size: int = Field(5, ge=1, le=20, description="Beam search width; 1 is greedy decoding.")
     initial_prompt: str | None = Field(
-        None, max_length=2000, description="Text the first window is conditioned on: names, spelling, style."
+        None,
+        max_length=PROMPT_MAX_LENGTH,
+        description="Text the first window is conditioned on: names, spelling, style.",
     )
     temperature: float = Field(0.0, ge=0, le=1, description="Sampling temperature; 0 decodes deterministically.")
 
@@ -305,7 +310,7 @@ class TranscriptionJobSpec(_Model):
         "...), s3://bucket/prefix/ of a CTranslate2 model, or a Hugging Face repository such as org/name.",
     )
     language: str | None = Field(
-        None, pattern=r"^[a-z]{2,3}$", description="Spoken language as an ISO 639-1 code such as en; omit to detect it."
+        None, pattern=LANGUAGE, description="Spoken language as an ISO 639-1 code such as en; omit to detect it."
     )
     task: Task = Field(
         "transcribe", description="transcribe keeps the spoken language; translate writes English instead."
@@ -323,8 +328,8 @@ class TranscriptionJobSpec(_Model):
     )
     webhook_url: str | None = Field(
         None,
-        pattern=_HTTP_URL,
-        max_length=2048,
+        pattern=HTTP_URL,
+        max_length=URL_MAX_LENGTH,
         description="An http or https URL that gets a POST with the job's status when it finishes.",
     )
 

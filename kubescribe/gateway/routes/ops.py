@@ -8,7 +8,9 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from kubescribe.gateway.errors import error_body
 from kubescribe.gateway.routes.deps import GatewayDep
+from kubescribe.gateway.routes.schemas import NotReady, Readiness
 from kubescribe.gateway.stores.objects import reachable
 
 router = APIRouter(tags=["operations"])
@@ -27,14 +29,19 @@ async def _check(function: Callable[..., bool], *args: object) -> bool:
         return False
 
 
-@router.get("/readyz", summary="Kubernetes, S3 and the job watch are up", responses={503: {"description": "Not ready"}})
+@router.get(
+    "/readyz",
+    summary="Kubernetes, S3 and the job watch are up",
+    response_model=Readiness,
+    responses={503: {"model": NotReady, "description": "Not ready: the error names what is down."}},
+)
 async def readyz(gateway: GatewayDep) -> JSONResponse:
     kubernetes, s3 = await asyncio.gather(
         _check(gateway.jobs.reachable), _check(reachable, gateway.objects, gateway.settings.upload_bucket)
     )
     checks = {"kubernetes": kubernetes, "s3": s3, "watch": gateway.watcher.synced}
     down = [name for name, ok in checks.items() if not ok]
-    body = {"status": "not ready" if down else "ready", "checks": checks}
     if down:
-        body["message"] = f"not reachable: {', '.join(down)}"
-    return JSONResponse(body, 503 if down else 200)
+        body = {**error_body(503, f"not reachable: {', '.join(down)}", code="not_ready"), "status": "not ready"}
+        return JSONResponse({**body, "checks": checks}, 503)
+    return JSONResponse({"status": "ready", "checks": checks})
