@@ -72,6 +72,8 @@ HTTP_URL = r"^https?://[!-~]+$"
 URL_MAX_LENGTH = 2048
 LANGUAGE = r"^[a-z]{2,3}$"
 PROMPT_MAX_LENGTH = 2000
+MAX_SECONDS = 2**31 - 1
+"""A duration's bound, as Kubernetes bounds a Job's ttlSecondsAfterFinished: about 68 years."""
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_KEY = rf"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}$"
 """A label key as Kubernetes has it: an optional DNS-subdomain prefix and a slash, then a name."""
@@ -100,7 +102,6 @@ def _defaulted(model: type[_Model], description: str) -> Any:
 class S3Object(_Model):
     """An object in S3-compatible storage."""
 
-    # Checked where users write jobs, by the API server: the operator itself names its own store's endpoint.
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -124,6 +125,12 @@ class S3Object(_Model):
         description="Secret in the job's namespace with the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
         "for this endpoint. Omit, with the endpoint, to use the operator's store.",
     )
+
+    @model_validator(mode="after")
+    def _own_store_needs_both(self) -> Self:
+        if (self.endpoint is None) != (self.secret_name is None):
+            raise ValueError(OWN_STORE_NEEDS_BOTH)
+        return self
 
 
 class Source(_Model):
@@ -244,7 +251,10 @@ class Toleration(_Model):
         None, description="Taint effect to match; empty matches every effect."
     )
     toleration_seconds: int | None = Field(
-        None, description="How long a NoExecute taint is tolerated before eviction; unset tolerates it forever."
+        None,
+        ge=-(2**63),
+        le=2**63 - 1,
+        description="How long a NoExecute taint is tolerated before eviction; unset tolerates it forever.",
     )
 
     @model_validator(mode="after")
@@ -321,10 +331,16 @@ class TranscriptionJobSpec(_Model):
     priority: int = Field(0, ge=-1000, le=1000, description="Admission priority: higher runs first when queued.")
     backoff_limit: int = Field(2, ge=0, le=10, description="Retries of a failed runner pod before the job fails.")
     active_deadline_seconds: int = Field(
-        3600, ge=1, description="Seconds the job may run once admitted, retries included, before it fails."
+        3600,
+        ge=1,
+        le=MAX_SECONDS,
+        description="Seconds the job may run once admitted, retries included, before it fails.",
     )
     ttl_seconds_after_finished: int = Field(
-        7200, ge=0, description="Seconds after finishing before the job and its transcripts are deleted."
+        7200,
+        ge=0,
+        le=MAX_SECONDS,
+        description="Seconds after finishing before the job and its transcripts are deleted.",
     )
     webhook_url: str | None = Field(
         None,

@@ -152,6 +152,17 @@ def test_model_names_models_in_s3_and_hugging_face_repositories_are_accepted(mod
         (spec_with(priority=1001), "less than or equal to 1000"),
         (spec_with(webhookUrl="mailto:ops@example.org"), "should match pattern"),
         (spec_with(beamsize=3), "Extra inputs are not permitted"),
+        (
+            spec_with(source={"s3": {"bucket": "audio", "key": "a.wav", "endpoint": "https://s3.example"}}),
+            "go together",
+        ),
+        (spec_with(source={"s3": {"bucket": "audio", "key": "a.wav", "secretName": "mine"}}), "go together"),
+        (spec_with(activeDeadlineSeconds=2**63), "less than or equal to 2147483647"),
+        (spec_with(ttlSecondsAfterFinished=10**12), "less than or equal to 2147483647"),
+        (
+            spec_with(resources={"tolerations": [{"key": "a", "effect": "NoExecute", "tolerationSeconds": 2**63}]}),
+            "less than or equal to 9223372036854775807",
+        ),
     ],
 )
 def test_invalid_specs_are_rejected_with_a_clear_message(spec, message):

@@ -75,7 +75,8 @@ def test_a_source_key_is_never_a_path(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(source, "s3_client", lambda settings, rules: store)
     destination = tmp_path / "work" / "source"
     destination.parent.mkdir()
-    hostile = Source.model_validate({"s3": {"bucket": "audio", "key": "../../../etc/passwd", "secretName": "mine"}})
+    own_store = {"endpoint": "http://store.example", "secretName": "mine"}
+    hostile = Source.model_validate({"s3": {"bucket": "audio", "key": "../../../etc/passwd", **own_store}})
     source.fetch(hostile, S3Settings("http://store.example", "id", "secret"), None, EgressRules(), destination)
     assert store.fetched == [str(destination)]
 
