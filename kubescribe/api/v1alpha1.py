@@ -8,6 +8,7 @@ Python names are snake_case, the resource's are camelCase; both are accepted whe
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -72,6 +73,8 @@ HTTP_URL = r"^https?://[!-~]+$"
 URL_MAX_LENGTH = 2048
 LANGUAGE = r"^[a-z]{2,3}$"
 PROMPT_MAX_LENGTH = 2000
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+"""For an S3 key the operator deletes: an S3 request's XML cannot carry control characters."""
 MAX_SECONDS = 2**31 - 1
 """A duration's bound, as Kubernetes bounds a Job's ttlSecondsAfterFinished: about 68 years."""
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
@@ -155,9 +158,11 @@ class Source(_Model):
 
     @property
     def stem(self) -> str:
-        """The audio's file name without its extension; the transcripts are named after it."""
+        """The audio's file name without its extension, less control and format characters (an S3 request's XML
+        cannot carry some); the transcripts are named after it."""
         path = self.s3.key if self.s3 else unquote(urlsplit(self.url or "").path)
-        return PurePosixPath(path).stem or "audio"
+        stem = "".join(char for char in PurePosixPath(path).stem if unicodedata.category(char)[0] != "C")
+        return stem.strip() or "audio"
 
 
 def model_location(model: str) -> tuple[str, str] | None:
@@ -178,7 +183,10 @@ class OutputLocation(_Model):
 
     bucket: str = Field(pattern=_BUCKET, description="Bucket the transcripts are written to.")
     prefix: str = Field(
-        "", max_length=1024, description="Key prefix of the transcripts, for example jfk/; empty for the bucket root."
+        "",
+        pattern=NO_CONTROL_CHARACTERS,
+        max_length=1024,
+        description="Key prefix of the transcripts, for example jfk/; empty for the bucket root.",
     )
 
 

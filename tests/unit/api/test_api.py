@@ -319,3 +319,17 @@ def test_the_cel_rules_are_on_the_right_objects():
         spec_rules["self.task != 'translate' || !self.model.endsWith('.en')"]
         == "translate needs a multilingual model; *.en models only transcribe English"
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "stem"),
+    [
+        ({"s3": {"bucket": "audio", "key": "team-a/talks/jfk.flac"}}, "jfk"),
+        ({"url": "https://media.example/r%C3%A9sum%C3%A9%20one.mp3?x=1"}, "résumé one"),
+        ({"url": "https://media.example/%00%0a"}, "audio"),
+        ({"url": "https://media.example/a%00b%E2%80%AEc.wav"}, "abc"),
+        ({"s3": {"bucket": "audio", "key": "team-a/\x07\x1b.wav"}}, "audio"),
+    ],
+)
+def test_transcripts_are_named_after_the_audio_without_control_characters(source, stem):
+    assert TranscriptionJobSpec.model_validate({"source": source}).source.stem == stem
