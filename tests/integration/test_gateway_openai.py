@@ -15,7 +15,7 @@ from tests.integration.speech import speak, word_error_rate
 
 SENTENCE = "The operator watches every request and reports its progress until the work is done."
 MAX_WER = 0.3
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = 40
 
 
 @pytest.fixture(scope="module")
