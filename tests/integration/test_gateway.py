@@ -207,7 +207,7 @@ def test_invalid_requests_are_answered_with_errors(gateway: Gateway, sentence: P
         ({"language": "english"}, "language"),
         ({"task": "summarize"}, "task"),
         ({"task": "translate", "model": "tiny.en"}, None),
-        ({"webhook_url": "ftp://example.org"}, "webhookUrl"),
+        ({"webhook_url": "ftp://example.org"}, "webhook_url"),
     ]:
         response = submit(client, sentence, **form)
         assert response.status_code == 400, (form, response.text)
