@@ -8,6 +8,7 @@ Python names are snake_case, the resource's are camelCase; both are accepted whe
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -67,8 +68,15 @@ SPEC_IMMUTABLE = "spec is immutable; delete and re-create the job"
 
 # Pydantic (Rust regex) and the API server (Go RE2) both search for a pattern: anchor it, and keep to shared syntax.
 _BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
-_HTTP_URL = r"^https?://[!-~]+$"
+HTTP_URL = r"^https?://[!-~]+$"
 """Printable ASCII only: a URL with any other character is percent-encoded."""
+URL_MAX_LENGTH = 2048
+LANGUAGE = r"^[a-z]{2,3}$"
+PROMPT_MAX_LENGTH = 2000
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+"""For an S3 key the operator deletes: an S3 request's XML cannot carry control characters."""
+MAX_SECONDS = 2**31 - 1
+"""A duration's bound, as Kubernetes bounds a Job's ttlSecondsAfterFinished: about 68 years."""
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_KEY = rf"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}$"
 """A label key as Kubernetes has it: an optional DNS-subdomain prefix and a slash, then a name."""
@@ -97,7 +105,6 @@ def _defaulted(model: type[_Model], description: str) -> Any:
 class S3Object(_Model):
     """An object in S3-compatible storage."""
 
-    # Checked where users write jobs, by the API server: the operator itself names its own store's endpoint.
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -110,8 +117,8 @@ class S3Object(_Model):
     key: str = Field(min_length=1, max_length=1024, description="Object key, for example speeches/jfk.flac.")
     endpoint: str | None = Field(
         None,
-        pattern=_HTTP_URL,
-        max_length=2048,
+        pattern=HTTP_URL,
+        max_length=URL_MAX_LENGTH,
         description="S3 endpoint URL, for example http://minio.storage:9000. Omit to use the operator's store.",
     )
     secret_name: str | None = Field(
@@ -121,6 +128,12 @@ class S3Object(_Model):
         description="Secret in the job's namespace with the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
         "for this endpoint. Omit, with the endpoint, to use the operator's store.",
     )
+
+    @model_validator(mode="after")
+    def _own_store_needs_both(self) -> Self:
+        if (self.endpoint is None) != (self.secret_name is None):
+            raise ValueError(OWN_STORE_NEEDS_BOTH)
+        return self
 
 
 class Source(_Model):
@@ -134,7 +147,7 @@ class Source(_Model):
 
     s3: S3Object | None = Field(None, description="An audio object in S3-compatible storage.")
     url: str | None = Field(
-        None, pattern=_HTTP_URL, max_length=2048, description="An http or https URL the runner downloads."
+        None, pattern=HTTP_URL, max_length=URL_MAX_LENGTH, description="An http or https URL the runner downloads."
     )
 
     @model_validator(mode="after")
@@ -145,9 +158,11 @@ class Source(_Model):
 
     @property
     def stem(self) -> str:
-        """The audio's file name without its extension; the transcripts are named after it."""
+        """The audio's file name without its extension, less control and format characters (an S3 request's XML
+        cannot carry some); the transcripts are named after it."""
         path = self.s3.key if self.s3 else unquote(urlsplit(self.url or "").path)
-        return PurePosixPath(path).stem or "audio"
+        stem = "".join(char for char in PurePosixPath(path).stem if unicodedata.category(char)[0] != "C")
+        return stem.strip() or "audio"
 
 
 def model_location(model: str) -> tuple[str, str] | None:
@@ -168,7 +183,10 @@ class OutputLocation(_Model):
 
     bucket: str = Field(pattern=_BUCKET, description="Bucket the transcripts are written to.")
     prefix: str = Field(
-        "", max_length=1024, description="Key prefix of the transcripts, for example jfk/; empty for the bucket root."
+        "",
+        pattern=NO_CONTROL_CHARACTERS,
+        max_length=1024,
+        description="Key prefix of the transcripts, for example jfk/; empty for the bucket root.",
     )
 
 
@@ -198,7 +216,9 @@ class Options(_Model):
     word_timestamps: bool = Field(False, description="Add the time of every word to the json output.")
     beam_size: int = Field(5, ge=1, le=20, description="Beam search width; 1 is greedy decoding.")
     initial_prompt: str | None = Field(
-        None, max_length=2000, description="Text the first window is conditioned on: names, spelling, style."
+        None,
+        max_length=PROMPT_MAX_LENGTH,
+        description="Text the first window is conditioned on: names, spelling, style.",
     )
     temperature: float = Field(0.0, ge=0, le=1, description="Sampling temperature; 0 decodes deterministically.")
 
@@ -239,7 +259,10 @@ class Toleration(_Model):
         None, description="Taint effect to match; empty matches every effect."
     )
     toleration_seconds: int | None = Field(
-        None, description="How long a NoExecute taint is tolerated before eviction; unset tolerates it forever."
+        None,
+        ge=-(2**63),
+        le=2**63 - 1,
+        description="How long a NoExecute taint is tolerated before eviction; unset tolerates it forever.",
     )
 
     @model_validator(mode="after")
@@ -305,7 +328,7 @@ class TranscriptionJobSpec(_Model):
         "...), s3://bucket/prefix/ of a CTranslate2 model, or a Hugging Face repository such as org/name.",
     )
     language: str | None = Field(
-        None, pattern=r"^[a-z]{2,3}$", description="Spoken language as an ISO 639-1 code such as en; omit to detect it."
+        None, pattern=LANGUAGE, description="Spoken language as an ISO 639-1 code such as en; omit to detect it."
     )
     task: Task = Field(
         "transcribe", description="transcribe keeps the spoken language; translate writes English instead."
@@ -316,15 +339,21 @@ class TranscriptionJobSpec(_Model):
     priority: int = Field(0, ge=-1000, le=1000, description="Admission priority: higher runs first when queued.")
     backoff_limit: int = Field(2, ge=0, le=10, description="Retries of a failed runner pod before the job fails.")
     active_deadline_seconds: int = Field(
-        3600, ge=1, description="Seconds the job may run once admitted, retries included, before it fails."
+        3600,
+        ge=1,
+        le=MAX_SECONDS,
+        description="Seconds the job may run once admitted, retries included, before it fails.",
     )
     ttl_seconds_after_finished: int = Field(
-        7200, ge=0, description="Seconds after finishing before the job and its transcripts are deleted."
+        7200,
+        ge=0,
+        le=MAX_SECONDS,
+        description="Seconds after finishing before the job and its transcripts are deleted.",
     )
     webhook_url: str | None = Field(
         None,
-        pattern=_HTTP_URL,
-        max_length=2048,
+        pattern=HTTP_URL,
+        max_length=URL_MAX_LENGTH,
         description="An http or https URL that gets a POST with the job's status when it finishes.",
     )
 

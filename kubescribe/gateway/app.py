@@ -7,9 +7,11 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
@@ -17,6 +19,7 @@ from kubescribe.gateway import errors
 from kubescribe.gateway.access.caller import Access
 from kubescribe.gateway.middleware import BodyLimit, RequestContext
 from kubescribe.gateway.routes import jobs, openai, ops
+from kubescribe.gateway.routes.document import allowed_methods, openapi_document
 from kubescribe.gateway.state import Gateway
 
 log = logging.getLogger("kubescribe.gateway")
@@ -57,6 +60,8 @@ def create_app(gateway: Gateway, access: Access) -> FastAPI:
     app = FastAPI(title="Kubescribe", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.gateway, app.state.access = gateway, access
     app.add_exception_handler(HTTPException, errors.http_error)
+    app.add_exception_handler(404, unrouted)
+    app.add_exception_handler(405, unrouted)
     app.add_exception_handler(RequestValidationError, errors.validation_error)
     app.add_exception_handler(Exception, errors.unexpected_error)
     for router in (jobs.router, openai.router, ops.router):
@@ -65,4 +70,27 @@ def create_app(gateway: Gateway, access: Access) -> FastAPI:
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
     app.add_middleware(BodyLimit, limit=gateway.settings.max_upload_bytes)
     app.add_middleware(RequestContext)
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi_document(app, gateway.settings)
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
     return app
+
+
+STATIC_METHODS = "GET, HEAD"
+
+
+async def unrouted(request: Request, error: Exception) -> JSONResponse:
+    """A 404 or 405: where the API document has the path but not the method, 405 with the document's methods in
+    `Allow` (the web page's files, mounted at /, would answer 404 or take only theirs); other 405s are the files'."""
+    assert isinstance(error, HTTPException)
+    allow = allowed_methods(request.app.openapi()["paths"], request.url.path)
+    if allow is not None and request.method not in allow.split(", "):
+        message = f"{request.method} is not allowed here; allowed: {allow}"
+        return errors.error_response(405, message, headers={"Allow": allow})
+    if error.status_code == 405:
+        return errors.error_response(405, f"{request.method} is not allowed here", headers={"Allow": STATIC_METHODS})
+    return await errors.http_error(request, error)

@@ -200,15 +200,13 @@ def build_grants_secret(tj: Mapping[str, Any], grants: StoreGrants) -> dict[str,
 
 
 def runner_spec(tj: Mapping[str, Any], settings: OperatorSettings) -> TranscriptionJobSpec:
-    """The spec the runner gets: the operator's defaults filled in for the model, the output location
-    (`<default bucket>/<namespace>/<name>/`) and the endpoint of an S3 source."""
+    """The spec the runner gets: the operator's defaults filled in for the model and the output location
+    (`<default bucket>/<namespace>/<name>/`). A source in the operator's store keeps no endpoint: the runner reaches
+    it through its presigned URLs."""
     metadata = tj["metadata"]
     spec = TranscriptionJobSpec.model_validate({"model": settings.default_model, **tj["spec"]})
     output = output_location(spec, metadata["namespace"], metadata["name"], settings.default_output_bucket)
-    source = spec.source
-    if source.s3 is not None and source.s3.endpoint is None:
-        source = source.model_copy(update={"s3": source.s3.model_copy(update={"endpoint": settings.s3_endpoint})})
-    return spec.model_copy(update={"outputs": spec.outputs.model_copy(update={"s3": output}), "source": source})
+    return spec.model_copy(update={"outputs": spec.outputs.model_copy(update={"s3": output})})
 
 
 def owned_objects(tj: Mapping[str, Any], settings: OperatorSettings) -> dict[str, list[str]]:

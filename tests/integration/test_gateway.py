@@ -207,7 +207,7 @@ def test_invalid_requests_are_answered_with_errors(gateway: Gateway, sentence: P
         ({"language": "english"}, "language"),
         ({"task": "summarize"}, "task"),
         ({"task": "translate", "model": "tiny.en"}, None),
-        ({"webhook_url": "ftp://example.org"}, "webhookUrl"),
+        ({"webhook_url": "ftp://example.org"}, "webhook_url"),
     ]:
         response = submit(client, sentence, **form)
         assert response.status_code == 400, (form, response.text)
@@ -257,7 +257,7 @@ def test_bad_uploads_leave_nothing_behind(
     speech = sentence.read_bytes()
     cases = {
         "notes.wav": (b"these are meeting notes, not a recording\n" * 100, 415),
-        "empty.wav": (b"", 400),
+        "empty.wav": (b"", 415),
         "header-only.wav": (speech[:44], 415),
         "cut-in-header.wav": (speech[:30], 415),
         "a-few-samples.wav": (speech[:60], 415),

@@ -208,7 +208,7 @@ def test_outages_of_the_store_and_the_api_server_answer_503_with_retry_after_unt
         assert uploaded_keys(kubescribe, namespace) == [f"{namespace}/uploads/{job_id}/audio"]
         down = readiness(process.url, 503)
         assert down is not None and down.json()["checks"]["kubernetes"] is False
-        assert "the Kubernetes API server is not reachable" in down.json()["message"]
+        assert "the Kubernetes API server is not reachable" in down.json()["error"]["message"]
 
         api_server.start()
         again = wait_for(lambda: client.get(f"/v1/jobs/{job_id}").status_code == 200, 60, "job reads to work again")

@@ -42,6 +42,11 @@ class Submission:
     temperature: float = 0.0
 
 
+_FORMAT = f"({'|'.join(get_args(Format))})"
+FORMATS = f"^ *{_FORMAT} *(, *{_FORMAT} *)*$"
+"""A comma-separated list of formats, as parse_formats reads it."""
+
+
 def parse_formats(raw: str) -> tuple[str, ...]:
     formats = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
     unknown = [f for f in formats if f not in get_args(Format)]
@@ -104,7 +109,7 @@ async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, sub
         )
     size = upload.size or 0
     if size == 0:
-        raise ApiError(400, "the file is empty", param="file")
+        raise ApiError(415, "the file is empty", param="file", code="unsupported_audio")
     if size > settings.max_upload_bytes:
         raise ApiError(413, f"the file is larger than {settings.max_upload_bytes} bytes", param="file")
     try:

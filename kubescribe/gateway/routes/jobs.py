@@ -11,14 +11,15 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from kubescribe.api.v1alpha1 import Format, Phase, Task, is_finished, phase_of
+from kubescribe.api.v1alpha1 import HTTP_URL, LANGUAGE, URL_MAX_LENGTH, Format, Phase, Task, is_finished, phase_of
 from kubescribe.gateway import metrics
 from kubescribe.gateway.errors import ApiError
-from kubescribe.gateway.intake.submission import Submission, parse_formats, submit
+from kubescribe.gateway.intake.submission import FORMATS, Submission, parse_formats, submit
 from kubescribe.gateway.intake.upload import UploadRoute
 from kubescribe.gateway.routes.deps import CallerDep, EventStreamDep, GatewayDep, JobDep
-from kubescribe.gateway.routes.schemas import JobList, JobView, errors
+from kubescribe.gateway.routes.schemas import CALLER_ERRORS, JobList, JobView, errors, or_empty
 from kubescribe.gateway.routes.views import (
+    PAGE_TOKEN,
     decode_page_token,
     job_view,
     page,
@@ -45,21 +46,34 @@ KEEPALIVE_SECONDS = 15
     "",
     status_code=202,
     response_model=JobView,
-    responses={**errors(400, 401, 403, 413, 415, 429)},
+    responses=errors(*CALLER_ERRORS, 400, 413, 415),
     summary="Upload audio and submit a transcription job",
+    description="The file must decode as audio (at least 0.1 s of it), else 415, and fit the gateway's upload "
+    "limit, else 413: rules of the file's content that its schema cannot state.",
 )
 async def create_job(
     *,
     gateway: GatewayDep,
     principal: CallerDep,
     file: Annotated[UploadFile, File(description="The audio: any format ffmpeg decodes.")],
-    model: Annotated[str | None, Form(description="A Whisper model name; the gateway's default when omitted.")] = None,
-    language: Annotated[str | None, Form(description="ISO 639-1 code such as en; detected when omitted.")] = None,
-    task: Annotated[Task, Form()] = "transcribe",
-    formats: Annotated[str, Form(description="Comma-separated: json, txt, srt, vtt, tsv.")] = "json,txt,srt,vtt",
+    model: Annotated[str, Form(description="A model this gateway offers; its default when empty.")] = "",
+    language: Annotated[
+        str, Form(pattern=or_empty(LANGUAGE), description="ISO 639-1 code such as en; detected when empty.")
+    ] = "",
+    task: Annotated[Task, Form(description="translate needs a multilingual model (not *.en).")] = "transcribe",
+    formats: Annotated[
+        str, Form(pattern=FORMATS, description="Comma-separated: json, txt, srt, vtt, tsv.")
+    ] = "json,txt,srt,vtt",
     vad: Annotated[bool, Form(description="Skip silence with voice activity detection.")] = True,
     word_timestamps: Annotated[bool, Form(description="Add each word's time to the json output.")] = False,
-    webhook_url: Annotated[str | None, Form(description="An http(s) URL POSTed the status at the end.")] = None,
+    webhook_url: Annotated[
+        str,
+        Form(
+            pattern=or_empty(HTTP_URL),
+            max_length=URL_MAX_LENGTH,
+            description="An http(s) URL POSTed the status at the end; none when empty.",
+        ),
+    ] = "",
 ) -> JSONResponse:
     submission = Submission(
         model=model or gateway.settings.default_model,
@@ -75,25 +89,23 @@ async def create_job(
     return JSONResponse(view, 202, headers={"Location": view["status_url"]})
 
 
-@router.get("", response_model=JobList, responses={**errors(400, 401, 403, 429)}, summary="List jobs, newest first")
+@router.get("", response_model=JobList, responses=errors(*CALLER_ERRORS, 400), summary="List jobs, newest first")
 async def list_jobs(
     gateway: GatewayDep,
     principal: CallerDep,
     phase: Annotated[Phase | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    page_token: Annotated[str | None, Query(description="next_page_token of the previous page.")] = None,
+    page_token: Annotated[
+        str | None, Query(pattern=PAGE_TOKEN, description="next_page_token of the previous page.")
+    ] = None,
 ) -> dict[str, Any]:
-    after = None
-    if page_token is not None:
-        after = decode_page_token(page_token)
-        if after is None:
-            raise ApiError(400, "invalid page_token", param="page_token")
+    after = None if page_token is None else decode_page_token(page_token)
     jobs = await asyncio.to_thread(gateway.jobs.list, principal.namespace)
     chosen, next_token = page([job for job in jobs if phase in (None, phase_of(job.get("status")))], limit, after)
     return {"jobs": [job_view(job) for job in chosen], "next_page_token": next_token}
 
 
-@router.get("/{job_id}", response_model=JobView, responses={**errors(401, 403, 404, 429)}, summary="A job's state")
+@router.get("/{job_id}", response_model=JobView, responses=errors(*CALLER_ERRORS, 404), summary="A job's state")
 async def get_job(job: JobDep) -> dict[str, Any]:
     return job_view(job)
 
@@ -102,7 +114,7 @@ async def get_job(job: JobDep) -> dict[str, Any]:
     "/{job_id}",
     status_code=202,
     response_model=JobView,
-    responses={**errors(401, 403, 404, 429)},
+    responses=errors(*CALLER_ERRORS, 404),
     summary="Cancel a job and delete it with its audio and transcripts",
 )
 async def delete_job(gateway: GatewayDep, job: JobDep) -> dict[str, Any]:
@@ -114,7 +126,7 @@ async def delete_job(gateway: GatewayDep, job: JobDep) -> dict[str, Any]:
     "/{job_id}/transcript",
     responses={
         200: {"content": {media: {} for media in CONTENT_TYPES.values()}, "description": "The transcript file."},
-        **errors(401, 403, 404, 409, 429),
+        **errors(*CALLER_ERRORS, 400, 404, 409),
     },
     summary="Download a transcript",
 )
@@ -143,7 +155,7 @@ def sse(event: str, data: object) -> str:
 @router.get(
     "/{job_id}/events",
     dependencies=[EventStreamDep],
-    responses={200: {"content": {"text/event-stream": {}}}, **errors(401, 403, 404, 429)},
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(*CALLER_ERRORS, 404)},
     summary="Server-Sent Events: the job's state whenever it changes, then `end`",
 )
 async def events(gateway: GatewayDep, job: JobDep) -> StreamingResponse:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from kubescribe.api.v1alpha1 import Task, is_finished, phase_of
+from kubescribe.api.v1alpha1 import LANGUAGE, PROMPT_MAX_LENGTH, Task, is_finished, phase_of
 from kubescribe.gateway.access.caller import Principal
 from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.intake.submission import Submission, submit
@@ -23,7 +24,7 @@ from kubescribe.gateway.routes.openai_views import (
     render_json,
     resolve_model,
 )
-from kubescribe.gateway.routes.schemas import ModelList, errors
+from kubescribe.gateway.routes.schemas import CALLER_ERRORS, ModelList, errors, or_empty
 from kubescribe.gateway.routes.views import transcript_uri
 from kubescribe.gateway.state import Gateway
 from kubescribe.gateway.stores.objects import read_text
@@ -34,8 +35,12 @@ CALLERS_FAULTS = ("BadAudio", "AudioTooLong", "SourceTooLarge", "SourceNotFound"
 router = APIRouter(prefix="/v1", tags=["openai"], route_class=WaitingUploadRoute)
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/plain": {}}, "description": "The transcript."},
-    **errors(400, 401, 403, 413, 415, 429, 504),
+    **errors(*CALLER_ERRORS, 400, 413, 415, 500, 504),
 }
+AUDIO_RULES = (
+    "The file must decode as audio (at least 0.1 s of it), else 415, and fit the gateway's upload limit, else 413: "
+    "rules of the file's content that its schema cannot state. Answered once the transcription is done."
+)
 
 
 async def wait_finished(gateway: Gateway, namespace: str, name: str, timeout: float) -> dict[str, Any] | None:
@@ -59,7 +64,7 @@ async def transcribe(
     prompt: str | None,
     response_format: ResponseFormat,
     temperature: float,
-    granularities: list[str],
+    granularities: Sequence[str],
 ) -> Response:
     settings = gateway.settings
     submission = Submission(
@@ -93,26 +98,36 @@ async def transcribe(
     return PlainTextResponse(transcript)
 
 
-Model = Annotated[str, Form(description="whisper-1 (the gateway's default model) or a Whisper model name.")]
-Prompt = Annotated[str | None, Form(description="Text to condition the first window on.")]
+Model = Annotated[str, Form(description="whisper-1 (the gateway's default model) or a model this gateway offers.")]
+Prompt = Annotated[str, Form(max_length=PROMPT_MAX_LENGTH, description="Text to condition the first window on.")]
 Format = Annotated[ResponseFormat, Form()]
 Temperature = Annotated[float, Form(ge=0, le=1)]
-Granularities = Annotated[list[str] | None, Form(alias="timestamp_granularities[]", description="word, segment")]
+Granularities = Annotated[
+    list[Literal["word", "segment"]],
+    Form(alias="timestamp_granularities[]", default_factory=list, description="word, segment"),
+]
 Audio = Annotated[UploadFile, File(description="The audio: any format ffmpeg decodes.")]
 
 
-@router.post("/audio/transcriptions", responses=RESPONSES, summary="Transcribe audio (OpenAI-compatible)")
+@router.post(
+    "/audio/transcriptions",
+    responses=RESPONSES,
+    summary="Transcribe audio (OpenAI-compatible)",
+    description=AUDIO_RULES,
+)
 async def transcriptions(
     *,
     gateway: GatewayDep,
     principal: CallerDep,
     file: Audio,
     model: Model,
-    language: Annotated[str | None, Form(description="ISO 639-1 code such as en.")] = None,
-    prompt: Prompt = None,
+    language: Annotated[
+        str, Form(pattern=or_empty(LANGUAGE), description="ISO 639-1 code such as en; detected when empty.")
+    ] = "",
+    prompt: Prompt = "",
     response_format: Format = "json",
     temperature: Temperature = 0.0,
-    timestamp_granularities: Granularities = None,
+    timestamp_granularities: Granularities,
 ) -> Response:
     return await transcribe(
         gateway,
@@ -124,18 +139,23 @@ async def transcriptions(
         prompt=prompt,
         response_format=response_format,
         temperature=temperature,
-        granularities=timestamp_granularities or [],
+        granularities=timestamp_granularities,
     )
 
 
-@router.post("/audio/translations", responses=RESPONSES, summary="Translate audio to English (OpenAI-compatible)")
+@router.post(
+    "/audio/translations",
+    responses=RESPONSES,
+    summary="Translate audio to English (OpenAI-compatible)",
+    description=AUDIO_RULES,
+)
 async def translations(
     *,
     gateway: GatewayDep,
     principal: CallerDep,
     file: Audio,
     model: Model,
-    prompt: Prompt = None,
+    prompt: Prompt = "",
     response_format: Format = "json",
     temperature: Temperature = 0.0,
 ) -> Response:
@@ -153,7 +173,7 @@ async def translations(
     )
 
 
-@router.get("/models", response_model=ModelList, responses={**errors(401, 403, 429)}, summary="Models offered")
+@router.get("/models", response_model=ModelList, responses=errors(*CALLER_ERRORS), summary="Models offered")
 async def models(gateway: GatewayDep, principal: CallerDep) -> dict[str, Any]:
     names = dict.fromkeys([OPENAI_MODEL, *gateway.settings.models])
     return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "kubescribe"} for name in names]}

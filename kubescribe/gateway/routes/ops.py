@@ -8,7 +8,9 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from kubescribe.gateway.errors import error_body
 from kubescribe.gateway.routes.deps import AccessDep, GatewayDep
+from kubescribe.gateway.routes.schemas import NotReady, Readiness
 from kubescribe.gateway.stores.objects import reachable
 
 router = APIRouter(tags=["operations"])
@@ -30,7 +32,8 @@ async def _check(function: Callable[..., bool], *args: object) -> bool:
 @router.get(
     "/readyz",
     summary="Kubernetes and S3 are up, the job watch and the API keys are fresh",
-    responses={503: {"description": "Not ready"}},
+    response_model=Readiness,
+    responses={503: {"model": NotReady, "description": "Not ready: the error names what is down, and why."}},
 )
 async def readyz(gateway: GatewayDep, access: AccessDep) -> JSONResponse:
     kubernetes, s3 = await asyncio.gather(
@@ -42,11 +45,9 @@ async def readyz(gateway: GatewayDep, access: AccessDep) -> JSONResponse:
         "watch": gateway.watcher.staleness(),
         "keys": access.keys.staleness(),
     }
+    checks = {name: reason is None for name, reason in reasons.items()}
     down = [reason for reason in reasons.values() if reason is not None]
-    body: dict[str, object] = {
-        "status": "not ready" if down else "ready",
-        "checks": {name: reason is None for name, reason in reasons.items()},
-    }
     if down:
-        body["message"] = "; ".join(down)
-    return JSONResponse(body, 503 if down else 200)
+        body = {**error_body(503, "; ".join(down), code="not_ready"), "status": "not ready"}
+        return JSONResponse({**body, "checks": checks}, 503)
+    return JSONResponse({"status": "ready", "checks": checks})

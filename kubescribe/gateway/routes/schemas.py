@@ -89,5 +89,43 @@ class ModelList(BaseModel):
     data: list[ModelView]
 
 
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, bool] = Field(
+        description="Whether each thing the gateway needs is up or fresh: kubernetes, s3, watch, keys."
+    )
+
+
+class NotReady(ErrorBody):
+    """The error, naming what is down, and the checks."""
+
+    status: str
+    checks: dict[str, bool]
+
+
+ERRORS: dict[int, str] = {
+    400: "The request is malformed: a parameter outside its schema, or a form that cannot be parsed.",
+    401: "No credential, or one the gateway does not know.",
+    403: "The credential may not do this in its namespace.",
+    404: "No such job in the caller's namespace, or no such transcript of it.",
+    409: "The job is not finished: it has no transcript yet.",
+    413: "The body is larger than the gateway's upload limit.",
+    415: "The body is not multipart/form-data, or its file does not decode as audio.",
+    429: "Over a limit: the caller's request rate or open requests, failed credentials from its address, or its "
+    "namespace's waiting jobs. Retry-After says when to try again.",
+    500: "The transcription failed for a reason other than its audio.",
+    503: "Kubernetes or the object store cannot be reached. Retry-After says when to try again.",
+    504: "The transcription took longer than the gateway waits for it.",
+}
+"""Each status code an error may have, and what it means; every error's body is an ErrorBody."""
+CALLER_ERRORS = (401, 403, 429, 503)
+"""What any request that names a caller may be answered before the route runs."""
+
+
+def or_empty(pattern: str) -> str:
+    """`pattern` (anchored) or the empty string: an empty form field is taken as omitted."""
+    return f"^$|{pattern}"
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in codes}
+    return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in sorted(codes)}

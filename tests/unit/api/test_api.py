@@ -152,6 +152,17 @@ def test_model_names_models_in_s3_and_hugging_face_repositories_are_accepted(mod
         (spec_with(priority=1001), "less than or equal to 1000"),
         (spec_with(webhookUrl="mailto:ops@example.org"), "should match pattern"),
         (spec_with(beamsize=3), "Extra inputs are not permitted"),
+        (
+            spec_with(source={"s3": {"bucket": "audio", "key": "a.wav", "endpoint": "https://s3.example"}}),
+            "go together",
+        ),
+        (spec_with(source={"s3": {"bucket": "audio", "key": "a.wav", "secretName": "mine"}}), "go together"),
+        (spec_with(activeDeadlineSeconds=2**63), "less than or equal to 2147483647"),
+        (spec_with(ttlSecondsAfterFinished=10**12), "less than or equal to 2147483647"),
+        (
+            spec_with(resources={"tolerations": [{"key": "a", "effect": "NoExecute", "tolerationSeconds": 2**63}]}),
+            "less than or equal to 9223372036854775807",
+        ),
     ],
 )
 def test_invalid_specs_are_rejected_with_a_clear_message(spec, message):
@@ -308,3 +319,17 @@ def test_the_cel_rules_are_on_the_right_objects():
         spec_rules["self.task != 'translate' || !self.model.endsWith('.en')"]
         == "translate needs a multilingual model; *.en models only transcribe English"
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "stem"),
+    [
+        ({"s3": {"bucket": "audio", "key": "team-a/talks/jfk.flac"}}, "jfk"),
+        ({"url": "https://media.example/r%C3%A9sum%C3%A9%20one.mp3?x=1"}, "résumé one"),
+        ({"url": "https://media.example/%00%0a"}, "audio"),
+        ({"url": "https://media.example/a%00b%E2%80%AEc.wav"}, "abc"),
+        ({"s3": {"bucket": "audio", "key": "team-a/\x07\x1b.wav"}}, "audio"),
+    ],
+)
+def test_transcripts_are_named_after_the_audio_without_control_characters(source, stem):
+    assert TranscriptionJobSpec.model_validate({"source": source}).source.stem == stem

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import json
+import re
+from types import SimpleNamespace
+from typing import Any
 
+from fastapi.testclient import TestClient
+
+from kubescribe.gateway.app import create_app
 from kubescribe.gateway.intake.resource import FILENAME_ANNOTATION
 from kubescribe.gateway.middleware import choose_request_id, content_security_policy, security_headers
 from kubescribe.gateway.routes import views
+from kubescribe.gateway.routes.document import allowed_methods
 from kubescribe.gateway.routes.openai_views import render_json, resolve_model
+from kubescribe.gateway.settings import GatewaySettings
 
 
 def tj(namespace: str, name: str, phase: str | None = None, created: str = "2025-01-01T00:00:00Z") -> dict:
@@ -71,8 +78,8 @@ def test_pages_go_newest_first_without_gaps_or_repeats() -> None:
     assert sorted(seen) == sorted(j["metadata"]["name"] for j in found) and len(seen) == 7
     times = [next(j for j in found if j["metadata"]["name"] == n)["metadata"]["creationTimestamp"] for n in seen]
     assert times == sorted(times, reverse=True)
-    assert views.decode_page_token("garbage") is None
-    assert views.decode_page_token(base64.urlsafe_b64encode(b"[1, 2]").decode()) is None
+    assert re.match(views.PAGE_TOKEN, views.encode_page_token(("2025-01-01T00:00:02Z", "tj-4k2m9x0q7a1b")))
+    assert not re.match(views.PAGE_TOKEN, "garbage")
 
 
 def test_openai_models_and_bodies() -> None:
@@ -120,3 +127,63 @@ def test_every_response_has_the_security_headers() -> None:
     docs = content_security_policy("/docs")
     assert "https://cdn.jsdelivr.net" in docs and "frame-ancestors 'none'" in docs
     assert content_security_policy("/redoc") == docs
+
+
+def app_client(**settings: Any) -> TestClient:
+    """The gateway's application, without the stores its routes use: enough for its document and its routing."""
+    watcher = SimpleNamespace(start=lambda: None, stop=lambda: None)
+    gateway = SimpleNamespace(settings=GatewaySettings(**settings), watcher=watcher)
+    return TestClient(create_app(gateway, None))  # type: ignore[arg-type]
+
+
+def test_the_document_lists_every_error_in_the_error_shape() -> None:
+    document = app_client(models=["tiny.en", "base"]).get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert "422" not in operation["responses"], (method, path)
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    schema = response["content"]["application/json"]["schema"]["$ref"]
+                    assert schema.endswith(("/ErrorBody", "/NotReady")), (method, path, status)
+            if path.startswith("/v1/"):
+                assert {"401", "403", "429", "503"} <= set(operation["responses"]), (method, path)
+                assert operation["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert set(document["components"]["schemas"]["NotReady"]["properties"]) >= {"error", "checks"}
+
+
+def test_the_document_names_the_models_each_form_takes() -> None:
+    schemas = app_client(models=["tiny.en", "base"]).get("/openapi.json").json()["components"]["schemas"]
+    forms = {name: schema for name, schema in schemas.items() if name.startswith("Body_")}
+    models = {name.split("_v1_")[0]: form["properties"]["model"]["enum"] for name, form in forms.items()}
+    assert models == {
+        "Body_create_job": ["", "tiny.en", "base"],
+        "Body_transcriptions": ["whisper-1", "tiny.en", "base"],
+        "Body_translations": ["whisper-1", "base"],
+    }
+    job_form = forms["Body_create_job_v1_jobs_post"]
+    assert job_form["anyOf"][1]["properties"]["model"]["enum"] == ["base"]  # translate: the default is English only
+    assert (
+        "anyOf"
+        not in app_client(default_model="base")
+        .get("/openapi.json")
+        .json()["components"]["schemas"]["Body_create_job_v1_jobs_post"]
+    )
+
+
+def test_a_method_a_path_does_not_take_is_answered_405_with_allow() -> None:
+    client = app_client()
+    answers = {
+        ("OPTIONS", "/v1/jobs"): "GET, POST",
+        ("PUT", "/v1/jobs/tj-4k2m9x0q7a1b"): "DELETE, GET",
+        ("GET", "/v1/audio/translations"): "POST",  # not the web page's 404
+        ("HEAD", "/v1/models"): "GET",
+        ("POST", "/app.js"): "GET, HEAD",  # the web page's files
+    }
+    for (method, path), allow in answers.items():
+        response = client.request(method, path)
+        assert (response.status_code, response.headers["allow"]) == (405, allow), (method, path)
+        assert method == "HEAD" or response.json()["error"]["type"] == "invalid_request_error"
+    missing = client.get("/no/such/page")
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
+    assert allowed_methods({"/v1/jobs/{job_id}": {"get": {}, "delete": {}}}, "/v1/jobs/x/transcript") is None

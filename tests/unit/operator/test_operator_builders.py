@@ -205,7 +205,7 @@ def test_spec_in_the_environment_parses_back_with_the_defaults_filled_in() -> No
     assert spec.outputs.s3 is not None
     assert (spec.outputs.s3.bucket, spec.outputs.s3.prefix) == ("transcripts", "team-a/jfk/")
     assert spec.source.s3 is not None
-    assert spec.source.s3.endpoint == "http://minio.store:9000"
+    assert spec.source.s3.endpoint is None  # the operator's store: reached through the presigned URLs
     assert spec.model == "tiny.en"
     assert json.loads(variables[ENV_SPEC])["outputs"]["formats"] == ["json", "txt", "srt", "vtt"]
     assert variables[ENV_JOB_NAME] == "jfk"

@@ -148,7 +148,8 @@ def _finish(tmp_path: Path, runner: subprocess.Popen[str]) -> tuple[int, dict[st
 
 
 def test_missing_s3_object(tmp_path: Path, server: str) -> None:
-    runner = _start(tmp_path, {"s3": {"bucket": "audio", "key": "talks/gone.flac", "endpoint": server}})
+    source = {"s3": {"bucket": "audio", "key": "talks/gone.flac", "endpoint": server, "secretName": "s"}}
+    runner = _start(tmp_path, source)
     code, termination, output = _finish(tmp_path, runner)
     assert code == EXIT_SOURCE_NOT_FOUND
     assert termination["reason"] == "SourceNotFound"

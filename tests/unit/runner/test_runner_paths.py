@@ -95,7 +95,8 @@ def test_a_source_key_is_never_a_path(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(source, "s3_client", lambda settings, rules: store)
     destination = tmp_path / "work" / "source"
     destination.parent.mkdir()
-    hostile = Source.model_validate({"s3": {"bucket": "audio", "key": "../../../etc/passwd", "secretName": "mine"}})
+    own_store = {"endpoint": "http://store.example", "secretName": "mine"}
+    hostile = Source.model_validate({"s3": {"bucket": "audio", "key": "../../../etc/passwd", **own_store}})
     settings = S3Settings("http://store.example", "id", "secret")
     source.fetch(hostile, settings, None, EgressRules(), destination, cap=CAP)
     assert store.fetched == ["../../../etc/passwd"]
