@@ -84,6 +84,7 @@ EXTRAS = {
     "operator_rss_mib": "operator resident memory (MiB)",
     "apiserver_requests_per_second": "API server requests per second while the queue drained",
     "priority_order": "admission order",
+    "event_streams": "event streams (GET /v1/jobs/{id}/events) followed through the faults",
     "gateway_job_reads": "the gateway's job reads (GET /v1/jobs/{id}) while the queue drained",
 }
 

@@ -4,6 +4,7 @@ injected and what remained once the jobs' TTL had passed."""
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import subprocess
@@ -40,6 +41,9 @@ OUTPUTS_BUCKET = "transcripts"
 TTL_SECONDS = 20
 FINISH_TIMEOUT_SECONDS = 1800.0
 SPEECH = "The harbour light turns every night, and the ships come home before the storm."
+STREAMS = 5
+"""Jobs of the control plane scenario followed through the gateway's event streams."""
+FINAL_PHASES = ("Succeeded", "Failed", "Cancelled")
 NODE_DOWN_TOLERATION_SECONDS = 10
 """Runner pods of the node scenario leave a failed node after this, instead of Kubernetes' default 300 s."""
 NODE_DOWN_SECONDS = 300.0
@@ -235,9 +239,13 @@ def runners_killed(lab: Lab, jobs: int) -> dict[str, Any]:
 
 
 def control_plane_restarted(lab: Lab, jobs: int) -> dict[str, Any]:
-    """kube-apiserver and etcd SIGKILLed together and started again, twice, while jobs run."""
-    with scenario(lab, "chaos-apiserver") as run:
+    """kube-apiserver and etcd SIGKILLed together and started again, twice, while jobs run and clients follow
+    some of them through the gateway's event streams."""
+    with scenario(lab, "chaos-apiserver") as run, lab.gateway(run.namespace) as http:
         run.names = lab.submit([lab.job(run.namespace, f"api-{i:04d}") for i in range(jobs)])
+        followers = [EventFollower(http, name) for name in run.names[-STREAMS:]]
+        for follower in followers:
+            follower.start()
 
         def inject() -> None:
             run.fault(lab.faults.crash_control_plane())
@@ -245,7 +253,55 @@ def control_plane_restarted(lab: Lab, jobs: int) -> dict[str, Any]:
             run.fault(lab.faults.restart_control_plane())
 
         _while_running(run, inject, (10, 20), 2)
-        return run.result()
+        result = run.result()
+        for follower in followers:
+            follower.join(timeout=60)
+        return {
+            **result,
+            "event_streams": {
+                "followed": len(followers),
+                "ended_with_the_final_phase": sum(1 for f in followers if f.final_phase in FINAL_PHASES),
+                "reconnections": sum(f.reconnections for f in followers),
+            },
+        }
+
+
+class EventFollower(threading.Thread):
+    """Follows one job's Server-Sent Events until `end`, reconnecting with Last-Event-ID when the stream breaks."""
+
+    def __init__(self, http: httpx.Client, job: str) -> None:
+        super().__init__(daemon=True)
+        self.http, self.job = http, job
+        self.final_phase: str | None = None
+        self.reconnections = 0
+        self.last_event_id: str | None = None
+
+    def run(self) -> None:
+        deadline = time.monotonic() + FINISH_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
+            try:
+                with self.http.stream("GET", f"/v1/jobs/{self.job}/events", headers=headers) as stream:
+                    if stream.status_code == 200 and self._read(stream):
+                        return
+            except httpx.HTTPError:
+                pass
+            self.reconnections += 1
+            time.sleep(2)
+
+    def _read(self, stream: httpx.Response) -> bool:
+        """Reads events until `end` (True) or the stream closes (False)."""
+        event = None
+        for line in stream.iter_lines():
+            if line.startswith("id: "):
+                self.last_event_id = line.removeprefix("id: ")
+            elif line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: ") and event in ("status", "end"):
+                self.final_phase = json.loads(line.removeprefix("data: ")).get("phase") or self.final_phase
+                if event == "end":
+                    return True
+        return False
 
 
 def store_stopped(lab: Lab, jobs: int) -> dict[str, Any]:

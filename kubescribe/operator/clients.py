@@ -17,24 +17,13 @@ from minio import Minio
 from kubescribe import s3
 from kubescribe.api.timestamps import format_timestamp
 from kubescribe.api.v1alpha1 import API_VERSION, KIND
+from kubescribe.kube import TimedApiClient
 from kubescribe.operator.settings import OperatorSettings
 
 log = logging.getLogger("kubescribe.operator")
 
 FINALIZER = "kubescribe.io/cleanup"
 """What keeps a TranscriptionJob until the operator has deleted its objects in the store."""
-
-
-class TimedApiClient(client.ApiClient):  # type: ignore[misc]  # the client has no type hints
-    """An ApiClient whose every request, unless it names its own `_request_timeout`, gets `timeout` seconds for
-    the whole request: connecting, sending and receiving the answer."""
-
-    def __init__(self, timeout: float, configuration: client.Configuration | None = None) -> None:
-        super().__init__(configuration)
-        self.timeout = timeout
-
-    def call_api(self, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
-        return super().call_api(*args, _request_timeout=_request_timeout or self.timeout, **kwargs)
 
 
 def api_client(settings: OperatorSettings) -> TimedApiClient:

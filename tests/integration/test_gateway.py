@@ -58,6 +58,13 @@ def events(client: httpx.Client, job_id: str) -> Iterator[tuple[str, dict[str, A
                 yield name, json.loads(line.removeprefix("data: "))
 
 
+def event_lines(client: httpx.Client, job_id: str, last_event_id: str | None = None) -> list[str]:
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=180) as response:
+        assert response.status_code == 200
+        return [line for line in response.iter_lines() if line]
+
+
 def test_a_job_is_submitted_followed_downloaded_and_deleted(
     gateway: Gateway, kubescribe: Kubescribe, speech_dir: Path
 ) -> None:
@@ -104,6 +111,10 @@ def test_a_job_is_submitted_followed_downloaded_and_deleted(
 
     final = client.get(f"/v1/jobs/{job_id}").json()
     assert final["phase"] == "Succeeded"
+    again = event_lines(client, job_id)
+    assert again[:2] == [again[0], "event: status"] and again[0].startswith("id: ")
+    # A client reconnecting with the id of the state it has is told only that the stream ended.
+    assert event_lines(client, job_id, again[0].removeprefix("id: "))[0] == "event: end"
     assert set(final["result"]["outputs"]) == {"json", "srt"}
     assert final["error"] is None
 

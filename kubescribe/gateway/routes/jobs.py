@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from kubescribe.api.v1alpha1 import HTTP_URL, LANGUAGE, URL_MAX_LENGTH, Format, Phase, Task, is_finished, phase_of
@@ -148,8 +148,9 @@ async def transcript(
     )
 
 
-def sse(event: str, data: object) -> str:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+def sse(event: str, data: object, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
 @router.get(
@@ -158,15 +159,27 @@ def sse(event: str, data: object) -> str:
     responses={200: {"content": {"text/event-stream": {}}}, **errors(*CALLER_ERRORS, 404)},
     summary="Server-Sent Events: the job's state whenever it changes, then `end`",
 )
-async def events(gateway: GatewayDep, job: JobDep) -> StreamingResponse:
+async def events(
+    gateway: GatewayDep,
+    job: JobDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="The id of the last event a reconnecting client received: that state is not sent again.",
+        ),
+    ] = None,
+) -> StreamingResponse:
     return StreamingResponse(
-        follow(gateway, job["metadata"]["namespace"], job["metadata"]["name"]),
+        follow(gateway, job["metadata"]["namespace"], job["metadata"]["name"], last_event_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def follow(gateway: Gateway, namespace: str, job_id: str) -> AsyncIterator[str]:
+async def follow(gateway: Gateway, namespace: str, job_id: str, last_event_id: str | None = None) -> AsyncIterator[str]:
+    """The job's state whenever its phase or progress changes, each event's id the job's resourceVersion, then
+    `end`. A client reconnecting with Last-Event-ID is not sent again the state it already has."""
     metrics.event_streams.inc()
     try:
         with gateway.watcher.follow(namespace, job_id) as changes:
@@ -174,8 +187,12 @@ async def follow(gateway: Gateway, namespace: str, job_id: str) -> AsyncIterator
             last: dict[str, Any] | None = None
             while job is not None:
                 view = job_view(job)
-                if last is None or (view["phase"], view["progress"]) != (last["phase"], last["progress"]):
-                    yield sse("status", view)
+                version = job["metadata"].get("resourceVersion")
+                if last is None:
+                    if version != last_event_id:
+                        yield sse("status", view, version)
+                elif (view["phase"], view["progress"]) != (last["phase"], last["progress"]):
+                    yield sse("status", view, version)
                 last = view
                 if is_finished(job.get("status")):
                     break

@@ -12,6 +12,7 @@ from kubernetes import client
 from kubernetes.client import rest
 
 from kubescribe.gateway.errors import Unavailable
+from kubescribe.kube import TimedApiClient
 
 log = logging.getLogger("kubescribe.gateway.apiserver")
 
@@ -26,18 +27,17 @@ def is_failing(status: int) -> bool:
     return status >= 500 or status == 429
 
 
-class ApiServerClient(client.ApiClient):  # type: ignore[misc]
+class ApiServerClient(TimedApiClient):
     def __init__(
         self, configuration: client.Configuration | None = None, timeout: tuple[float, float] = REQUEST_TIMEOUT
     ) -> None:
         configuration = configuration or client.Configuration.get_default_copy()
         configuration.retries = RETRIES
-        super().__init__(configuration)
-        self.timeout = timeout
+        super().__init__(timeout, configuration)
 
-    def call_api(self, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> rest.RESTResponse:
+    def call_api(self, *args: Any, **kwargs: Any) -> rest.RESTResponse:
         try:
-            response = super().call_api(*args, _request_timeout=_request_timeout or self.timeout, **kwargs)
+            response = super().call_api(*args, **kwargs)
         except rest.ApiException as error:
             if error.status is None or not (error.status == 0 or is_failing(error.status)):
                 raise  # status 0: TLS or proxy failures, raised before any answer
