@@ -67,9 +67,15 @@ class Lab:
     def gateway(self, namespace: str) -> httpx.Client:
         """A client of the gateway with a new API key for `namespace`."""
         key = create_key(client.CoreV1Api(self.api), OPERATOR_NAMESPACE, KEYS_SECRET, namespace, "chaos")
-        return httpx.Client(
+        http = httpx.Client(
             base_url=self.gateway_url, headers={"Authorization": f"Bearer {key}"}, timeout=httpx.Timeout(120)
         )
+        deadline = time.monotonic() + 120  # the gateway reads new keys in the background
+        while http.get("/v1/jobs").status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the gateway did not take the new API key within 120 s")
+            time.sleep(1)
+        return http
 
     def post_upload(self, http: httpx.Client) -> tuple[str, str | None]:
         """One upload as a job: its outcome (the HTTP status, or the transport error) and the job's id."""

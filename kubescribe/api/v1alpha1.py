@@ -260,8 +260,8 @@ class Toleration(_Model):
     )
     toleration_seconds: int | None = Field(
         None,
-        ge=-(2**63),
-        le=2**63 - 1,
+        ge=-MAX_SECONDS,
+        le=MAX_SECONDS,
         description="How long a NoExecute taint is tolerated before eviction; unset tolerates it forever.",
     )
 

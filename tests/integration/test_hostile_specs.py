@@ -171,6 +171,16 @@ def test_hostile_specs_get_a_phase_and_stop_no_other_job(
     # Refused by the CRD's rule alone, once: an endpoint without the Secret for it (and the other way round).
     @example(spec={"source": {"s3": {"bucket": "audio", "key": "a.wav", "endpoint": "https://s3.example"}}})
     @example(spec={"source": {"s3": {"bucket": "audio", "key": "a.wav", "secretName": "store"}}})
+    # Refused by the API server alone, once: a bound beyond what its schema's numbers hold (an int64 maximum).
+    @example(
+        spec={
+            "source": {"url": "https://example.invalid/a.wav"},
+            "resources": {
+                "gpu": 0,
+                "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}],
+            },
+        }
+    )
     # Taken by pydantic alone, once: numbers beyond the API server's integers, or the operator's durations.
     @example(spec={"source": {"url": "https://example.invalid/a.wav"}, "activeDeadlineSeconds": 2**63})
     @example(spec={"source": {"url": "https://example.invalid/a.wav"}, "ttlSecondsAfterFinished": 10**12})
