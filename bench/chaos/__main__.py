@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -71,6 +73,9 @@ def speech(path: Path) -> Path:
 
 
 def main() -> None:
+    # Stopped by a signal, the run still stops its cluster (a shell's background job ignores SIGINT otherwise).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"stopped by signal {signal.SIGTERM}"))
     args = arguments()
     counts = {name: int(n) for name, _, n in (item.partition("=") for item in args.jobs)}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
