@@ -64,32 +64,38 @@ class Lab:
     """A longer recording for uploads through the gateway: the speech, then silence (several parts of a multipart
     upload)."""
 
-    def gateway(self, namespace: str) -> httpx.Client:
-        """A client of the gateway with a new API key for `namespace`."""
+    @contextmanager
+    def gateway(self, namespace: str) -> Iterator[httpx.Client]:
+        """A client of the gateway with a new API key for `namespace`, once the gateway takes it."""
         key = create_key(client.CoreV1Api(self.api), OPERATOR_NAMESPACE, KEYS_SECRET, namespace, "chaos")
-        http = httpx.Client(
-            base_url=self.gateway_url, headers={"Authorization": f"Bearer {key}"}, timeout=httpx.Timeout(120)
-        )
-        deadline = time.monotonic() + 120  # the gateway reads new keys in the background
-        while http.get("/v1/jobs").status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not take the new API key within 120 s")
-            time.sleep(1)
-        return http
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=self.gateway_url, headers=headers, timeout=httpx.Timeout(120)) as http:
+            deadline = time.monotonic() + 120  # the gateway may be starting, and reads new keys in the background
+            while not _answers_200(http, "/v1/jobs"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the gateway did not take the new API key within 120 s")
+                time.sleep(1)
+            yield http
 
-    def post_upload(self, http: httpx.Client) -> tuple[str, str | None]:
-        """One upload as a job: its outcome (the HTTP status, or the transport error) and the job's id."""
+    def post_upload(self, http: httpx.Client) -> tuple[str, str | None, str | None]:
+        """One upload as a job: its outcome (the HTTP status, or the transport error), the job's id, and the
+        answer's Retry-After."""
         try:
             with self.upload.open("rb") as audio:
                 response = http.post("/v1/jobs", files={"file": ("talk.wav", audio, "audio/wav")}, data=UPLOAD_FORM)
         except httpx.TransportError as error:
-            return type(error).__name__, None
+            return type(error).__name__, None, None
         job = response.json().get("id") if response.status_code == 202 else None
-        return str(response.status_code), job
+        return str(response.status_code), job, response.headers.get("Retry-After")
 
     def upload_objects(self, namespace: str) -> list[str]:
         listed = self.s3.list_objects(AUDIO_BUCKET, prefix=f"{namespace}/uploads/", recursive=True)
         return [item.object_name for item in listed]
+
+    def orphaned_uploads(self, namespace: str) -> int:
+        """Uploaded objects (`<namespace>/uploads/<job id>/audio`) whose job does not exist."""
+        jobs = set(ledger.jobs_by_name(self.api, namespace))
+        return sum(1 for key in self.upload_objects(namespace) if key.split("/")[2] not in jobs)
 
     def incomplete_uploads(self, namespace: str) -> list[str]:
         found = incomplete_uploads(self.s3, AUDIO_BUCKET)
@@ -137,6 +143,13 @@ class Lab:
         return [tj["metadata"]["name"] for tj in jobs]
 
 
+def _answers_200(http: httpx.Client, path: str) -> bool:
+    try:
+        return http.get(path).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 @dataclass
 class Run:
     """One scenario's jobs under watch, and the faults injected meanwhile."""
@@ -157,15 +170,21 @@ class Run:
         assert self.book is not None
         return self.book.unfinished(self.names)
 
-    def result(self) -> dict[str, Any]:
+    def result(self, gateway: httpx.Client | None = None) -> dict[str, Any]:
+        """The tally once every job has finished, and what was left once their TTL had passed. Jobs submitted
+        through the gateway keep the gateway's TTL: when `gateway` is given, every job is deleted through it."""
         assert self.book is not None
         waited = ledger.wait_until_finished(self.book, self.names, FINISH_TIMEOUT_SECONDS)
+        finished = time.monotonic() - self.started
         counts = ledger.tally(self.book, self.names)
         self.book.stop()
+        if gateway is not None:
+            for name in self.names:
+                gateway.delete(f"/v1/jobs/{name}")
         time.sleep(TTL_SECONDS + 15)  # the TTL, then the finalizer's clean-up
         return {
             **counts,
-            "seconds_to_finish": round(time.monotonic() - self.started - TTL_SECONDS - 15, 1),
+            "seconds_to_finish": round(finished, 1),
             "finish_wait_seconds": round(waited, 1),
             "faults": self.faults,
             "left_after_ttl": ledger.leftovers(self.lab.api, self.lab.s3, self.namespace, OUTPUTS_BUCKET),
@@ -268,6 +287,7 @@ def control_plane_restarted(lab: Lab, jobs: int) -> dict[str, Any]:
                 "followed": len(followers),
                 "ended_with_the_final_phase": sum(1 for f in followers if f.final_phase in FINAL_PHASES),
                 "reconnections": sum(f.reconnections for f in followers),
+                "why": dict(sum((f.refusals for f in followers), Counter())),
             },
         }
 
@@ -280,6 +300,7 @@ class EventFollower(threading.Thread):
         self.http, self.job = http, job
         self.final_phase: str | None = None
         self.reconnections = 0
+        self.refusals: Counter[str] = Counter()
         self.last_event_id: str | None = None
 
     def run(self) -> None:
@@ -290,8 +311,9 @@ class EventFollower(threading.Thread):
                 with self.http.stream("GET", f"/v1/jobs/{self.job}/events", headers=headers) as stream:
                     if stream.status_code == 200 and self._read(stream):
                         return
-            except httpx.HTTPError:
-                pass
+                    self.refusals[str(stream.status_code)] += 1
+            except httpx.HTTPError as error:
+                self.refusals[type(error).__name__] += 1
             self.reconnections += 1
             time.sleep(2)
 
@@ -315,14 +337,13 @@ def store_stopped(lab: Lab, jobs: int) -> dict[str, Any]:
     gateway answers 503 with Retry-After while the store is down and accepts again after."""
     with scenario(lab, "chaos-store") as run, lab.gateway(run.namespace) as http:
         run.names = lab.submit([lab.job(run.namespace, f"s3-{i:04d}") for i in range(jobs)])
-        answers: list[tuple[float, str, str | None]] = []
+        answers: list[tuple[float, str, str | None, str | None]] = []
         stop = threading.Event()
 
         def keep_uploading() -> None:
             while not stop.is_set():
                 started = time.monotonic()
-                outcome, job = lab.post_upload(http)
-                answers.append((started, outcome, job))
+                answers.append((started, *lab.post_upload(http)))
 
         uploader = threading.Thread(target=keep_uploading, daemon=True)
         uploader.start()
@@ -330,24 +351,23 @@ def store_stopped(lab: Lab, jobs: int) -> dict[str, Any]:
         run.fault(lab.faults.stop_store())
         down = time.monotonic()
         time.sleep(30)
-        unavailable = http.post("/v1/jobs", files={"file": ("t.wav", b"RIFF", "audio/wav")}, data=UPLOAD_FORM)
         run.fault(lab.faults.start_store())
         up = time.monotonic()
         time.sleep(15)
         stop.set()
         uploader.join()
-        run.names += [job for _, _, job in answers if job]
-        result = run.result()
-        jobs_left = set(ledger.jobs_by_name(lab.api, run.namespace))
+        run.names += [job for _, _, job, _ in answers if job]
+        unavailable = [retry for _, outcome, _, retry in answers if outcome == "503"]
+        orphans = lab.orphaned_uploads(run.namespace)
+        result = run.result(http)
         return {
             **result,
-            "uploads_begun_while_the_store_was_down": dict(Counter(o for t, o, _ in answers if down <= t < up)),
-            "uploads_begun_after_it_came_back": dict(Counter(o for t, o, _ in answers if t >= up)),
-            "answer_while_down": f"{unavailable.status_code}, Retry-After: {unavailable.headers.get('Retry-After')}",
+            "uploads_begun_while_the_store_was_down": dict(Counter(o for t, o, _, _ in answers if down <= t < up)),
+            "uploads_begun_after_it_came_back": dict(Counter(o for t, o, _, _ in answers if t >= up)),
+            "answers_503_with_retry_after": f"{sum(1 for retry in unavailable if retry)} of {len(unavailable)}",
             "incomplete_multipart_uploads_left": len(lab.incomplete_uploads(run.namespace)),
-            "upload_objects_without_a_job": sum(
-                1 for key in lab.upload_objects(run.namespace) if key.split("/")[2] not in jobs_left
-            ),
+            "upload_objects_without_a_job": orphans,
+            "upload_objects_left_once_the_jobs_were_deleted": len(lab.upload_objects(run.namespace)),
         }
 
 
@@ -368,20 +388,20 @@ def gateway_killed(lab: Lab, uploads: int) -> dict[str, Any]:
         while lab.incomplete_uploads(run.namespace) and time.monotonic() < deadline:
             time.sleep(2)
         run.fault(f"incomplete uploads gone {time.monotonic() - deadline + 300:.0f} s after the kill")
-        accepted = [job for outcome, job in outcomes if job]
+        accepted = [job for _, job, _ in outcomes if job]
         run.names = accepted
         jobs = set(ledger.jobs_by_name(lab.api, run.namespace))
-        result = run.result()
+        orphans = lab.orphaned_uploads(run.namespace)
+        result = run.result(http)
         return {
             **result,
             "uploads": uploads,
-            "upload_outcomes": dict(Counter(outcome for outcome, _ in outcomes)),
+            "upload_outcomes": dict(Counter(outcome for outcome, _, _ in outcomes)),
             "jobs_for_uploads_that_did_not_finish": len(jobs - set(accepted)),
             "incomplete_multipart_uploads_after_the_kill": left_at_kill,
             "incomplete_multipart_uploads_left": len(lab.incomplete_uploads(run.namespace)),
-            "upload_objects_without_a_job": sum(
-                1 for key in lab.upload_objects(run.namespace) if key.split("/")[2] not in jobs
-            ),
+            "upload_objects_without_a_job": orphans,
+            "upload_objects_left_once_the_jobs_were_deleted": len(lab.upload_objects(run.namespace)),
         }
 
 
