@@ -42,7 +42,7 @@ TTL_SECONDS = 20
 FINISH_TIMEOUT_SECONDS = 1800.0
 SPEECH = "The harbour light turns every night, and the ships come home before the storm."
 STREAMS = 5
-"""Jobs of the control plane scenario followed through the gateway's event streams."""
+"""Jobs of the control plane scenario submitted through the gateway and followed through its event streams."""
 FINAL_PHASES = ("Succeeded", "Failed", "Cancelled")
 NODE_DOWN_TOLERATION_SECONDS = 10
 """Runner pods of the node scenario leave a failed node after this, instead of Kubernetes' default 300 s."""
@@ -77,11 +77,11 @@ class Lab:
                 time.sleep(1)
             yield http
 
-    def post_upload(self, http: httpx.Client) -> tuple[str, str | None, str | None]:
-        """One upload as a job: its outcome (the HTTP status, or the transport error), the job's id, and the
-        answer's Retry-After."""
+    def post_upload(self, http: httpx.Client, recording: Path | None = None) -> tuple[str, str | None, str | None]:
+        """One upload (of `recording`, else the long one) as a job: its outcome (the HTTP status, or the transport
+        error), the job's id, and the answer's Retry-After."""
         try:
-            with self.upload.open("rb") as audio:
+            with (recording or self.upload).open("rb") as audio:
                 response = http.post("/v1/jobs", files={"file": ("talk.wav", audio, "audio/wav")}, data=UPLOAD_FORM)
         except httpx.TransportError as error:
             return type(error).__name__, None, None
@@ -268,6 +268,8 @@ def control_plane_restarted(lab: Lab, jobs: int) -> dict[str, Any]:
     some of them through the gateway's event streams."""
     with scenario(lab, "chaos-apiserver") as run, lab.gateway(run.namespace) as http:
         run.names = lab.submit([lab.job(run.namespace, f"api-{i:04d}") for i in range(jobs)])
+        uploaded = [lab.post_upload(http, lab.speech)[1] for _ in range(STREAMS)]
+        run.names += [job for job in uploaded if job]
         followers = [EventFollower(http, name) for name in run.names[-STREAMS:]]
         for follower in followers:
             follower.start()
@@ -278,9 +280,9 @@ def control_plane_restarted(lab: Lab, jobs: int) -> dict[str, Any]:
             run.fault(lab.faults.restart_control_plane())
 
         _while_running(run, inject, (10, 20), 2)
-        result = run.result()
         for follower in followers:
-            follower.join(timeout=60)
+            follower.join(timeout=FINISH_TIMEOUT_SECONDS)
+        result = run.result(http)
         return {
             **result,
             "event_streams": {
