@@ -44,7 +44,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"with ttlSecondsAfterFinished {results['ttl_seconds']}",
         "",
     ]
-    for name, (title, outcome) in results["scenarios"].items():
+    for title, outcome in results["scenarios"].values():
         lines += [f"## {title}", ""]
         if "error" in outcome:
             lines += [f"Not completed: `{outcome['error']}`", ""]
@@ -67,7 +67,6 @@ def markdown(results: dict[str, Any]) -> str:
         for key, value in extras.items():
             lines += ["", f"{EXTRAS[key]}: {_inline(value)}"]
         lines += ["", "Faults injected (seconds since the first submission):", "", "```", *outcome["faults"], "```", ""]
-        del name
     return "\n".join(lines) + "\n"
 
 
