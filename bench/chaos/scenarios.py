@@ -416,11 +416,15 @@ def load(lab: Lab, jobs: int) -> dict[str, Any]:
         sampler = Sampler(lab)
         sampler.start()
         run.names = lab.submit_with_kubectl(manifests)
-        reads = JobReads(http, run.names, lab.faults.random.choice)
+        uploaded = [job for _, job, _ in (lab.post_upload(http, lab.speech) for _ in range(STREAMS)) if job]
+        run.names += uploaded
+        reads = JobReads(http, uploaded, lab.faults.random.choice)  # the gateway serves the jobs submitted to it
         reads.start()
-        result = run.result()
+        assert run.book is not None
+        ledger.wait_until_finished(run.book, run.names, FINISH_TIMEOUT_SECONDS)
+        reads.stop()  # before the jobs are deleted
+        result = run.result(http)
         sampler.stop()
-        reads.stop()
         high = {tj["metadata"]["name"] for tj in manifests if tj["spec"]["priority"] > 0}
         return {
             **result,
