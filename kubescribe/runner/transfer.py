@@ -4,6 +4,7 @@ URL is the tenant's: it goes only where the operator's egress rules permit."""
 
 from __future__ import annotations
 
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -35,14 +36,7 @@ def download(url: str, destination: Path, what: str, cap: Cap | None = None) -> 
     try:
         # S310: the operator's presigned URLs are http(s).
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
-            save(
-                response.read1,
-                destination,
-                what,
-                cap,
-                content_length=response.getheader("Content-Length"),
-                started=started,
-            )
+            _save_answer(response, destination, what, cap, started)
     except urllib.error.HTTPError as error:
         raise _failure(error.code, error.reason, what, presigned=True) from None
 
@@ -55,16 +49,15 @@ def download_source(url: str, destination: Path, rules: EgressRules, cap: Cap) -
         with egress.request(url, rules, timeout=HTTP_TIMEOUT_SECONDS) as response:
             if not 200 <= response.status < 300:
                 raise _failure(response.status, response.reason, what, presigned=False)
-            save(
-                response.read1,
-                destination,
-                what,
-                cap,
-                content_length=response.getheader("Content-Length"),
-                started=started,
-            )
+            _save_answer(response, destination, what, cap, started)
     except egress.Refused as refused:
         raise RunnerFailure(EXIT_BAD_INPUT, "SourceForbidden", f"source.url {refused}") from None
+
+
+def _save_answer(
+    response: http.client.HTTPResponse, destination: Path, what: str, cap: Cap | None, started: float
+) -> None:
+    save(response.read1, destination, what, cap, content_length=response.getheader("Content-Length"), started=started)
 
 
 def save(
