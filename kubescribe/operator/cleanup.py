@@ -42,21 +42,31 @@ def delete_objects(tj: dict[str, Any], settings: OperatorSettings, store: Minio)
     error = ""
     for bucket, keys in doomed.items():
         try:
-            failures = list(store.remove_objects(bucket, [DeleteObject(key) for key in keys]))
-        except S3Error as failure:
-            if failure.code == "NoSuchBucket":
-                continue
-            left += [f"s3://{bucket}/{key}" for key in keys]
-            error = failure.code or type(failure).__name__
-            continue
+            failed = _delete(store, bucket, keys)
         except (MinioException, urllib3.exceptions.HTTPError) as failure:
-            left += [f"s3://{bucket}/{key}" for key in keys]
-            error = type(failure).__name__
-            continue
-        for failed in failures:
-            left.append(f"s3://{bucket}/{failed.name}")
-            error = failed.code or "DeleteError"
+            failed = [(key, type(failure).__name__) for key in keys]
+        left += [f"s3://{bucket}/{key}" for key, _ in failed]
+        error = failed[-1][1] if failed else error
     return Leftovers(left, error) if left else None
+
+
+def _delete(store: Minio, bucket: str, keys: list[str]) -> list[tuple[str, str]]:
+    """Deletes the keys in one request, or with one request each from a store that refuses that one (as Google
+    Cloud Storage's S3 interface does); the keys it did not delete, with the store's reason."""
+    try:
+        failures = store.remove_objects(bucket, [DeleteObject(key) for key in keys])
+        return [(str(failure.name), failure.code or "DeleteError") for failure in failures]
+    except S3Error as refused:
+        if refused.code == "NoSuchBucket":
+            return []
+    failed = []
+    for key in keys:
+        try:
+            store.remove_object(bucket, key)
+        except S3Error as failure:
+            if failure.code not in ("NoSuchBucket", "NoSuchKey"):
+                failed.append((key, failure.code or type(failure).__name__))
+    return failed
 
 
 def retry_delay(retry: int) -> float:
