@@ -29,7 +29,7 @@ HELM_VALUES = {
     "operator.maxGpusPerNamespace": "4",
     "operator.resyncSeconds": "10",
     **{f"{part}.nodeSelector.kubernetes\\.io/hostname": NODES[1] for part in ("operator", "gateway")},
-    "gateway.concurrency.uploads": "100",
+    "gateway.concurrency.uploads": "200",
     "gateway.rateLimit.perSecond": "1000",
     "gateway.rateLimit.burst": "1000",
     "gateway.maxQueuedJobsPerNamespace": "2000",

@@ -72,6 +72,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 EXTRAS = {
     "uploads": "uploads begun at once",
+    "concurrent_uploads": "uploads through the gateway begun at once, with the kubectl jobs",
     "upload_outcomes": "upload outcomes (HTTP status, or how the connection ended)",
     "jobs_for_uploads_that_did_not_finish": "jobs for uploads that did not finish",
     "incomplete_multipart_uploads_after_the_kill": "incomplete multipart uploads right after the kill",
@@ -82,6 +83,7 @@ EXTRAS = {
     "uploads_begun_after_it_came_back": "gateway answers to uploads begun after it came back",
     "answers_503_with_retry_after": "503 answers that carried Retry-After",
     "operator_rss_mib": "operator resident memory (MiB)",
+    "gateway_rss_mib": "gateway resident memory (MiB)",
     "apiserver_requests_per_second": "API server requests per second while the queue drained",
     "priority_order": "admission order",
     "event_streams": "event streams (GET /v1/jobs/{id}/events) followed through the faults",

@@ -40,9 +40,14 @@ UPLOAD_FORM = {"model": "tiny.en", "language": "en", "formats": "txt,json"}
 OUTPUTS_BUCKET = "transcripts"
 TTL_SECONDS = 20
 FINISH_TIMEOUT_SECONDS = 1800.0
+SECONDS_PER_JOB = 10.0
+"""The wait for a scenario's jobs to finish: FINISH_TIMEOUT_SECONDS, and this much more per job (two cores drain
+about one job every 4.5 s)."""
 SPEECH = "The harbour light turns every night, and the ships come home before the storm."
 STREAMS = 5
 """Jobs of the control plane scenario submitted through the gateway and followed through its event streams."""
+UPLOADS_PER_KUBECTL_JOBS = 5
+"""The load scenario uploads one job through the gateway, all at once, for every five it creates with kubectl."""
 FINAL_PHASES = ("Succeeded", "Failed", "Cancelled")
 NODE_DOWN_TOLERATION_SECONDS = 10
 """Runner pods of the node scenario leave a failed node after this, instead of Kubernetes' default 300 s."""
@@ -174,7 +179,7 @@ class Run:
         """The tally once every job has finished, and what was left once their TTL had passed. Jobs submitted
         through the gateway keep the gateway's TTL: when `gateway` is given, every job is deleted through it."""
         assert self.book is not None
-        waited = ledger.wait_until_finished(self.book, self.names, FINISH_TIMEOUT_SECONDS)
+        waited = ledger.wait_until_finished(self.book, self.names, finish_timeout(len(self.names)))
         finished = time.monotonic() - self.started
         counts = ledger.tally(self.book, self.names)
         self.book.stop()
@@ -189,6 +194,10 @@ class Run:
             "faults": self.faults,
             "left_after_ttl": ledger.leftovers(self.lab.api, self.lab.s3, self.namespace, OUTPUTS_BUCKET),
         }
+
+
+def finish_timeout(jobs: int) -> float:
+    return FINISH_TIMEOUT_SECONDS + SECONDS_PER_JOB * jobs
 
 
 @contextmanager
@@ -408,26 +417,32 @@ def gateway_killed(lab: Lab, uploads: int) -> dict[str, Any]:
 
 
 def load(lab: Lab, jobs: int) -> dict[str, Any]:
-    """Many jobs created at once with kubectl, a tenth of them at a higher priority: the order in which the
-    operator admits them, its memory, the API server's request rate, and the gateway's job reads while the queue
-    drains."""
+    """Many jobs created at once with kubectl, a tenth of them at a higher priority, and a fifth as many uploaded
+    through the gateway at once: the order in which the operator admits them, the operator's and the gateway's
+    memory, the API server's request rate, and the gateway's job reads while the queue drains."""
     with scenario(lab, "chaos-load") as run, lab.gateway(run.namespace) as http:
         manifests = [lab.job(run.namespace, f"load-{i:04d}", priority=100 if i % 10 == 9 else 0) for i in range(jobs)]
         sampler = Sampler(lab)
         sampler.start()
-        run.names = lab.submit_with_kubectl(manifests)
-        uploaded = [job for _, job, _ in (lab.post_upload(http, lab.speech) for _ in range(STREAMS)) if job]
+        uploads = max(1, jobs // UPLOADS_PER_KUBECTL_JOBS)
+        with ThreadPoolExecutor(max_workers=uploads) as pool:
+            posted = [pool.submit(lab.post_upload, http, lab.speech) for _ in range(uploads)]
+            run.names = lab.submit_with_kubectl(manifests)
+            outcomes = [future.result() for future in posted]
+        uploaded = [job for _, job, _ in outcomes if job]
         run.names += uploaded
         reads = JobReads(http, uploaded, lab.faults.random.choice)  # the gateway serves the jobs submitted to it
         reads.start()
         assert run.book is not None
-        ledger.wait_until_finished(run.book, run.names, FINISH_TIMEOUT_SECONDS)
+        ledger.wait_until_finished(run.book, run.names, finish_timeout(len(run.names)))
         reads.stop()  # before the jobs are deleted
         result = run.result(http)
         sampler.stop()
         high = {tj["metadata"]["name"] for tj in manifests if tj["spec"]["priority"] > 0}
         return {
             **result,
+            "concurrent_uploads": uploads,
+            "upload_outcomes": dict(Counter(outcome for outcome, _, _ in outcomes)),
             **sampler.summary(),
             "gateway_job_reads": reads.summary(),
             "priority_order": admission_order(run, high),
@@ -491,11 +506,12 @@ def admission_order(run: Run, high: set[str]) -> dict[str, Any]:
 
 
 class Sampler:
-    """Samples the operator's resident memory and the API server's request count every second."""
+    """Samples the operator's and the gateway's resident memory and the API server's request count every second."""
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.rss: list[int] = []
+        self.gateway_rss: list[int] = []
         self.requests: list[tuple[float, float]] = []
         self.stopping = threading.Event()
 
@@ -510,6 +526,8 @@ class Sampler:
             pid = next((pid for pod in self.lab.faults.operator_pods() if (pid := running_pid(pod))), None)
             if pid:
                 self.rss.append(_rss_bytes(pid))
+            if gateway := self.lab.faults.gateway_pid():
+                self.gateway_rss.append(_rss_bytes(gateway))
             total = apiserver_requests(self.lab.env)
             if total is not None:
                 self.requests.append((time.monotonic(), total))
@@ -519,15 +537,20 @@ class Sampler:
             (b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(self.requests, self.requests[1:], strict=False) if b[0] > a[0]
         ]
         return {
-            "operator_rss_mib": {
-                "max": round(max(self.rss, default=0) / 2**20, 1),
-                "last": round(self.rss[-1] / 2**20, 1) if self.rss else None,
-            },
+            "operator_rss_mib": _mib(self.rss),
+            "gateway_rss_mib": _mib(self.gateway_rss),
             "apiserver_requests_per_second": {
                 "mean": round(sum(rates) / len(rates), 1) if rates else None,
                 "max": round(max(rates), 1) if rates else None,
             },
         }
+
+
+def _mib(samples: list[int]) -> dict[str, float | None]:
+    return {
+        "max": round(max(samples, default=0) / 2**20, 1),
+        "last": round(samples[-1] / 2**20, 1) if samples else None,
+    }
 
 
 def _rss_bytes(pid: int) -> int:
