@@ -88,6 +88,9 @@ _MAX_LENGTH = 63
 _HASH_LENGTH = 8
 
 
+STRANDED_REASON: Final = "StrandedOnLostNode"
+
+
 def _shortened(text: str, original: str) -> str:
     """`text` cut to fit 63 characters with a hash of `original` appended, so that distinct originals stay distinct."""
     digest = hashlib.sha256(original.encode()).hexdigest()[:_HASH_LENGTH]
@@ -412,3 +415,17 @@ def build_runner_job(tj: Mapping[str, Any], settings: OperatorSettings, rules: E
             "template": {"metadata": {"labels": labels(tj)}, "spec": _pod_spec(tj, spec, settings, rules)},
         },
     }
+
+
+def stranded_pod_status(now: str) -> dict[str, Any]:
+    """The status patch that ends a runner pod stranded on a node whose kubelet is gone, as Kubernetes' pod garbage
+    collector ends the pods of a node out of service: Failed, for its Job to count it and run another, and a
+    DisruptionTarget, which the Job's failure policy does not count against the job's retries."""
+    condition = {
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": STRANDED_REASON,
+        "message": "the pod's node stopped answering: ended by the Kubescribe operator",
+        "lastTransitionTime": now,
+    }
+    return {"status": {"phase": "Failed", "conditions": [condition]}}

@@ -23,7 +23,7 @@ from minio import Minio
 from minio.error import S3Error
 from pydantic import ValidationError
 
-from kubescribe.api.timestamps import parse_timestamp
+from kubescribe.api.timestamps import format_timestamp, parse_timestamp
 from kubescribe.api.v1alpha1 import (
     GROUP,
     PLURAL,
@@ -280,10 +280,13 @@ class Reconciler:
             metrics.observe_finished(status)
 
     def _release(self, tj: Mapping[str, Any], pod: Mapping[str, Any], now: datetime.datetime) -> None:
-        """Removes a stranded runner pod at once, so that its Job starts another on a node that answers."""
+        """Ends a stranded runner pod and removes it at once, so that its Job starts another on a node that answers
+        (a Job replaces only pods that have failed, which a lost node never reports)."""
         metadata = pod["metadata"]
+        name, namespace = metadata["name"], metadata["namespace"]
         try:
-            self.core.delete_namespaced_pod(metadata["name"], metadata["namespace"], grace_period_seconds=0)
+            self.core.patch_namespaced_pod_status(name, namespace, builders.stranded_pod_status(format_timestamp(now)))
+            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
         except ApiException as error:
             if error.status == 404:
                 return
@@ -294,8 +297,8 @@ class Reconciler:
             tj,
             "Warning",
             STRANDED_POD_DELETED,
-            f"runner pod {metadata['name']} was still terminating {waited:.0f} s after its grace period on {node}, "
-            "whose kubelet does not answer: removed so that its Job runs another",
+            f"runner pod {name} was still terminating {waited:.0f} s after its grace period on {node}, "
+            "whose kubelet does not answer: marked Failed and removed, so that its Job runs another",
         )
 
     def _record_webhook(self, tj: Mapping[str, Any], record: dict[str, Any]) -> None:

