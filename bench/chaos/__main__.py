@@ -79,7 +79,8 @@ def main() -> None:
     args = arguments()
     counts = {name: int(n) for name, _, n in (item.partition("=") for item in args.jobs)}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    for chatty in ("kubernetes", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     results: dict[str, Any] = {
         "header": report.header(),
         "commit": report.commit(),
