@@ -437,7 +437,11 @@ class TranscriptionJobStatus(_Model):
     """The observed state of the job, written by the operator and the runner."""
 
     phase: Phase | None = Field(None, description="Pending, Queued, Running, Succeeded, Failed or Cancelled.")
-    queue_position: int | None = Field(None, ge=1, description="Place in the admission queue while Queued; 1 is next.")
+    queue_position: int | None = Field(
+        None,
+        ge=1,
+        description="Place in the admission queue while Queued; 1 is next. Exact up to 10, within a tenth beyond.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},

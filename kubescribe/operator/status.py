@@ -31,6 +31,9 @@ INVALID_SPEC: Final = "InvalidSpec"
 REASONS_BY_EXIT_CODE: Final = {EXIT_BAD_INPUT: "BadInput", EXIT_SOURCE_NOT_FOUND: "SourceNotFound"}
 """Failure reasons for a runner that exited without a termination message of its own."""
 RUNNER_FAILED: Final = "RunnerFailed"
+EXACT_QUEUE_POSITIONS: Final = 10
+"""Queue positions up to this are shown exactly. Beyond, a job's shown position changes only once it is a tenth
+off: each admission then rewrites the status of a few queued jobs, not of the whole queue."""
 
 Event = tuple[str, str, str]
 """(type "Normal" or "Warning", reason, message) of a Kubernetes Event."""
@@ -307,6 +310,7 @@ def compute_status(
     if is_finished(current) and job is None:
         return {**current, **reported}
     admitted = admitted or job is not None or has_condition(current, "Admitted")
+    queue_position = shown_queue_position(current.get("queuePosition"), queue_position)
     observed = _phase(job, pods, admitted=admitted, queue_position=queue_position, rejection=rejection)
     generation = tj["metadata"].get("generation")
     status: dict[str, Any] = {
@@ -325,6 +329,13 @@ def compute_status(
     }
     status.update(reported)
     return status
+
+
+def shown_queue_position(shown: int | None, actual: int | None) -> int | None:
+    """The queue position to show, given the one shown and the actual one (see EXACT_QUEUE_POSITIONS)."""
+    if shown is None or actual is None or actual <= EXACT_QUEUE_POSITIONS or abs(shown - actual) * 10 >= shown:
+        return actual
+    return shown
 
 
 def merge_patch(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:

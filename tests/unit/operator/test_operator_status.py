@@ -173,6 +173,26 @@ def test_waiting_job_is_queued_with_its_position() -> None:
     assert conditions(status)["Admitted"]["reason"] == "Queued"
 
 
+def test_draining_a_long_queue_rewrites_a_fraction_of_the_statuses_exact_positions_would() -> None:
+    """500 queued jobs admitted four at a time: every admission moves everyone up."""
+    statuses: dict[int, dict[str, Any]] = {}
+    rewrites = exact_rewrites = 0
+    for admitted in range(0, 500, 4):
+        for job in range(admitted, 500):
+            position = job - admitted + 1
+            current = statuses.get(job)
+            status = compute_status(
+                tj(current), None, [], admitted=False, queue_position=position, now=NOW, expected_outputs=OUTPUTS
+            )
+            rewrites += bool(current is None or merge_patch(current, status))
+            exact_rewrites += 1
+            statuses[job] = {**(current or {}), **status}
+            shown = status["queuePosition"]
+            assert status["message"] == f"waiting for admission at position {shown}"
+            assert shown == position if position <= 10 else abs(shown - position) * 10 < shown
+    assert rewrites < exact_rewrites / 2
+
+
 def test_admitted_job_without_its_job_yet_is_pending_and_admitted() -> None:
     queued = compute_status(tj(), None, [], admitted=False, queue_position=1, now=NOW, expected_outputs=OUTPUTS)
     status = compute_status(
