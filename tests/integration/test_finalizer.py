@@ -83,8 +83,7 @@ def test_a_job_whose_objects_the_store_refuses_to_delete_goes_with_a_warning(
 @pytest.fixture
 def scratch_release(kubescribe: Kubescribe, cluster: Cluster) -> Iterator[tuple[str, str]]:
     """(a release of its own, in its own namespace, the namespace only its operator watches). The shared release is
-    limited to another namespace meanwhile: the storage policy it owns is kept (the API server loses a policy's
-    parameters when the policy and its ConfigMap are deleted and created again together)."""
+    limited to another namespace meanwhile, so that no other operator acts on the scratch release's jobs."""
     suffix = uuid.uuid4().hex[:8]
     release, watched, elsewhere = f"scratch-{suffix}", f"watched-{suffix}", f"elsewhere-{suffix}"
     for name in (release, watched, elsewhere):

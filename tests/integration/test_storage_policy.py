@@ -108,7 +108,8 @@ def test_a_tenant_cannot_name_another_namespaces_objects_or_an_unlisted_model(
 
 @pytest.fixture
 def without_admission_policy(kubescribe: Kubescribe, namespace: str, victim: str) -> Iterator[None]:
-    """The policy's binding deleted, as on a cluster where the chart's admission policy is off; restored after."""
+    """The policy's binding deleted, as on a cluster where the chart's admission policy is off; restored after, still
+    the release's (Helm's annotations say so)."""
     cluster = kubescribe.cluster
     binding = cluster.get("validatingadmissionpolicybinding", POLICY)
     probe = job(namespace, "probe", source={"s3": {"bucket": "audio", "key": victim}})
@@ -118,7 +119,7 @@ def without_admission_policy(kubescribe: Kubescribe, namespace: str, victim: str
         yield
     finally:
         metadata = binding["metadata"]
-        binding["metadata"] = {"name": metadata["name"], "labels": metadata.get("labels", {})}
+        binding["metadata"] = {key: metadata[key] for key in ("name", "labels", "annotations") if key in metadata}
         cluster.apply(binding)
         wait_for(lambda: create(cluster, probe, dry_run=True).returncode != 0, 30, "the policy to apply again")
 
@@ -154,3 +155,26 @@ def test_without_the_admission_policy_the_operator_refuses_before_reading_or_wri
             assert cluster.try_get(kind, f"transcribe-{name}", "-n", namespace) is None
         assert kubescribe.runner_pods(namespace, name) == []
     assert not kubescribe.exists(f"s3://transcripts/{other}/")
+
+
+def test_after_the_chart_is_uninstalled_and_installed_again_the_policy_admits_and_refuses_as_before(
+    kubescribe: Kubescribe, namespace: str
+) -> None:
+    """`helm uninstall` deletes the policy and its binding together, and `helm install` creates them again."""
+    cluster = kubescribe.cluster
+    try:
+        cluster.run("helm", "uninstall", kubescribe.release, "-n", kubescribe.namespace, "--wait", "--timeout", "3m")
+    finally:
+        kubescribe.install()
+    tenant = as_tenant(cluster, namespace)
+    stolen = job(namespace, "stolen", source={"s3": {"bucket": "audio", "key": "elsewhere/uploads/tj-x/audio"}})
+    own = job(namespace, "own", source={"s3": {"bucket": "audio", "key": f"{namespace}/mine.wav"}})
+
+    refused = wait_for(
+        lambda: (result := create(cluster, stolen, user=tenant, dry_run=True)).returncode != 0 and result,
+        30,
+        "the policy to apply",
+    )
+    assert f"storage policy: namespace {namespace} may not read s3://audio/elsewhere/" in refused.stderr, refused.stderr
+    admitted = create(cluster, own, user=tenant, dry_run=True)
+    assert admitted.returncode == 0, admitted.stderr

@@ -43,7 +43,7 @@ app.kubernetes.io/component: gateway
 {{- toJson $names -}}
 {{- end -}}
 
-{{/* The name of the storage policy: the ValidatingAdmissionPolicy, its binding and its ConfigMap of parameters. */}}
+{{/* The name of the storage policy: the ValidatingAdmissionPolicy and its binding. */}}
 {{- define "kubescribe.storagePolicy.name" -}}
 {{- printf "%s-storage" .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}

@@ -30,18 +30,23 @@ def helm() -> str:
     return found
 
 
-def render(*settings: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def render(
+    *settings: str, check: bool = True, values: dict[str, Any] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`values`, if any, is a values file (read from stdin), for strings `--set` would parse."""
     command = [helm(), "template", "kubescribe", str(REPO / "charts/kubescribe"), "-n", "kubescribe"]
     command += [arg for setting in settings for arg in ("--set", setting)]
-    return subprocess.run(command, capture_output=True, text=True, check=check)
+    command += ["--values", "-"] if values is not None else []
+    stdin = json.dumps(values) if values is not None else None
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, check=check)
 
 
-def objects(*settings: str) -> list[dict[str, Any]]:
-    return [document for document in yaml.safe_load_all(render(*settings).stdout) if document]
+def objects(*settings: str, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return [document for document in yaml.safe_load_all(render(*settings, values=values).stdout) if document]
 
 
-def of_kind(kind: str, *settings: str) -> list[dict[str, Any]]:
-    return [document for document in objects(*settings) if document["kind"] == kind]
+def of_kind(kind: str, *settings: str, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return [document for document in objects(*settings, values=values) if document["kind"] == kind]
 
 
 API_SERVER = "networkPolicy.apiServer.cidrs={10.0.0.5/32}"
@@ -175,6 +180,42 @@ def test_the_runners_limits_reach_the_operator() -> None:
     assert env["KUBESCRIBE_RUNNER_DOWNLOAD_TIMEOUT_SECONDS"] == "3600"
     assert env["KUBESCRIBE_RUNNER_MEMORY_LIMIT"] == "24Gi"
     assert env["KUBESCRIBE_RUNNER_MEMORY_REQUEST"] == "3Gi"
+
+
+def test_the_storage_policy_holds_its_values_as_literals_of_exactly_those_strings() -> None:
+    odd = 's3://archive/it\'s "quoted", back\\slashed, #1: été <&> ${x}/'
+    values = {
+        "storage": {
+            "buckets": ["audio", "team's media"],
+            "grants": [
+                {"name": "odd", "location": odd, "access": "readwrite", "namespaces": ["team-a", "team-b"]},
+                {"name": "models", "location": "s3://models/"},
+            ],
+        },
+        "models": {"allowed": ["tiny.en", 'org/model"v2"', "s3://models/approved/"]},
+    }
+    [policy] = of_kind("ValidatingAdmissionPolicy", values=values)
+    assert "paramKind" not in policy["spec"]
+    # JSON's escapes are CEL's: the JSON text of each value is a CEL literal of the same strings.
+    variables = {variable["name"]: variable["expression"] for variable in policy["spec"]["variables"]}
+    assert json.loads(variables["buckets"]) == ["audio", "team's media"]
+    assert json.loads(variables["models"]) == ["tiny.en", 'org/model"v2"', "s3://models/approved/"]
+    assert json.loads(variables["grants"]) == [
+        {"access": "readwrite", "location": odd, "namespaces": "team-a,team-b"},
+        {"access": "read", "location": "s3://models/", "namespaces": "*"},
+    ]
+    [binding] = of_kind("ValidatingAdmissionPolicyBinding", values=values)
+    assert binding["spec"] == {"policyName": "kubescribe-storage", "validationActions": ["Deny"]}
+    assert of_kind("ConfigMap", values=values) == []
+
+
+def test_a_grant_outside_a_bucket_directory_is_refused_at_render() -> None:
+    grants = [{"name": "loose", "location": "s3://archive/file.wav"}]
+    result = render(values={"storage": {"grants": grants}}, check=False)
+    assert result.returncode != 0
+    assert "storage.grants loose: the location is s3://bucket/ or s3://bucket/prefix/, not s3://archive/file.wav" in (
+        result.stderr
+    )
 
 
 def uninstall_hook(*settings: str) -> list[dict[str, Any]]:
