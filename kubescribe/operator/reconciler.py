@@ -109,7 +109,9 @@ class Reconciler:
         admit = {entry.key for entry in plan.admit}
         now = self.now()
         expiries: list[float] = []
-        for tj in live:
+        # Queued jobs last: after a burst of new jobs, the pass writes each one's status, and the jobs it admits or
+        # that run must not wait behind those writes.
+        for tj in sorted(live, key=lambda tj: (tj["metadata"]["namespace"], tj["metadata"]["name"]) in plan.positions):
             key = (tj["metadata"]["namespace"], tj["metadata"]["name"])
             label_key = _label_key(tj)
             observed = Observed(
