@@ -63,6 +63,8 @@ JOB_LABEL: Final = "kubescribe.io/job"
 KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 CREDENTIAL_KEYS: Final = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+STRANDED_REASON: Final = "StrandedOnLostNode"
+"""The reason of the DisruptionTarget condition of a runner pod the operator ended for its lost node."""
 
 MIB: Final = 1 << 20
 RUNNER_BASE_MEMORY_BYTES: Final = 2 << 30
@@ -86,9 +88,6 @@ TMP_SIZE_LIMIT: Final = "1Gi"
 
 _MAX_LENGTH = 63
 _HASH_LENGTH = 8
-
-
-STRANDED_REASON: Final = "StrandedOnLostNode"
 
 
 def _shortened(text: str, original: str) -> str:
