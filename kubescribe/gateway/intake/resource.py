@@ -1,5 +1,6 @@
-"""The TranscriptionJob the gateway creates for an upload: its name, its labels and annotations, and the resource
-itself (its audio lives at `kubescribe.contract.uploaded_source_key`). Pure functions."""
+"""The TranscriptionJob the gateway creates for an upload or a source: its name, its labels and annotations, the
+batch it belongs to, and the resource itself (uploaded audio lives at `kubescribe.contract.uploaded_source_key`).
+Pure functions."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ FILENAME_ANNOTATION = "kubescribe.io/filename"
 REQUEST_ID_ANNOTATION = "kubescribe.io/request-id"
 REQUESTED_BY_ANNOTATION = "kubescribe.io/requested-by"
 """Who submitted the job: the API key's name or the Kubernetes token's user name."""
+BATCH_LABEL = "kubescribe.io/batch"
+"""The batch a job was submitted in: `kubectl get tj -l kubescribe.io/batch=<batch id>` lists it."""
+BATCH_INDEX_ANNOTATION = "kubescribe.io/batch-index"
+"""The job's file's place in its batch's request, from 0."""
 MAX_FILENAME_CHARS = 200
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_CHARS = 12
@@ -28,6 +33,15 @@ def new_job_id() -> str:
 
 def is_job_id(value: str) -> bool:
     return len(value) == 3 + _ID_CHARS and value.startswith("tj-") and all(c in _ID_ALPHABET for c in value[3:])
+
+
+def new_batch_id() -> str:
+    """A batch's id, which is also a label value (at most 63 letters, digits and hyphens)."""
+    return "tb-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_CHARS))
+
+
+def is_batch_id(value: str) -> bool:
+    return len(value) == 3 + _ID_CHARS and value.startswith("tb-") and all(c in _ID_ALPHABET for c in value[3:])
 
 
 def sanitize_filename(raw: str | None) -> str:
@@ -48,20 +62,24 @@ def build_transcription_job(
     *,
     request_id: str,
     requested_by: str,
+    uploaded: bool = True,
+    batch: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
+    """`uploaded`: the source is the gateway's upload for this job, which the operator deletes with it. `batch`: the
+    batch's id and the file's place in it."""
+    labels = dict(SUBMITTED_BY_GATEWAY)
+    annotations = {
+        FILENAME_ANNOTATION: filename,
+        REQUEST_ID_ANNOTATION: request_id,
+        REQUESTED_BY_ANNOTATION: requested_by,
+    }
+    if uploaded:
+        annotations[UPLOADED_SOURCE_ANNOTATION] = "true"
+    if batch is not None:
+        labels[BATCH_LABEL], annotations[BATCH_INDEX_ANNOTATION] = batch[0], str(batch[1])
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {
-            "name": job_id,
-            "namespace": namespace,
-            "labels": dict(SUBMITTED_BY_GATEWAY),
-            "annotations": {
-                UPLOADED_SOURCE_ANNOTATION: "true",
-                FILENAME_ANNOTATION: filename,
-                REQUEST_ID_ANNOTATION: request_id,
-                REQUESTED_BY_ANNOTATION: requested_by,
-            },
-        },
+        "metadata": {"name": job_id, "namespace": namespace, "labels": labels, "annotations": annotations},
         "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
     }
