@@ -17,9 +17,9 @@ from tests.integration.conftest import Gateway, Kubescribe, wait_for
 from tests.integration.speech import PASSAGE, speak, word_error_rate
 
 SENTENCES = (
-    "The scheduler places each pod on a node with enough memory.",
-    "Subtitles show the words on the screen while the speaker talks.",
-    "Every transcript is stored next to the recording.",
+    "The operator watches every request and reports its progress until the work is done.",
+    "Speech recognition turns spoken words into written text.",
+    "Small models are fast and large models are accurate.",
 )
 MAX_WER = 0.3
 
