@@ -151,13 +151,15 @@ def test_a_batch_over_a_limit_is_refused_whole(
     gateway: Gateway, kubescribe: Kubescribe, caller: httpx.Client, namespace: str, speech_dir: Path
 ) -> None:
     wav = speak(speech_dir, "batch-0", SENTENCES[0])
-    too_many = post_files(caller, [wav] * (gateway.max_batch_files + 1))
+    sources = [f"https://example.org/{i}.wav" for i in range(gateway.max_batch_files + 1)]
+    too_many = caller.post("/v1/batches", json={"sources": sources})
     assert too_many.status_code == 400, too_many.text
     assert too_many.json()["error"]["code"] == "too_many_files"
     assert f"at most {gateway.max_batch_files} files" in too_many.json()["error"]["message"]
 
-    # Within the batch limit, but more jobs than the namespace may have waiting.
-    no_room = post_files(caller, [wav] * (gateway.max_queued_jobs + 1))
+    # Within the batch limit, but more jobs than the namespace may have waiting: refused at the file past its room.
+    assert gateway.max_queued_jobs < gateway.max_batch_files
+    no_room = post_files(caller, [wav] * gateway.max_batch_files)
     assert no_room.status_code == 429, no_room.text
     assert no_room.json()["error"]["code"] == "too_many_queued_jobs"
     assert int(no_room.headers["retry-after"]) >= 1

@@ -7,11 +7,12 @@ from __future__ import annotations
 import secrets
 import string
 import unicodedata
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
 from kubescribe.api.v1alpha1 import API_VERSION, KIND, TranscriptionJobSpec
-from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION
+from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION, uploaded_source_key
 from kubescribe.gateway.stores.jobs import SUBMITTED_BY_GATEWAY
 
 FILENAME_ANNOTATION = "kubescribe.io/filename"
@@ -52,6 +53,15 @@ def sanitize_filename(raw: str | None) -> str:
         suffix = PurePosixPath(name).suffix[:16]
         name = name[: MAX_FILENAME_CHARS - len(suffix)] + suffix
     return name or "audio"
+
+
+def own_upload(job: Mapping[str, Any], upload_bucket: str) -> str | None:
+    """The key of the audio the gateway uploaded for `job`, which goes with the job; None for a source it names."""
+    metadata = job["metadata"]
+    key = uploaded_source_key(metadata["namespace"], metadata["name"])
+    uploaded = (metadata.get("annotations") or {}).get(UPLOADED_SOURCE_ANNOTATION) == "true"
+    source = ((job.get("spec") or {}).get("source") or {}).get("s3") or {}
+    return key if uploaded and source == {"bucket": upload_bucket, "key": key} else None
 
 
 def build_transcription_job(

@@ -49,6 +49,17 @@ def test_batch_ids_are_label_values_and_label_every_job_of_the_batch() -> None:
     assert built["metadata"]["annotations"][resource.BATCH_INDEX_ANNOTATION] == "7"
     assert UPLOADED_SOURCE_ANNOTATION not in built["metadata"]["annotations"]
     assert built["spec"]["source"] == {"url": "https://example.org/talks/a%20b.mp3"}
+    assert resource.own_upload(built, "audio") is None
+    uploaded = resource.build_transcription_job(
+        "ns",
+        "tj-abc",
+        transcription_job_spec(Submission(model="base"), s3_source("audio", "ns/uploads/tj-abc/audio"), 0),
+        "a.wav",
+        request_id="r",
+        requested_by="alice",
+    )
+    assert resource.own_upload(uploaded, "audio") == "ns/uploads/tj-abc/audio"
+    assert resource.own_upload(uploaded, "elsewhere") is None
 
 
 def test_sources_name_s3_objects_or_urls() -> None:
@@ -242,6 +253,8 @@ def test_a_batch_of_uploads_becomes_one_job_each_with_the_batchs_label() -> None
     cancelled = client.delete(view["status_url"])
     assert cancelled.status_code == 202
     assert sorted(cancelled.json()["cancelled"]) == sorted(jobs.deleted) == sorted(j["id"] for j in view["jobs"])
+    # Their uploads go at once: a job cancelled before the operator saw it has no finalizer to delete its upload.
+    assert sorted(objects.removed) == sorted(objects.completed)
     assert client.get("/v1/batches/tb-000000000000").status_code == 404
     assert client.get("/v1/batches/not-a-batch").json()["error"]["code"] == "batch_not_found"
 
