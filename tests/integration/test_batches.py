@@ -84,6 +84,14 @@ def test_a_batch_of_files_is_transcribed_and_followed_together(
         assert transcript.status_code == 200
         assert word_error_rate(text, transcript.text) < MAX_WER, (text, transcript.text)
 
+    # Another namespace's key finds no such batch.
+    theirs = httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {gateway.keys['gw-a']}"})
+    for method in ("GET", "DELETE"):
+        response = theirs.request(method, f"/v1/batches/{batch_id}")
+        assert response.status_code == 404, (method, response.text)
+        assert response.json()["error"]["code"] == "batch_not_found"
+    assert len(batch_jobs(kubescribe, namespace, batch_id)) == 3
+
     # Cancelling a finished batch cancels nothing.
     cancelled = caller.delete(f"/v1/batches/{batch_id}").json()
     assert (cancelled["cancelled"], len(cancelled["kept"])) == ([], 3)
