@@ -92,8 +92,13 @@ def source_spec(source: str) -> dict[str, Any]:
 
 def source_filename(source: str) -> str:
     """The file name a source's job shows: the last segment of its key or of its URL's path."""
-    path = source.removeprefix("s3://").partition("/")[2] if source.startswith("s3://") else urlsplit(source).path
-    return sanitize_filename(unquote(path))
+    if source.startswith("s3://"):
+        return sanitize_filename(source.removeprefix("s3://").partition("/")[2])
+    try:
+        path = unquote(urlsplit(source).path)
+    except ValueError:  # a host urllib cannot read, such as an unclosed [: the runner refuses it as it would any job's
+        path = ""
+    return sanitize_filename(path)
 
 
 def refused(error: Exception) -> ApiError:

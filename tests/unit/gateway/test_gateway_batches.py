@@ -67,6 +67,8 @@ def test_sources_name_s3_objects_or_urls() -> None:
     assert source_filename("s3://audio/team-a/talks/monday.mp3") == "monday.mp3"
     assert source_filename("https://example.org/a/r%C3%A9sum%C3%A9.wav?x=1") == "r\u00e9sum\u00e9.wav"
     assert source_filename("https://example.org/") == "audio"
+    assert source_filename("http://[") == "audio"
+    assert source_filename("s3://audio/a/50%25.wav") == "50%25.wav"
     for good in ("s3://audio/a", "https://example.org/a.mp3", "http://x"):
         assert re.match(SOURCE, good), good
     for bad in ("s3://a/k", "s3://audio/", "s3://Audio/k", "ftp://x/a", "/etc/passwd", "https://a b"):
