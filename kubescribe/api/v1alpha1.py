@@ -67,7 +67,7 @@ SECONDS_NEED_NO_EXECUTE = "tolerationSeconds needs effect NoExecute"
 SPEC_IMMUTABLE = "spec is immutable; delete and re-create the job"
 
 # Pydantic (Rust regex) and the API server (Go RE2) both search for a pattern: anchor it, and keep to shared syntax.
-_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 HTTP_URL = r"^https?://[!-~]+$"
 """Printable ASCII only: a URL with any other character is percent-encoded."""
 URL_MAX_LENGTH = 2048
@@ -113,7 +113,7 @@ class S3Object(_Model):
         }
     )
 
-    bucket: str = Field(pattern=_BUCKET, description="Bucket name (3-63 lowercase letters, digits, dots, hyphens).")
+    bucket: str = Field(pattern=BUCKET, description="Bucket name (3-63 lowercase letters, digits, dots, hyphens).")
     key: str = Field(min_length=1, max_length=1024, description="Object key, for example speeches/jfk.flac.")
     endpoint: str | None = Field(
         None,
@@ -181,7 +181,7 @@ def transcript_key(prefix: str, source: Source, format_: str) -> str:
 class OutputLocation(_Model):
     """Where the transcripts are written."""
 
-    bucket: str = Field(pattern=_BUCKET, description="Bucket the transcripts are written to.")
+    bucket: str = Field(pattern=BUCKET, description="Bucket the transcripts are written to.")
     prefix: str = Field(
         "",
         pattern=NO_CONTROL_CHARACTERS,

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,16 @@ from typing import Any
 # gateway's job view says.
 PHASES = ("Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled")
 CHUNK = 256 * 1024
+BATCH_POLL_SECONDS = 2
+RETRIED_STATUSES = (429, 503)
 
 
 class CliError(Exception):
-    """A failure to report in one line, without a traceback."""
+    """A failure to report in one line, without a traceback; `status`, the gateway's HTTP status if it answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ class GatewayClient:
         try:
             return urllib.request.urlopen(request, timeout=timeout or self.timeout)  # noqa: S310
         except urllib.error.HTTPError as error:
-            raise CliError(_error_message(error.code, error.read())) from None
+            raise CliError(_error_message(error.code, error.read()), error.code) from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise CliError(f"cannot reach the gateway at {self.url}: {reason}") from None
@@ -98,37 +104,57 @@ class GatewayClient:
 
     def submit(self, audio: Path, fields: dict[str, str], on_sent: Callable[[float], None]) -> dict[str, Any]:
         """Uploads `audio` as multipart form data, streamed from disk; `on_sent` gets the share sent so far."""
+        job: dict[str, Any] = self._upload("/v1/jobs", [audio], fields, on_sent)
+        return job
+
+    def submit_batch(
+        self, audio: Sequence[Path], fields: dict[str, str], on_sent: Callable[[float], None]
+    ) -> dict[str, Any]:
+        """Uploads the files as one batch, one form streamed from disk; `on_sent` gets the share sent so far."""
+        batch: dict[str, Any] = self._upload("/v1/batches", audio, fields, on_sent)
+        return batch
+
+    def _upload(
+        self, path: str, audio: Sequence[Path], fields: dict[str, str], on_sent: Callable[[float], None]
+    ) -> Any:
         boundary = uuid.uuid4().hex
         head = b"".join(
             f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
             for name, value in fields.items()
         )
-        content_type = mimetypes.guess_type(audio.name)[0] or "application/octet-stream"
-        quoted = audio.name.replace('"', "%22")
-        head += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{quoted}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n"
-        ).encode()
+        heads = []
+        for index, file in enumerate(audio):
+            content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+            quoted = file.name.replace('"', "%22")
+            heads.append(
+                (b"\r\n" if index else b"")
+                + (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{quoted}"\r\n'
+                    f"Content-Type: {content_type}\r\n\r\n"
+                ).encode()
+            )
         tail = f"\r\n--{boundary}--\r\n".encode()
-        size = audio.stat().st_size
+        sizes = [file.stat().st_size for file in audio]
+        size = sum(sizes) or 1
 
         def body() -> Iterator[bytes]:
             yield head
             sent = 0
-            with audio.open("rb") as file:
-                while chunk := file.read(CHUNK):
-                    sent += len(chunk)
-                    on_sent(sent / size)
-                    yield chunk
+            for file, file_head in zip(audio, heads, strict=True):
+                yield file_head
+                with file.open("rb") as opened:
+                    while chunk := opened.read(CHUNK):
+                        sent += len(chunk)
+                        on_sent(sent / size)
+                        yield chunk
             yield tail
 
         headers = {
             "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Content-Length": str(len(head) + size + len(tail)),
+            "Content-Length": str(len(head) + sum(len(h) for h in heads) + sum(sizes) + len(tail)),
         }
-        with self.open("POST", "/v1/jobs", data=body(), headers=headers, timeout=max(self.timeout, 600)) as response:
-            job: dict[str, Any] = json.loads(response.read())
-        return job
+        with self.open("POST", path, data=body(), headers=headers, timeout=max(self.timeout, 600)) as response:
+            return json.loads(response.read())
 
     def job(self, job_id: str) -> dict[str, Any]:
         job: dict[str, Any] = self.json("GET", f"/v1/jobs/{urllib.parse.quote(job_id)}")
@@ -159,6 +185,26 @@ class GatewayClient:
             if job.get("finished"):
                 return job
             time.sleep(1)
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        batch: dict[str, Any] = self.json("GET", f"/v1/batches/{urllib.parse.quote(batch_id)}")
+        return batch
+
+    def follow_batch(self, batch_id: str, on_status: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Reads the batch every few seconds until all its jobs are finished; rides out a refusal to be asked so
+        often (the batch's jobs took the key's rate) or a gateway briefly unavailable. Returns the final view."""
+        while True:
+            try:
+                batch = self.batch(batch_id)
+            except CliError as error:
+                if error.status not in RETRIED_STATUSES:
+                    raise
+                time.sleep(BATCH_POLL_SECONDS)
+                continue
+            on_status(batch)
+            if batch.get("finished"):
+                return batch
+            time.sleep(BATCH_POLL_SECONDS)
 
     def transcript(self, job_id: str, format_: str) -> bytes:
         path = f"/v1/jobs/{urllib.parse.quote(job_id)}/transcript"

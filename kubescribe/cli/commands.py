@@ -12,13 +12,24 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from kubescribe.cli.client import PHASES, CliError, GatewayClient
-from kubescribe.cli.render import ProgressLine, describe_job, jobs_table, render_bar, render_progress, table
+from kubescribe.cli.render import (
+    ProgressBlock,
+    ProgressLine,
+    describe_job,
+    jobs_table,
+    render_bar,
+    render_batch,
+    render_progress,
+    table,
+)
 
 FORMATS = ("json", "txt", "srt", "vtt", "tsv")
 ENV_GATEWAY = "KUBESCRIBE_GATEWAY_URL"
 ENV_API_KEY = "KUBESCRIBE_API_KEY"
 PAGE_LIMIT = 100
 """The most jobs the gateway lists in one page."""
+BATCH_PREFIX = "tb-"
+"""How a batch's id begins; a job's begins with tj-."""
 
 
 def _fail(message: str) -> NoReturn:
@@ -53,12 +64,7 @@ def _transcript_format(args: argparse.Namespace) -> str:
     return suffix if suffix in FORMATS else "txt"
 
 
-def cmd_transcribe(args: argparse.Namespace) -> int:
-    gateway = _gateway(args)
-    audio = Path(args.audio)
-    if not audio.is_file():
-        _fail(f"no such file: {audio}")
-    format_ = _transcript_format(args)
+def _submission_fields(args: argparse.Namespace, format_: str) -> dict[str, str]:
     fields = {
         "formats": format_,
         "model": args.model,
@@ -68,11 +74,23 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         "vad": None if args.vad is None else str(args.vad).lower(),
         "word_timestamps": "true" if args.word_timestamps else None,
     }
+    return {k: v for k, v in fields.items() if v}
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    gateway = _gateway(args)
+    audio = [Path(path) for path in args.audio]
+    for path in audio:
+        if not path.is_file():
+            _fail(f"no such file: {path}")
+    if len(audio) > 1:
+        return _transcribe_batch(args, gateway, audio)
+    format_ = _transcript_format(args)
     line = ProgressLine(sys.stderr)
-    line.show(f"Uploading {audio.name}")
+    line.show(f"Uploading {audio[0].name}")
     job = gateway.submit(
-        audio,
-        {k: v for k, v in fields.items() if v},
+        audio[0],
+        _submission_fields(args, format_),
         lambda done: line.show(f"{'Uploading':<9} {render_bar(done, 30)}"),
     )
     line.close()
@@ -92,6 +110,58 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         _fail(f"job {job['id']} {job['phase'].lower()}: {error.get('reason', '')} {error.get('message', '')}".strip())
     _write(args.output, gateway.transcript(job["id"], format_))
     return 0
+
+
+def transcript_paths(audio: list[Path], directory: Path, format_: str) -> list[Path]:
+    """Where each file's transcript goes: into `directory`, named after the file with the format's extension."""
+    paths = [directory / f"{path.stem}.{format_}" for path in audio]
+    for path in paths:
+        if paths.count(path) > 1:
+            _fail(f"several files would write {path}: transcribe files of the same name apart")
+    return paths
+
+
+def _transcribe_batch(args: argparse.Namespace, gateway: GatewayClient, audio: list[Path]) -> int:
+    """Several files: one batch, one progress line per file and a total, each transcript written into the output
+    directory. Fails (1) when any file did not become a job or its job did not succeed."""
+    format_ = args.format or "txt"
+    directory = Path(args.output or ".")
+    if directory.exists() and not directory.is_dir():
+        _fail(f"{directory} is not a directory: with several files, -o names the directory for their transcripts")
+    outputs = transcript_paths(audio, directory, format_)
+    line = ProgressLine(sys.stderr)
+    line.show(f"Uploading {len(audio)} files")
+    batch = gateway.submit_batch(
+        audio,
+        _submission_fields(args, format_),
+        lambda done: line.show(f"{'Uploading':<9} {render_bar(done, 30)} {len(audio)} files"),
+    )
+    line.close()
+    files = {job["id"]: job["index"] for job in batch["jobs"]}
+    print(f"batch {batch['id']} submitted: {len(files)} of {len(audio)} files", file=sys.stderr)
+    for failure in batch["not_created"]:
+        print(f"{audio[failure['index']]}: not submitted: {failure['error']['message']}", file=sys.stderr)
+    if args.no_wait:
+        print(batch["id"])
+        return 1 if batch["not_created"] else 0
+    names = {job_id: audio[index].name for job_id, index in files.items()}
+    block = ProgressBlock(sys.stderr)
+    try:
+        view = gateway.follow_batch(batch["id"], lambda view: block.show(*render_batch(view, names)))
+    except KeyboardInterrupt:
+        print(f"stopped following; the batch goes on (kubescribe cancel {batch['id']} stops it)", file=sys.stderr)
+        return 130
+    directory.mkdir(parents=True, exist_ok=True)
+    failed = bool(batch["not_created"])
+    for file in view["files"]:
+        source = audio[files[file["id"]]]
+        if file["phase"] != "Succeeded":
+            failed = True
+            reason = f"{file.get('reason') or ''} {file.get('message') or ''}".strip()
+            print(f"{source}: job {file['id']} {file['phase'].lower()}: {reason}".rstrip(": "), file=sys.stderr)
+            continue
+        _write(str(outputs[files[file["id"]]]), gateway.transcript(file["id"], format_))
+    return 1 if failed else 0
 
 
 def cmd_transcript(args: argparse.Namespace) -> int:
@@ -126,6 +196,14 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    if args.id.startswith(BATCH_PREFIX):
+        done = _gateway(args).json("DELETE", f"/v1/batches/{urllib.parse.quote(args.id)}")
+        print(
+            f"batch {args.id}: {len(done['cancelled'])} jobs are being cancelled and deleted, "
+            f"{len(done['kept'])} finished ones kept",
+            file=sys.stderr,
+        )
+        return 0
     _gateway(args).json("DELETE", f"/v1/jobs/{urllib.parse.quote(args.id)}")
     print(f"job {args.id} is being cancelled and deleted", file=sys.stderr)
     return 0
@@ -212,20 +290,28 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     output = argparse.ArgumentParser(add_help=False)
-    output.add_argument("-o", "--output", metavar="FILE", help="where to write the transcript (default: stdout)")
+    output.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write the transcript (default: stdout); with several files, the directory for theirs "
+        "(default: the current one)",
+    )
     output.add_argument("--format", choices=FORMATS, help="transcript format (default: from -o's extension, or txt)")
 
     transcribe = commands.add_parser(
         "transcribe", parents=[gateway, output], help="upload audio, follow the job, write the transcript"
     )
-    transcribe.add_argument("audio", help="audio or video file")
+    transcribe.add_argument("audio", nargs="+", help="audio or video files; several are submitted as one batch")
     transcribe.add_argument("--model", help="Whisper model, such as tiny.en, small or large-v3")
     transcribe.add_argument("--language", help="spoken language as an ISO 639-1 code (default: detect)")
     transcribe.add_argument("--task", choices=("transcribe", "translate"), help="translate writes English")
     transcribe.add_argument("--vad", action=argparse.BooleanOptionalAction, help="skip silence (gateway default)")
     transcribe.add_argument("--word-timestamps", action="store_true", help="add word times to the json format")
     transcribe.add_argument("--webhook-url", metavar="URL", help="gets a POST when the job finishes")
-    transcribe.add_argument("--no-wait", action="store_true", help="print the job's id and return at once")
+    transcribe.add_argument(
+        "--no-wait", action="store_true", help="print the job's (or the batch's) id and return at once"
+    )
     transcribe.set_defaults(handler=cmd_transcribe)
 
     transcript = commands.add_parser("transcript", parents=[gateway, output], help="a finished job's transcript")
@@ -244,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     get.set_defaults(handler=cmd_get)
 
     cancel = commands.add_parser(
-        "cancel", parents=[gateway], help="cancel a job and delete it with its audio and transcripts"
+        "cancel",
+        parents=[gateway],
+        help="cancel a job and delete it with its audio and transcripts; or a batch's jobs not finished (tb-...)",
     )
     cancel.add_argument("id")
     cancel.set_defaults(handler=cmd_cancel)

@@ -1,5 +1,5 @@
-"""Job views as text: the progress bar and line, a job's summary, and tables. Nothing here does I/O but
-`ProgressLine`, which writes to the stream it is given."""
+"""Job and batch views as text: the progress bar and line, a batch's lines, a job's summary, and tables. Nothing
+here does I/O but `ProgressLine` and `ProgressBlock`, which write to the stream they are given."""
 
 from __future__ import annotations
 
@@ -65,6 +65,52 @@ class ProgressLine:
             self.stream.write("\n")
             self.stream.flush()
         self.shown = ""
+
+
+class ProgressBlock:
+    """Redraws a block of lines on a terminal; elsewhere (a log, a pipe) writes each line whose key (what a reader
+    of the log wants to hear of, such as a file's phase) changed."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.shown: list[str] = []
+        self.keys: list[str] = []
+
+    def show(self, lines: list[str], keys: list[str]) -> None:
+        if self.tty:
+            width = shutil.get_terminal_size().columns - 1
+            up = f"\x1b[{len(self.shown)}F" if self.shown else ""
+            self.stream.write(up + "".join(f"\x1b[2K{line[:width]}\n" for line in lines))
+            self.stream.flush()
+        else:
+            changed = [
+                line for i, (line, key) in enumerate(zip(lines, keys, strict=True)) if self.keys[i : i + 1] != [key]
+            ]
+            self.stream.write("".join(f"{line}\n" for line in changed))
+            self.stream.flush()
+        self.shown, self.keys = lines, keys
+
+
+def _batch_file_line(file: dict[str, Any], width: int) -> str:
+    job = {"phase": file.get("phase"), "progress": {"percent": file.get("percent")}}
+    line = render_progress(job, width)
+    if file.get("reason"):
+        line += f"  {file['reason']}: {file.get('message') or ''}".rstrip(": ")
+    return line
+
+
+def render_batch(batch: dict[str, Any], names: dict[str, str], width: int = 20) -> tuple[list[str], list[str]]:
+    """A batch view as one line per file (the name `names` gives its job, then its progress) and a total line; and
+    the lines' keys: each file's phase, and the phases' counts."""
+    files = batch.get("files") or []
+    labels = [names.get(file["id"], file.get("filename") or file["id"]) for file in files]
+    pad = max([len(label) for label in labels] + [len("total")])
+    lines = [f"{label:<{pad}}  {_batch_file_line(file, width)}" for label, file in zip(labels, files, strict=True)]
+    percent = (batch.get("progress") or {}).get("percent") or 0.0
+    counts = ", ".join(f"{count} {phase}" for phase, count in (batch.get("counts") or {}).items() if count)
+    lines.append(f"{'total':<{pad}}  {render_bar(percent / 100, width)} {int(percent):3d}%  {counts}")
+    return lines, [str(file.get("phase")) for file in files] + [counts]
 
 
 def describe_job(job: dict[str, Any]) -> str:

@@ -17,8 +17,8 @@ from starlette.exceptions import HTTPException
 
 from kubescribe.gateway import errors
 from kubescribe.gateway.access.caller import Access
-from kubescribe.gateway.middleware import BodyLimit, RequestContext
-from kubescribe.gateway.routes import jobs, openai, ops
+from kubescribe.gateway.middleware import FORM_OVERHEAD, BodyLimit, RequestContext
+from kubescribe.gateway.routes import batches, jobs, openai, ops
 from kubescribe.gateway.routes.document import allowed_methods, openapi_document
 from kubescribe.gateway.state import Gateway
 
@@ -64,11 +64,12 @@ def create_app(gateway: Gateway, access: Access) -> FastAPI:
     app.add_exception_handler(405, unrouted)
     app.add_exception_handler(RequestValidationError, errors.validation_error)
     app.add_exception_handler(Exception, errors.unexpected_error)
-    for router in (jobs.router, openai.router, ops.router):
+    for router in (jobs.router, batches.router, openai.router, ops.router):
         app.include_router(router)
     if STATIC.is_dir():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
-    app.add_middleware(BodyLimit, limit=gateway.settings.max_upload_bytes)
+    batch_limit = settings.max_batch_files * (settings.max_upload_bytes + FORM_OVERHEAD)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes, paths={batches.router.prefix: batch_limit})
     app.add_middleware(RequestContext)
 
     def document() -> dict[str, Any]:

@@ -9,6 +9,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -102,18 +103,20 @@ class RequestContext:
 
 
 class BodyLimit:
-    """Answers 413 when a request body is (or says it is) larger than `limit` plus the multipart overhead."""
+    """Answers 413 when a request body is (or says it is) larger than `limit` plus the multipart overhead, or than
+    the limit `paths` gives its path (a batch's, whose route holds each of its files to `limit`)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit + FORM_OVERHEAD
+    def __init__(self, app: ASGIApp, limit: int, paths: Mapping[str, int] | None = None) -> None:
+        self.app, self.limit, self.paths = app, limit + FORM_OVERHEAD, dict(paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope["path"], self.limit)
         length = _header(scope, b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            await _send_json(send, 413, error_body(413, f"the request body is larger than {self.limit} bytes"))
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _send_json(send, 413, error_body(413, f"the request body is larger than {limit} bytes"))
             return
         received = 0
 
@@ -121,8 +124,8 @@ class BodyLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.limit:
-                raise ApiError(413, f"the request body is larger than {self.limit} bytes", param="file")
+            if received > limit:
+                raise ApiError(413, f"the request body is larger than {limit} bytes", param="file")
             return message
 
         await self.app(scope, counting_receive, send)

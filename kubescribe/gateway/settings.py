@@ -57,6 +57,8 @@ class GatewaySettings(BaseSettings):
     /v1/audio/* requests (an upload, then a wait for its transcription); more answer 429."""
     max_queued_jobs_per_namespace: int = 50
     """Pending and Queued jobs a namespace may have before submissions answer 429."""
+    max_batch_files: int = Field(1000, ge=1)
+    """Files (or sources) one batch may have; more answer 400."""
 
     models: list[str] = ["tiny.en", "base"]
     """The models jobs may name, here and at /v1/audio/*, and that /v1/models offers (with whisper-1)."""

@@ -20,12 +20,12 @@ from schemathesis.engine import from_schema
 from schemathesis.engine.events import ScenarioFinished
 from schemathesis.engine.recorder import ScenarioRecorder
 
-UPLOADS = ["/v1/jobs", "/v1/audio/transcriptions", "/v1/audio/translations"]
+UPLOADS = ["/v1/jobs", "/v1/batches", "/v1/audio/transcriptions", "/v1/audio/translations"]
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 """What schemathesis takes as accepting a schema-valid request (its own default, less nothing)."""
 UNSTATED_RULES = ["413", "415"]
-"""What a schema-valid upload may still be answered: its file must decode as audio (415) and fit the upload limit
-(413), rules of the file's content that a schema cannot state and the operations' descriptions do."""
+"""What a schema-valid upload may still be answered: its files must decode as audio (415) and fit the upload limit
+(413), rules of the files' content that a schema cannot state and the operations' descriptions do."""
 
 
 def conformance_failures(gateway_url: str, token: str, examples: int, *, seed: int | None = None) -> list[str]:

@@ -359,6 +359,7 @@ class Gateway:
     rate_per_second, rate_burst = 20, 40
     failed_auth_per_second, failed_auth_burst = 5, 10
     max_uploads, max_event_streams, max_waits = 2, 2, 2
+    max_batch_files = 4
 
     def __init__(self, kubescribe: Kubescribe) -> None:
         self.kubescribe = kubescribe
@@ -376,6 +377,7 @@ class Gateway:
         "gateway.concurrency.uploads": str(max_uploads),
         "gateway.concurrency.eventStreams": str(max_event_streams),
         "gateway.concurrency.waits": str(max_waits),
+        "gateway.maxBatchFiles": str(max_batch_files),
         "gateway.jobGpus": "0",
         "gateway.openaiWaitSeconds": "180",
     }

@@ -87,3 +87,26 @@ def test_a_key_made_by_the_command_transcribes_through_the_gateway(
     answer = wait_for(refused, 60, "the revoked key to be refused")
     assert answer.returncode == 1 and "invalid API key" in answer.stderr, answer.stderr
     assert len(answer.stderr.strip().splitlines()) == 1
+
+
+def test_several_files_are_transcribed_as_one_batch(
+    gateway: Gateway, cluster: Cluster, namespace: str, speech_dir: Path, tmp_path: Path
+) -> None:
+    key = gateway.create_key(namespace, "dave")
+    wait_for(lambda: kubescribe(gateway, "jobs", key=key).returncode == 0, 30, "the gateway to read the new key")
+    sentences = {"first": SENTENCE, "second": "Small models are fast and large models are accurate."}
+    audio = [speak(speech_dir, f"cli-{name}", text) for name, text in sentences.items()]
+    out = tmp_path / "out"
+    done = kubescribe(gateway, "transcribe", *map(str, audio), "--model", "tiny.en", "-o", f"{out}/", key=key)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"batch tb-[a-z0-9]{12} submitted: 2 of 2 files", done.stderr)
+    assert "cli-first.wav" in done.stderr and "total" in done.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["cli-first.txt", "cli-second.txt"]
+    for name, text in sentences.items():
+        assert word_error_rate(text, (out / f"cli-{name}.txt").read_text()) < MAX_WER
+
+    batch_id = re.search(r"tb-[a-z0-9]{12}", done.stderr)[0]  # type: ignore[index]
+    listed = cluster.get("tj", "-n", namespace, "-l", f"kubescribe.io/batch={batch_id}")["items"]
+    assert len(listed) == 2
+    cancelled = kubescribe(gateway, "cancel", batch_id, key=key)
+    assert cancelled.returncode == 0 and "0 jobs are being cancelled" in cancelled.stderr, cancelled.stderr

@@ -30,19 +30,32 @@ class TokenBucket:
             self.tokens -= 1
         return wait
 
+    def charge(self, count: int, now: float) -> None:
+        """Takes `count` tokens, those it lacks on credit: until they have come back, it has none to give."""
+        self.wait(now)
+        self.tokens -= count
+
 
 class RateLimiter:
     def __init__(self, rate: float, burst: int) -> None:
         self._rate, self._burst = rate, float(burst)
         self._buckets: dict[str, TokenBucket] = {}
 
-    def take(self, identity: str, now: float) -> float:
+    def _bucket(self, identity: str, now: float) -> TokenBucket:
         bucket = self._buckets.get(identity)
         if bucket is None:
             if len(self._buckets) >= MAX_BUCKETS:
                 self._buckets.clear()
             bucket = self._buckets[identity] = TokenBucket(self._rate, self._burst, self._burst, now)
-        return bucket.take(now)
+        return bucket
+
+    def take(self, identity: str, now: float) -> float:
+        return self._bucket(identity, now).take(now)
+
+    def charge(self, identity: str, count: int, now: float) -> None:
+        """Takes `count` of `identity`'s tokens at once, on credit where it lacks them (a batch's jobs, each the cost
+        of a request): its next requests wait until they have come back."""
+        self._bucket(identity, now).charge(count, now)
 
     def wait(self, identity: str, now: float) -> float:
         """0 if `identity` has a token left; otherwise the seconds until it has. Takes nothing."""

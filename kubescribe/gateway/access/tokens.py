@@ -24,15 +24,16 @@ def looks_like_jwt(token: str) -> bool:
 
 def verb_for(method: str, path: str) -> str:
     """The verb on TranscriptionJobs a request needs: GET /v1/jobs lists, GET /v1/jobs/{id}/events watches, any other
-    GET under /v1/jobs/{id} gets, DELETE deletes; uploads and /v1/models (what one submits with) create."""
+    GET under /v1/jobs/{id} gets, DELETE deletes; a batch's view lists its jobs; uploads, batches and /v1/models (what
+    one submits with) create."""
     parts = path.strip("/").split("/")
-    if parts[:2] != ["v1", "jobs"]:
+    if parts[:2] not in (["v1", "jobs"], ["v1", "batches"]):
         return "create"
     if method == "DELETE":
         return "delete"
     if method not in ("GET", "HEAD"):
         return "create"
-    if len(parts) == 2:
+    if len(parts) == 2 or parts[1] == "batches":
         return "list"
     return "watch" if parts[3:] == ["events"] else "get"
 

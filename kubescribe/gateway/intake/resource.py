@@ -1,22 +1,28 @@
-"""The TranscriptionJob the gateway creates for an upload: its name, its labels and annotations, and the resource
-itself (its audio lives at `kubescribe.contract.uploaded_source_key`). Pure functions."""
+"""The TranscriptionJob the gateway creates for an upload or a source: its name, its labels and annotations, the
+batch it belongs to, and the resource itself (uploaded audio lives at `kubescribe.contract.uploaded_source_key`).
+Pure functions."""
 
 from __future__ import annotations
 
 import secrets
 import string
 import unicodedata
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
 from kubescribe.api.v1alpha1 import API_VERSION, KIND, TranscriptionJobSpec
-from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION
+from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION, uploaded_source_key
 from kubescribe.gateway.stores.jobs import SUBMITTED_BY_GATEWAY
 
 FILENAME_ANNOTATION = "kubescribe.io/filename"
 REQUEST_ID_ANNOTATION = "kubescribe.io/request-id"
 REQUESTED_BY_ANNOTATION = "kubescribe.io/requested-by"
 """Who submitted the job: the API key's name or the Kubernetes token's user name."""
+BATCH_LABEL = "kubescribe.io/batch"
+"""The batch a job was submitted in: `kubectl get tj -l kubescribe.io/batch=<batch id>` lists it."""
+BATCH_INDEX_ANNOTATION = "kubescribe.io/batch-index"
+"""The job's file's place in its batch's request, from 0."""
 MAX_FILENAME_CHARS = 200
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_CHARS = 12
@@ -30,6 +36,15 @@ def is_job_id(value: str) -> bool:
     return len(value) == 3 + _ID_CHARS and value.startswith("tj-") and all(c in _ID_ALPHABET for c in value[3:])
 
 
+def new_batch_id() -> str:
+    """A batch's id, which is also a label value (at most 63 letters, digits and hyphens)."""
+    return "tb-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_CHARS))
+
+
+def is_batch_id(value: str) -> bool:
+    return len(value) == 3 + _ID_CHARS and value.startswith("tb-") and all(c in _ID_ALPHABET for c in value[3:])
+
+
 def sanitize_filename(raw: str | None) -> str:
     """The last path component, without control characters or leading dots, at most 200 characters; never a path."""
     name = unicodedata.normalize("NFC", raw or "").replace("\\", "/").rsplit("/", 1)[-1]
@@ -40,6 +55,15 @@ def sanitize_filename(raw: str | None) -> str:
     return name or "audio"
 
 
+def own_upload(job: Mapping[str, Any], upload_bucket: str) -> str | None:
+    """The key of the audio the gateway uploaded for `job`, which goes with the job; None for a source it names."""
+    metadata = job["metadata"]
+    key = uploaded_source_key(metadata["namespace"], metadata["name"])
+    uploaded = (metadata.get("annotations") or {}).get(UPLOADED_SOURCE_ANNOTATION) == "true"
+    source = ((job.get("spec") or {}).get("source") or {}).get("s3") or {}
+    return key if uploaded and source == {"bucket": upload_bucket, "key": key} else None
+
+
 def build_transcription_job(
     namespace: str,
     job_id: str,
@@ -48,20 +72,24 @@ def build_transcription_job(
     *,
     request_id: str,
     requested_by: str,
+    uploaded: bool = True,
+    batch: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
+    """`uploaded`: the source is the gateway's upload for this job, which the operator deletes with it. `batch`: the
+    batch's id and the file's place in it."""
+    labels = dict(SUBMITTED_BY_GATEWAY)
+    annotations = {
+        FILENAME_ANNOTATION: filename,
+        REQUEST_ID_ANNOTATION: request_id,
+        REQUESTED_BY_ANNOTATION: requested_by,
+    }
+    if uploaded:
+        annotations[UPLOADED_SOURCE_ANNOTATION] = "true"
+    if batch is not None:
+        labels[BATCH_LABEL], annotations[BATCH_INDEX_ANNOTATION] = batch[0], str(batch[1])
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {
-            "name": job_id,
-            "namespace": namespace,
-            "labels": dict(SUBMITTED_BY_GATEWAY),
-            "annotations": {
-                UPLOADED_SOURCE_ANNOTATION: "true",
-                FILENAME_ANNOTATION: filename,
-                REQUEST_ID_ANNOTATION: request_id,
-                REQUESTED_BY_ANNOTATION: requested_by,
-            },
-        },
+        "metadata": {"name": job_id, "namespace": namespace, "labels": labels, "annotations": annotations},
         "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
     }

@@ -22,6 +22,7 @@ from kubescribe.gateway.intake.audio import NotAudio, check_audio
 from kubescribe.gateway.intake.resource import build_transcription_job
 from kubescribe.gateway.intake.upload import StagedFile
 from kubescribe.gateway.middleware import request_id
+from kubescribe.gateway.settings import GatewaySettings
 from kubescribe.gateway.state import Gateway
 
 QUEUE_RETRY_SECONDS = 30
@@ -55,7 +56,11 @@ def parse_formats(raw: str) -> tuple[str, ...]:
     return formats
 
 
-def transcription_job_spec(submission: Submission, bucket: str, key: str, gpus: int) -> TranscriptionJobSpec:
+def s3_source(bucket: str, key: str) -> dict[str, Any]:
+    return {"s3": {"bucket": bucket, "key": key}}
+
+
+def transcription_job_spec(submission: Submission, source: Mapping[str, Any], gpus: int) -> TranscriptionJobSpec:
     options: dict[str, Any] = {"vad": submission.vad, "wordTimestamps": submission.word_timestamps}
     if submission.prompt:
         options["initialPrompt"] = submission.prompt
@@ -64,7 +69,7 @@ def transcription_job_spec(submission: Submission, bucket: str, key: str, gpus: 
     try:
         return TranscriptionJobSpec.model_validate(
             {
-                "source": {"s3": {"bucket": bucket, "key": key}},
+                "source": source,
                 "model": submission.model,
                 "language": submission.language or None,
                 "task": submission.task,
@@ -87,11 +92,7 @@ def waiting_jobs(jobs: Iterable[Mapping[str, Any]], namespace: str) -> int:
     )
 
 
-async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, submission: Submission) -> Any:
-    """Creates the job and returns it (as the API server answered)."""
-    if not isinstance(upload, StagedFile):
-        raise ApiError(400, "send the audio as one multipart/form-data part named file", param="file")
-    settings, namespace = gateway.settings, principal.namespace
+def check_model(submission: Submission, settings: GatewaySettings) -> None:
     if submission.model not in settings.models:
         raise ApiError(
             400,
@@ -99,14 +100,32 @@ async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, sub
             param="model",
             code="model_not_found",
         )
-    spec = transcription_job_spec(submission, settings.upload_bucket, upload.key, settings.job_gpus)
-    if waiting_jobs(gateway.watcher.jobs(), namespace) >= settings.max_queued_jobs_per_namespace:
+
+
+def check_queue(gateway: Gateway, namespace: str, adding: int = 1) -> None:
+    """429 unless the namespace may have `adding` more jobs waiting."""
+    most, waiting = gateway.settings.max_queued_jobs_per_namespace, waiting_jobs(gateway.watcher.jobs(), namespace)
+    if waiting + adding > most:
+        message = f"namespace {namespace} has {most} jobs waiting already"
+        if adding > 1:
+            message = f"namespace {namespace} has {waiting} jobs waiting: {adding} more would pass its limit of {most}"
         raise ApiError(
             429,
-            f"namespace {namespace} has {settings.max_queued_jobs_per_namespace} jobs waiting already",
+            message,
             code="too_many_queued_jobs",
             headers={"Retry-After": retry_after_header(QUEUE_RETRY_SECONDS)},
         )
+
+
+async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, submission: Submission) -> Any:
+    """Creates the job and returns it (as the API server answered)."""
+    if not isinstance(upload, StagedFile):
+        raise ApiError(400, "send the audio as one multipart/form-data part named file", param="file")
+    settings, namespace = gateway.settings, principal.namespace
+    check_model(submission, settings)
+    source = s3_source(settings.upload_bucket, upload.key)
+    spec = transcription_job_spec(submission, source, settings.job_gpus)
+    check_queue(gateway, namespace)
     size = upload.size or 0
     if size == 0:
         raise ApiError(415, "the file is empty", param="file", code="unsupported_audio")

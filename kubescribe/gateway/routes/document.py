@@ -11,7 +11,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.routing import compile_path
 
+from kubescribe.gateway.intake.upload import FILE_FIELD
 from kubescribe.gateway.routes.openai_views import OPENAI_MODEL
+from kubescribe.gateway.routes.schemas import BatchOptions, BatchSources
 from kubescribe.gateway.settings import GatewaySettings
 
 SECURITY_SCHEMES = {
@@ -31,14 +33,15 @@ def form_models(settings: GatewaySettings) -> dict[str, list[str]]:
     on /v1/audio/* whisper-1 too, and for translations only multilingual models."""
     return {
         "/v1/jobs": ["", *settings.models],
+        "/v1/batches": ["", *settings.models],
         "/v1/audio/transcriptions": [OPENAI_MODEL, *settings.models],
         "/v1/audio/translations": [OPENAI_MODEL, *multilingual(settings.models)],
     }
 
 
 def translation_rule(settings: GatewaySettings) -> list[dict[str, Any]] | None:
-    """/v1/jobs' form: a translation names a multilingual model, unless the default model is one (the API's
-    TRANSLATE_NEEDS_MULTILINGUAL)."""
+    """/v1/jobs' and /v1/batches' options: a translation names a multilingual model, unless the default model is one
+    (the API's TRANSLATE_NEEDS_MULTILINGUAL)."""
     if not settings.default_model.endswith(".en"):
         return None
     return [
@@ -47,23 +50,45 @@ def translation_rule(settings: GatewaySettings) -> list[dict[str, Any]] | None:
     ]
 
 
+def batch_bodies(settings: GatewaySettings) -> dict[str, dict[str, Any]]:
+    """POST /v1/batches' two bodies, as schemas: a form of files and options, and a JSON object of sources and
+    options; at most `max_batch_files` of either."""
+    form = BatchOptions.model_json_schema()
+    form["title"] = "BatchUpload"
+    form["properties"][FILE_FIELD] = {
+        "type": "array",
+        "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+        "minItems": 1,
+        "maxItems": settings.max_batch_files,
+        "description": "The audio files, one part each: any format ffmpeg decodes.",
+    }
+    form["required"] = [FILE_FIELD]
+    sources = BatchSources.model_json_schema()
+    sources["properties"]["sources"]["maxItems"] = settings.max_batch_files
+    return {"BatchUpload": form, "BatchSources": sources}
+
+
 def openapi_document(app: FastAPI, settings: GatewaySettings) -> dict[str, Any]:
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     schemas = document["components"]["schemas"]
     for name in FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
     document["components"]["securitySchemes"] = SECURITY_SCHEMES
+    bodies = batch_bodies(settings)
+    schemas.update(bodies)
+    batch = document["paths"]["/v1/batches"]["post"]["requestBody"]["content"]
+    batch["multipart/form-data"] = {"schema": {"$ref": "#/components/schemas/BatchUpload"}}
+    batch["application/json"] = {"schema": {"$ref": "#/components/schemas/BatchSources"}}
     models, rule = form_models(settings), translation_rule(settings)
     for path, operations in document["paths"].items():
         for operation in operations.values():
             operation["responses"].pop("422", None)
             if "401" in operation["responses"]:
                 operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
-            form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
-            if form is not None:
-                fields = schemas[form["schema"]["$ref"].removeprefix("#/components/schemas/")]
+            for body in operation.get("requestBody", {}).get("content", {}).values():
+                fields = schemas[body["schema"]["$ref"].removeprefix("#/components/schemas/")]
                 fields["properties"]["model"]["enum"] = models[path]
-                if path == "/v1/jobs" and rule is not None:
+                if path in ("/v1/jobs", "/v1/batches") and rule is not None:
                     fields["anyOf"] = rule
     return document
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from kubescribe.api.v1alpha1 import Phase
+from kubescribe.api.v1alpha1 import HTTP_URL, LANGUAGE, URL_MAX_LENGTH, Phase, Task
+from kubescribe.gateway.intake.batch import SOURCE
+from kubescribe.gateway.intake.submission import FORMATS
+
+
+def or_empty(pattern: str) -> str:
+    """`pattern` (anchored) or the empty string: an empty form field is taken as omitted."""
+    return f"^$|{pattern}"
+
 
 JOB_EXAMPLE: JsonDict = {
     "id": "tj-4k2m9x0q7a1b",
@@ -78,6 +86,98 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class BatchOptions(BaseModel):
+    """The options of every job of a batch: the form fields of POST /v1/jobs besides its file."""
+
+    model: str = Field("", description="A model this gateway offers; its default when empty.")
+    language: str = Field("", pattern=or_empty(LANGUAGE), description="ISO 639-1 code such as en; detected when empty.")
+    task: Task = Field("transcribe", description="translate needs a multilingual model (not *.en).")
+    formats: str = Field("json,txt,srt,vtt", pattern=FORMATS, description="Comma-separated: json, txt, srt, vtt, tsv.")
+    vad: bool = Field(True, description="Skip silence with voice activity detection.")
+    word_timestamps: bool = Field(False, description="Add each word's time to the json output.")
+    webhook_url: str = Field(
+        "",
+        pattern=or_empty(HTTP_URL),
+        max_length=URL_MAX_LENGTH,
+        description="An http(s) URL POSTed each job's status at its end; none when empty.",
+    )
+
+
+class BatchSources(BatchOptions):
+    """A batch of sources the caller's jobs may read, and their options."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"sources": ["s3://audio/team-a/talks/monday.mp3"], "model": "tiny.en"}]},
+    )
+
+    sources: list[Annotated[str, Field(pattern=SOURCE, max_length=URL_MAX_LENGTH)]] = Field(
+        min_length=1,
+        description="s3://<bucket>/<key> of the gateway's store, or http(s) URLs: one job each, held to what a job's "
+        "source is (the namespace's storage policy).",
+    )
+
+
+class BatchJob(BaseModel):
+    index: int = Field(description="The file's place in the request, from 0.")
+    id: str
+    filename: str
+    status_url: str
+
+
+class BatchFailure(BaseModel):
+    index: int
+    filename: str
+    source: str | None
+    error: ErrorDetail
+
+
+class BatchCreated(BaseModel):
+    id: str
+    namespace: str
+    jobs: list[BatchJob] = Field(description="The files that are jobs now.")
+    not_created: list[BatchFailure] = Field(
+        description="The files whose jobs could not be created (the API server failed midway), each with its error; "
+        "their uploads are deleted. Submit them again."
+    )
+    status_url: str
+
+
+class BatchProgress(BaseModel):
+    percent: float
+    by: str = Field(description="duration: weighted by each job's audio duration, once all are known; else jobs.")
+
+
+class BatchFileView(BaseModel):
+    index: int | None
+    id: str
+    filename: str | None
+    phase: Phase
+    finished: bool
+    percent: float | None
+    reason: str | None = Field(description="Why the job failed or was cancelled.")
+    message: str | None
+    transcripts: dict[str, str] = Field(description="Each transcript's download URL, by format, once succeeded.")
+    status_url: str
+
+
+class BatchView(BaseModel):
+    id: str
+    namespace: str
+    total: int
+    finished: bool = Field(description="Whether every job of the batch is finished.")
+    counts: dict[str, int] = Field(description="Jobs by phase.")
+    progress: BatchProgress
+    files: list[BatchFileView]
+    status_url: str
+
+
+class BatchCancelled(BaseModel):
+    id: str
+    cancelled: list[str] = Field(description="The jobs that had not finished: cancelled and deleted.")
+    kept: list[str] = Field(description="The jobs already finished, left as they are.")
+
+
 class ModelView(BaseModel):
     id: str
     object: str = "model"
@@ -104,15 +204,17 @@ class NotReady(ErrorBody):
 
 
 ERRORS: dict[int, str] = {
-    400: "The request is malformed: a parameter outside its schema, or a form that cannot be parsed.",
+    400: "The request is malformed: a parameter outside its schema, a form that cannot be parsed, or a batch of more "
+    "files than the gateway takes.",
     401: "No credential, or one the gateway does not know.",
-    403: "The credential may not do this in its namespace.",
-    404: "No such job in the caller's namespace, or no such transcript of it.",
+    403: "The credential may not do this in its namespace, or the API server refuses a job of the batch (its source "
+    "is outside the namespace's storage policy).",
+    404: "No such job or batch in the caller's namespace, or no such transcript of the job.",
     409: "The job is not finished: it has no transcript yet.",
-    413: "The body is larger than the gateway's upload limit.",
-    415: "The body is not multipart/form-data, or its file does not decode as audio.",
+    413: "The body, or a file of a batch, is larger than the gateway's upload limit.",
+    415: "The body is not multipart/form-data (or, for a batch, application/json), or a file does not decode as audio.",
     429: "Over a limit: the caller's request rate or open requests, failed credentials from its address, or its "
-    "namespace's waiting jobs. Retry-After says when to try again.",
+    "namespace's waiting jobs (each file of a batch counts as one). Retry-After says when to try again.",
     500: "The transcription failed for a reason other than its audio.",
     503: "Kubernetes or the object store cannot be reached. Retry-After says when to try again.",
     504: "The transcription took longer than the gateway waits for it.",
@@ -120,11 +222,6 @@ ERRORS: dict[int, str] = {
 """Each status code an error may have, and what it means; every error's body is an ErrorBody."""
 CALLER_ERRORS = (401, 403, 429, 503)
 """What any request that names a caller may be answered before the route runs."""
-
-
-def or_empty(pattern: str) -> str:
-    """`pattern` (anchored) or the empty string: an empty form field is taken as omitted."""
-    return f"^$|{pattern}"
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -30,15 +30,18 @@ class JobStore:
         labels = job["metadata"].get("labels") or {}
         return job if labels.items() >= SUBMITTED_BY_GATEWAY.items() else None
 
-    def list(self, namespace: str) -> list[dict[str, Any]]:
-        selector = ",".join(f"{key}={value}" for key, value in SUBMITTED_BY_GATEWAY.items())
+    def list(self, namespace: str, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """The namespace's jobs, or those of them with `labels` too."""
+        selector = ",".join(f"{key}={value}" for key, value in {**SUBMITTED_BY_GATEWAY, **(labels or {})}.items())
         listed = self._jobs.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, label_selector=selector)
         items: list[dict[str, Any]] = listed["items"]
         return items
 
-    def create(self, job: dict[str, Any]) -> dict[str, Any]:
+    def create(self, job: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Creates the job; with `dry_run`, only asks whether the API server (its schema and admission, the storage
+        policy included) would."""
         created: dict[str, Any] = self._jobs.create_namespaced_custom_object(
-            GROUP, VERSION, job["metadata"]["namespace"], PLURAL, job
+            GROUP, VERSION, job["metadata"]["namespace"], PLURAL, job, **({"dry_run": "All"} if dry_run else {})
         )
         return created
 

@@ -218,6 +218,14 @@ def test_a_grant_outside_a_bucket_directory_is_refused_at_render() -> None:
     )
 
 
+def test_the_batch_limit_reaches_the_gateway() -> None:
+    for settings, value in (((), "1000"), (("gateway.maxBatchFiles=20",), "20")):
+        [gateway] = [d for d in of_kind("Deployment", *settings) if d["metadata"]["name"] == "kubescribe-gateway"]
+        [container] = gateway["spec"]["template"]["spec"]["containers"]
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        assert env["KUBESCRIBE_GATEWAY_MAX_BATCH_FILES"] == value
+
+
 def uninstall_hook(*settings: str) -> list[dict[str, Any]]:
     return [o for o in objects(*settings) if o["metadata"]["name"] == "kubescribe-uninstall"]
 

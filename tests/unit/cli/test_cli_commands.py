@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from kubescribe.api.v1alpha1 import FINISHED_PHASES
-from kubescribe.cli import commands
+from kubescribe.cli import client, commands
+from kubescribe.cli.client import CliError
 
 
 def test_arguments() -> None:
@@ -25,7 +26,7 @@ def test_arguments() -> None:
         ["transcribe", "talk.mp3", "--model", "small", "--format", "srt", "-o", "talk.srt", "--no-vad"]
     )
     assert (args.audio, args.model, args.format, args.output, args.vad, args.task) == (
-        "talk.mp3",
+        ["talk.mp3"],
         "small",
         "srt",
         "talk.srt",
@@ -66,6 +67,7 @@ class FakeGateway(BaseHTTPRequestHandler):
 
     key = "ks_secret"
     uploads: list[dict[str, Any]]
+    polls: list[str]
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -95,6 +97,13 @@ class FakeGateway(BaseHTTPRequestHandler):
         message = BytesParser(policy=HTTP).parsebytes(
             b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + body
         )
+        if self.path == "/v1/batches":
+            files = [part for part in message.iter_parts() if part.get_filename()]
+            self.uploads.extend({"filename": f.get_filename(), "file": f.get_payload(decode=True)} for f in files)
+            jobs = [{"index": i, "id": f"tj-b{i}", "filename": f.get_filename()} for i, f in enumerate(files[:-1])]
+            failure = {"message": "the Kubernetes API server is unavailable", "type": "server_error"}
+            self.reply(202, {"id": "tb-1", "jobs": jobs, "not_created": [{"index": len(jobs), "error": failure}]})
+            return
         parts = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
         upload = {name: part.get_payload(decode=True) for name, part in parts.items()}
         upload["filename"] = parts["file"].get_filename()
@@ -114,6 +123,17 @@ class FakeGateway(BaseHTTPRequestHandler):
             self.wfile.write(b"event: end\ndata: {}\n\n")
         elif self.path == "/v1/jobs/tj-1/transcript?format=srt":
             self.reply(200, b"1\n00:00:00,000 --> 00:00:01,000\nhello\n", "text/plain")
+        elif self.path == "/v1/batches/tb-1":
+            self.polls.append(self.path)
+            done = len(self.polls) > 1
+            files = [
+                {"id": "tj-b0", "phase": "Succeeded" if done else "Running", "percent": 100 if done else 40},
+                {"id": "tj-b1", "phase": "Failed" if done else "Queued", "reason": "BadAudio" if done else None},
+            ]
+            counts = {"Succeeded": 1, "Failed": 1} if done else {"Running": 1, "Queued": 1}
+            self.reply(200, {"finished": done, "files": files, "counts": counts, "progress": {"percent": 50}})
+        elif self.path == "/v1/jobs/tj-b0/transcript?format=vtt":
+            self.reply(200, b"WEBVTT\n", "text/plain")
         else:
             self.reply(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
@@ -121,7 +141,7 @@ class FakeGateway(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     uploads: list[dict[str, Any]] = []
-    handler = type("Handler", (FakeGateway,), {"uploads": uploads})
+    handler = type("Handler", (FakeGateway,), {"uploads": uploads, "polls": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -157,3 +177,35 @@ def test_gateway_errors_are_one_line(fake_gateway: list[dict[str, Any]], capsys:
     assert commands.main(["get", "tj-1", "--api-key", "wrong"]) == 1
     err = capsys.readouterr().err
     assert err == "kubescribe: error: 401 unauthorized: invalid API key\n"
+
+
+def test_several_files_are_one_batch_each_transcript_written_next_to_its_name(
+    fake_gateway: list[dict[str, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client, "BATCH_POLL_SECONDS", 0)
+    audio = [tmp_path / name for name in ("a.wav", "b.mp3", "c.flac")]
+    for path in audio:
+        path.write_bytes(path.name.encode() * 1000)
+    out = tmp_path / "out"
+    assert commands.main(["transcribe", *map(str, audio), "-o", str(out), "--format", "vtt"]) == 1
+    assert [upload["filename"] for upload in fake_gateway] == ["a.wav", "b.mp3", "c.flac"]
+    assert [upload["file"] for upload in fake_gateway] == [path.read_bytes() for path in audio]
+    assert sorted(path.name for path in out.iterdir()) == ["a.vtt"]
+    assert (out / "a.vtt").read_text() == "WEBVTT\n"
+    err = capsys.readouterr().err
+    assert "batch tb-1 submitted: 2 of 3 files" in err
+    assert f"{audio[2]}: not submitted: the Kubernetes API server is unavailable" in err
+    assert f"{audio[1]}: job tj-b1 failed: BadAudio" in err
+    assert "a.wav  Running" in err and "total" in err
+
+
+def test_transcripts_of_a_batch_are_named_after_their_files(tmp_path: Path) -> None:
+    named = commands.transcript_paths([Path("x/a.mp3"), Path("b.tar.gz"), Path(".hidden.wav")], tmp_path, "srt")
+    assert named == [tmp_path / "a.srt", tmp_path / "b.tar.srt", tmp_path / ".hidden.srt"]
+    with pytest.raises(CliError, match="several files would write"):
+        commands.transcript_paths([Path("day1/talk.mp3"), Path("day2/talk.wav")], tmp_path, "txt")
+    args = commands.build_parser().parse_args(["transcribe", "a.mp3", "b.mp3", "-o", "out/", "--no-wait"])
+    assert (args.audio, args.output, args.no_wait) == (["a.mp3", "b.mp3"], "out/", True)

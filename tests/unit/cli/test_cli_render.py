@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from kubescribe.cli.render import ProgressLine, describe_job, jobs_table, render_bar, render_progress
+from kubescribe.cli.render import (
+    ProgressBlock,
+    ProgressLine,
+    describe_job,
+    jobs_table,
+    render_bar,
+    render_batch,
+    render_progress,
+)
 
 
 def test_bar_is_clamped() -> None:
@@ -77,3 +85,31 @@ def test_summary_and_table() -> None:
     assert table[0].split() == ["ID", "PHASE", "PROGRESS", "MODEL", "CREATED", "FILE"]
     assert table[1].split() == ["tj-1", "Succeeded", "100%", "small", "talk.mp3"]
     assert table[2].split() == ["tj-22", "Running", "12%"]
+
+
+def test_a_batch_is_a_line_per_file_and_a_total() -> None:
+    batch = {
+        "files": [
+            {"id": "tj-1", "phase": "Running", "percent": 50.0},
+            {"id": "tj-2", "phase": "Failed", "percent": None, "reason": "BadAudio", "message": "no samples"},
+            {"id": "tj-3", "phase": "Queued", "percent": None, "filename": "c.wav"},
+        ],
+        "counts": {"Pending": 0, "Queued": 1, "Running": 1, "Failed": 1},
+        "progress": {"percent": 50.0},
+    }
+    lines, keys = render_batch(batch, {"tj-1": "a.wav", "tj-2": "long-name.mp3"}, 10)
+    assert lines == [
+        "a.wav          Running   [#####-----]  50%",
+        "long-name.mp3  Failed  BadAudio: no samples",
+        "c.wav          Queued",
+        "total          [#####-----]  50%  1 Queued, 1 Running, 1 Failed",
+    ]
+    assert keys == ["Running", "Failed", "Queued", "1 Queued, 1 Running, 1 Failed"]
+
+
+def test_a_progress_block_off_a_terminal_writes_the_lines_that_changed() -> None:
+    stream = io.StringIO()
+    block = ProgressBlock(stream)
+    block.show(["a Queued", "b Queued", "total 0%"], ["Queued", "Queued", "2 Queued"])
+    block.show(["a Running 10%", "b Queued", "total 5%"], ["Running", "Queued", "2 Queued"])
+    assert stream.getvalue().splitlines() == ["a Queued", "b Queued", "total 0%", "a Running 10%"]

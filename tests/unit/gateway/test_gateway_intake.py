@@ -8,7 +8,13 @@ from kubescribe.api.v1alpha1 import TranscriptionJob
 from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION, uploaded_source_key
 from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.intake import resource
-from kubescribe.gateway.intake.submission import Submission, parse_formats, transcription_job_spec, waiting_jobs
+from kubescribe.gateway.intake.submission import (
+    Submission,
+    parse_formats,
+    s3_source,
+    transcription_job_spec,
+    waiting_jobs,
+)
 from kubescribe.gateway.intake.upload import is_multipart
 
 
@@ -33,7 +39,7 @@ def test_job_ids_and_file_names() -> None:
 
 
 def test_the_resource_built_for_an_upload_is_a_valid_job_the_operator_cleans_up_after() -> None:
-    spec = transcription_job_spec(Submission(model="base"), "audio", uploaded_source_key("ns", "tj-abc"), 1)
+    spec = transcription_job_spec(Submission(model="base"), s3_source("audio", uploaded_source_key("ns", "tj-abc")), 1)
     built = resource.build_transcription_job("ns", "tj-abc", spec, "talk.mp3", request_id="req-1", requested_by="alice")
     job = TranscriptionJob.model_validate(built)
     assert job.spec.source.s3 is not None and job.spec.source.s3.key == "ns/uploads/tj-abc/audio"
@@ -48,11 +54,11 @@ def test_submissions_are_checked_before_anything_is_uploaded() -> None:
         with pytest.raises(ApiError):
             parse_formats(bad)
     spec = transcription_job_spec(
-        Submission(model="base", language="de", prompt="Names", temperature=0.2), "audio", "k", 0
+        Submission(model="base", language="de", prompt="Names", temperature=0.2), s3_source("audio", "k"), 0
     )
     assert (spec.options.initial_prompt, spec.options.temperature, spec.resources.gpu) == ("Names", 0.2, 0)
     with pytest.raises(ApiError) as error:
-        transcription_job_spec(Submission(model="tiny.en", task="translate"), "audio", "k", 1)
+        transcription_job_spec(Submission(model="tiny.en", task="translate"), s3_source("audio", "k"), 1)
     assert error.value.status_code == 400
 
 
