@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from minio import Minio
 
 from bench import kube
 from bench.chaos import report, scenarios
-from bench.chaos.faults import Faults
+from bench.chaos.faults import OPERATOR_NAMESPACE, Faults
 from bench.gateway import audio_file
 from localcluster.cluster import NODES, LocalCluster
 
@@ -65,6 +66,14 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=1, help="of the random moments of the faults")
     return parser.parse_args()
+
+
+def keep_logs(root: Path, kept: Path) -> None:
+    """The logs of the cluster's components and of the operator's and gateway's pods, for reading after the run."""
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(root / "logs", kept / "cluster")
+    for logs in root.glob(f"nodes/*/pods/{OPERATOR_NAMESPACE}_*/logs"):
+        shutil.copytree(logs, kept / "pods" / logs.parent.name)
 
 
 def speech(path: Path) -> Path:
@@ -129,6 +138,7 @@ def main() -> None:
         finally:
             log.info("stopping the local cluster")
             cluster.down()
+            keep_logs(cluster.root, RESULTS / "chaos-logs")
     print(report.write(RESULTS, results).read_text())
 
 

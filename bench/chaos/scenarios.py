@@ -4,6 +4,7 @@ injected and what remained once the jobs' TTL had passed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import statistics
@@ -185,7 +186,7 @@ class Run:
         self.book.stop()
         if gateway is not None:
             for name in self.names:
-                gateway.delete(f"/v1/jobs/{name}")
+                _delete_through(gateway, name)
         time.sleep(TTL_SECONDS + 15)  # the TTL, then the finalizer's clean-up
         return {
             **counts,
@@ -194,6 +195,16 @@ class Run:
             "faults": self.faults,
             "left_after_ttl": ledger.leftovers(self.lab.api, self.lab.s3, self.namespace, OUTPUTS_BUCKET),
         }
+
+
+def _delete_through(gateway: httpx.Client, job: str, tries: int = 10) -> None:
+    """Deletes the job through the gateway, as a client would: again, a second later, while it is unavailable."""
+    for _ in range(tries):
+        with contextlib.suppress(httpx.TransportError):
+            if gateway.delete(f"/v1/jobs/{job}").status_code in (202, 404):
+                return
+        time.sleep(1)
+    log.warning("the gateway did not delete job %s", job)
 
 
 def finish_timeout(jobs: int) -> float:
