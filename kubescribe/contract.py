@@ -42,6 +42,10 @@ own report to the status did not arrive."""
 
 # Metadata of TranscriptionJobs.
 UPLOADED_SOURCE_ANNOTATION: Final = "kubescribe.io/uploaded-source"
+CLEANUP_FINALIZER: Final = "kubescribe.io/cleanup"
+"""The operator's finalizer, which deletes a job's transcripts and uploaded audio with it. The gateway puts it on the
+jobs it uploads audio for as it creates them, so that one deleted before the operator has seen it takes its audio
+along too."""
 """On a job whose source the gateway uploaded ("true"): the operator deletes the source when the job goes, if it is
 the job's own upload (`uploaded_source_key`); the annotation alone names nothing to delete."""
 

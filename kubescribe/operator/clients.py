@@ -22,9 +22,6 @@ from kubescribe.operator.settings import OperatorSettings
 
 log = logging.getLogger("kubescribe.operator")
 
-FINALIZER = "kubescribe.io/cleanup"
-"""What keeps a TranscriptionJob until the operator has deleted its objects in the store."""
-
 
 def api_client(settings: OperatorSettings) -> TimedApiClient:
     """The API server's client, configured as kubectl would be (in cluster, or from the kubeconfig). A call is not

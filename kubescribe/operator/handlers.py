@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 
 from kubescribe.api.timestamps import now_timestamp
 from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION, is_finished
+from kubescribe.contract import CLEANUP_FINALIZER
 from kubescribe.operator import builders, cleanup, clients, metrics
 from kubescribe.operator.reconciler import RUNNER_SELECTOR, Reconciler
 from kubescribe.operator.settings import OperatorSettings
@@ -38,7 +39,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.client_timeout = 90
     settings.networking.request_timeout = operator_settings.request_timeout_seconds
     settings.posting.level = logging.WARNING
-    settings.persistence.finalizer = clients.FINALIZER
+    settings.persistence.finalizer = CLEANUP_FINALIZER
     # The status schema is structural and keeps no `status.kopf`: kopf's own state goes in annotations.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kubescribe.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kubescribe.io")

@@ -17,6 +17,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION
+from kubescribe.contract import CLEANUP_FINALIZER
 from kubescribe.operator import clients
 from kubescribe.operator.settings import OperatorSettings
 
@@ -31,10 +32,10 @@ def finalizer_removal(tj: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """The JSON patch that removes the operator's finalizer from the job, only if it is still where it was seen;
     None when the job has none."""
     finalizers = tj["metadata"].get("finalizers") or []
-    if clients.FINALIZER not in finalizers:
+    if CLEANUP_FINALIZER not in finalizers:
         return None
-    path = f"/metadata/finalizers/{finalizers.index(clients.FINALIZER)}"
-    return [{"op": "test", "path": path, "value": clients.FINALIZER}, {"op": "remove", "path": path}]
+    path = f"/metadata/finalizers/{finalizers.index(CLEANUP_FINALIZER)}"
+    return [{"op": "test", "path": path, "value": CLEANUP_FINALIZER}, {"op": "remove", "path": path}]
 
 
 def wait_for_operator(core: client.CoreV1Api, namespace: str, selector: str, timeout: float) -> bool:
@@ -96,7 +97,7 @@ def main() -> None:
     if not wait_for_operator(core, args.release_namespace, args.operator_selector, args.wait_seconds):
         log.warning("the operator's pods are still there after %g s; going on", args.wait_seconds)
     released = release_finalizers(client.CustomObjectsApi(api), settings.namespaces)
-    log.info("removed the finalizer %s from %d TranscriptionJobs", clients.FINALIZER, released)
+    log.info("removed the finalizer %s from %d TranscriptionJobs", CLEANUP_FINALIZER, released)
 
 
 if __name__ == "__main__":

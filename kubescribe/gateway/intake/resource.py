@@ -7,12 +7,11 @@ from __future__ import annotations
 import secrets
 import string
 import unicodedata
-from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
 from kubescribe.api.v1alpha1 import API_VERSION, KIND, TranscriptionJobSpec
-from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION, uploaded_source_key
+from kubescribe.contract import CLEANUP_FINALIZER, UPLOADED_SOURCE_ANNOTATION
 from kubescribe.gateway.stores.jobs import SUBMITTED_BY_GATEWAY
 
 FILENAME_ANNOTATION = "kubescribe.io/filename"
@@ -55,15 +54,6 @@ def sanitize_filename(raw: str | None) -> str:
     return name or "audio"
 
 
-def own_upload(job: Mapping[str, Any], upload_bucket: str) -> str | None:
-    """The key of the audio the gateway uploaded for `job`, which goes with the job; None for a source it names."""
-    metadata = job["metadata"]
-    key = uploaded_source_key(metadata["namespace"], metadata["name"])
-    uploaded = (metadata.get("annotations") or {}).get(UPLOADED_SOURCE_ANNOTATION) == "true"
-    source = ((job.get("spec") or {}).get("source") or {}).get("s3") or {}
-    return key if uploaded and source == {"bucket": upload_bucket, "key": key} else None
-
-
 def build_transcription_job(
     namespace: str,
     job_id: str,
@@ -75,8 +65,8 @@ def build_transcription_job(
     uploaded: bool = True,
     batch: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
-    """`uploaded`: the source is the gateway's upload for this job, which the operator deletes with it. `batch`: the
-    batch's id and the file's place in it."""
+    """`uploaded`: the source is the gateway's upload for this job, which the operator's finalizer deletes with it,
+    there from the start. `batch`: the batch's id and the file's place in it."""
     labels = dict(SUBMITTED_BY_GATEWAY)
     annotations = {
         FILENAME_ANNOTATION: filename,
@@ -87,9 +77,12 @@ def build_transcription_job(
         annotations[UPLOADED_SOURCE_ANNOTATION] = "true"
     if batch is not None:
         labels[BATCH_LABEL], annotations[BATCH_INDEX_ANNOTATION] = batch[0], str(batch[1])
+    metadata = {"name": job_id, "namespace": namespace, "labels": labels, "annotations": annotations}
+    if uploaded:
+        metadata["finalizers"] = [CLEANUP_FINALIZER]
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {"name": job_id, "namespace": namespace, "labels": labels, "annotations": annotations},
+        "metadata": metadata,
         "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
     }

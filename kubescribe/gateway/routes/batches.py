@@ -14,7 +14,7 @@ from kubescribe.api.v1alpha1 import URL_MAX_LENGTH, is_finished
 from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.intake.batch import BatchSubmitted, in_pool, submit_sources, submit_uploads
 from kubescribe.gateway.intake.batch_upload import BatchRoute, is_json
-from kubescribe.gateway.intake.resource import BATCH_LABEL, is_batch_id, own_upload
+from kubescribe.gateway.intake.resource import BATCH_LABEL, is_batch_id
 from kubescribe.gateway.intake.submission import Submission, parse_formats
 from kubescribe.gateway.intake.upload import FILE_FIELD
 from kubescribe.gateway.middleware import FORM_OVERHEAD
@@ -143,13 +143,9 @@ async def get_batch(batch_id: str, gateway: GatewayDep, principal: CallerDep, jo
 async def delete_batch(batch_id: str, gateway: GatewayDep, principal: CallerDep, jobs: BatchJobsDep) -> dict[str, Any]:
     waiting = [job for job in jobs if not is_finished(job.get("status"))]
     kept = [job["metadata"]["name"] for job in jobs if is_finished(job.get("status"))]
-    bucket = gateway.settings.upload_bucket
 
     async def cancel(job: dict[str, Any]) -> None:
         await asyncio.to_thread(gateway.jobs.delete, principal.namespace, job["metadata"]["name"])
-        # The operator deletes it too, but only once it has seen the job: one cancelled that soon has no finalizer.
-        if (key := own_upload(job, bucket)) is not None:
-            await asyncio.to_thread(gateway.objects.remove_object, bucket, key)
 
     await in_pool(waiting, cancel)
     return batch_cancelled_view(batch_id, [job["metadata"]["name"] for job in waiting], kept)

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from kubernetes.client.rest import ApiException
 
 from kubescribe.api.v1alpha1 import TranscriptionJob
-from kubescribe.contract import UPLOADED_SOURCE_ANNOTATION
+from kubescribe.contract import CLEANUP_FINALIZER, UPLOADED_SOURCE_ANNOTATION
 from kubescribe.gateway.access.caller import Access
 from kubescribe.gateway.access.concurrency import ConcurrencyLimit
 from kubescribe.gateway.access.keys import KeyRecord, KeyStore, hash_key
@@ -49,7 +49,7 @@ def test_batch_ids_are_label_values_and_label_every_job_of_the_batch() -> None:
     assert built["metadata"]["annotations"][resource.BATCH_INDEX_ANNOTATION] == "7"
     assert UPLOADED_SOURCE_ANNOTATION not in built["metadata"]["annotations"]
     assert built["spec"]["source"] == {"url": "https://example.org/talks/a%20b.mp3"}
-    assert resource.own_upload(built, "audio") is None
+    assert "finalizers" not in built["metadata"]
     uploaded = resource.build_transcription_job(
         "ns",
         "tj-abc",
@@ -58,8 +58,7 @@ def test_batch_ids_are_label_values_and_label_every_job_of_the_batch() -> None:
         request_id="r",
         requested_by="alice",
     )
-    assert resource.own_upload(uploaded, "audio") == "ns/uploads/tj-abc/audio"
-    assert resource.own_upload(uploaded, "elsewhere") is None
+    assert uploaded["metadata"]["finalizers"] == [CLEANUP_FINALIZER]  # its audio goes with it, however soon
 
 
 def test_sources_name_s3_objects_or_urls() -> None:
@@ -255,8 +254,8 @@ def test_a_batch_of_uploads_becomes_one_job_each_with_the_batchs_label() -> None
     cancelled = client.delete(view["status_url"])
     assert cancelled.status_code == 202
     assert sorted(cancelled.json()["cancelled"]) == sorted(jobs.deleted) == sorted(j["id"] for j in view["jobs"])
-    # Their uploads go at once: a job cancelled before the operator saw it has no finalizer to delete its upload.
-    assert sorted(objects.removed) == sorted(objects.completed)
+    # The operator's finalizer, there from their creation, deletes their uploads with them.
+    assert all(found["metadata"]["finalizers"] == [CLEANUP_FINALIZER] for found in jobs.created)
     assert client.get("/v1/batches/tb-000000000000").status_code == 404
     assert client.get("/v1/batches/not-a-batch").json()["error"]["code"] == "batch_not_found"
 

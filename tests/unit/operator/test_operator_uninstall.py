@@ -1,6 +1,6 @@
 """What the uninstall hook removes: the operator's finalizer, and only it, only where it was seen."""
 
-from kubescribe.operator.clients import FINALIZER
+from kubescribe.contract import CLEANUP_FINALIZER
 from kubescribe.operator.uninstall import finalizer_removal
 
 
@@ -9,8 +9,8 @@ def job(*finalizers: str) -> dict:
 
 
 def test_the_operators_finalizer_is_removed_where_it_was_seen():
-    assert finalizer_removal(job("example.com/keep", FINALIZER)) == [
-        {"op": "test", "path": "/metadata/finalizers/1", "value": FINALIZER},
+    assert finalizer_removal(job("example.com/keep", CLEANUP_FINALIZER)) == [
+        {"op": "test", "path": "/metadata/finalizers/1", "value": CLEANUP_FINALIZER},
         {"op": "remove", "path": "/metadata/finalizers/1"},
     ]
 
