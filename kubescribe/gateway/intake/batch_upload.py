@@ -7,7 +7,6 @@ their jobs are created; whatever else happens to the request aborts them."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import aclosing
 from typing import Any
@@ -19,16 +18,13 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Receive, Scope
 
-from kubescribe.contract import uploaded_source_key
 from kubescribe.gateway.access.caller import Access, Principal, caller
 from kubescribe.gateway.access.concurrency import holding
 from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.intake.audio import NotAudio, check_audio
-from kubescribe.gateway.intake.resource import new_job_id, sanitize_filename
 from kubescribe.gateway.intake.submission import check_queue
-from kubescribe.gateway.intake.upload import FILE_FIELD, MULTIPART, StagedFile, is_multipart
+from kubescribe.gateway.intake.upload import FILE_FIELD, MULTIPART, StagedFile, is_multipart, staged_upload
 from kubescribe.gateway.state import Gateway
-from kubescribe.gateway.stores.objects import StreamingUpload
 
 JSON = "application/json"
 
@@ -113,11 +109,7 @@ class BatchFormRequest(Request):
                     code="too_many_files",
                 )
             check_queue(gateway, namespace, count)
-            job_id, name = new_job_id(), sanitize_filename(filename)
-            file = tempfile.TemporaryFile()  # noqa: SIM115 - closed once checked, or with the form
-            key = uploaded_source_key(namespace, job_id)
-            upload = StreamingUpload(gateway.objects, settings.upload_bucket, key, file, filename=name)
-            self.staged.append(StagedFile(file, filename=name, headers=headers, upload=upload, job_id=job_id))
+            self.staged.append(staged_upload(gateway, namespace, filename, headers))
             return self.staged[-1]
 
         try:

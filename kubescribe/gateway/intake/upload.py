@@ -58,6 +58,15 @@ class StagedFile(UploadFile):
         self.upload.written(self._told, finished=finished)
 
 
+def staged_upload(gateway: Gateway, namespace: str, filename: str | None, headers: Headers) -> StagedFile:
+    """A new job's file part: a temporary file whose bytes also stream to the job's upload key in the store."""
+    job_id, name = new_job_id(), sanitize_filename(filename)
+    file = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the form, or once checked
+    key = uploaded_source_key(namespace, job_id)
+    upload = StreamingUpload(gateway.objects, gateway.settings.upload_bucket, key, file, filename=name)
+    return StagedFile(file, filename=name, headers=headers, upload=upload, job_id=job_id)
+
+
 class StagingParser(MultiPartParser):
     """Starlette's multipart parser, but the first `file` part becomes a StagedFile made by `stage`."""
 
@@ -98,11 +107,7 @@ class StreamingFormRequest(Request):
         gateway: Gateway = self.app.state.gateway
 
         def stage(filename: str | None, headers: Headers) -> StagedFile:
-            job_id, name = new_job_id(), sanitize_filename(filename)
-            file = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the form
-            key = uploaded_source_key(self.principal.namespace, job_id)
-            upload = StreamingUpload(gateway.objects, gateway.settings.upload_bucket, key, file, filename=name)
-            self.staged = StagedFile(file, filename=name, headers=headers, upload=upload, job_id=job_id)
+            self.staged = staged_upload(gateway, self.principal.namespace, filename, headers)
             return self.staged
 
         try:
