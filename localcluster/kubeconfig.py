@@ -15,14 +15,15 @@ def kubeconfig(
     user: str,
     client_cert: Path | None = None,
     client_key: Path | None = None,
-    token: str | None = None,
+    token_file: Path | None = None,
 ) -> dict[str, Any]:
-    """A kubeconfig with one cluster, one user and one context, selected."""
+    """A kubeconfig with one cluster, one user and one context, selected. A user's `token_file` is read again by
+    clients while they run, so whoever writes it may replace the token."""
     credentials: dict[str, str] = {}
     if client_cert and client_key:
         credentials = {"client-certificate": str(client_cert), "client-key": str(client_key)}
-    if token:
-        credentials["token"] = token
+    if token_file:
+        credentials["tokenFile"] = str(token_file)
     return {
         "apiVersion": "v1",
         "kind": "Config",
@@ -36,7 +37,15 @@ def kubeconfig(
 
 
 def write_kubeconfig(path: Path, config: dict[str, Any]) -> Path:
+    return write_private(path, yaml.safe_dump(config, sort_keys=False))
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Writes `text` readable by its owner only, replacing the file at once: a reader sees the old text or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    staged = path.with_name(f".{path.name}.new")
+    staged.unlink(missing_ok=True)
+    staged.touch(mode=0o600)
+    staged.write_text(text)
+    staged.replace(path)
     return path

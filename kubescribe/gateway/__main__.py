@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import uvicorn
-from kubernetes import config
 from prometheus_client import start_http_server
 
+from kubescribe import kube
 from kubescribe.gateway.access.caller import Access
 from kubescribe.gateway.app import create_app
 from kubescribe.gateway.middleware import request_id
@@ -33,8 +33,7 @@ def setup_logging(settings: GatewaySettings) -> None:
 def main() -> None:
     settings = GatewaySettings()
     setup_logging(settings)
-    config.load_config()
-    api_client = ApiServerClient()
+    api_client = ApiServerClient(kube.configuration())
     app = create_app(Gateway.create(settings, api_client), Access.create(settings, api_client))
     start_http_server(settings.metrics_port)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

@@ -63,7 +63,6 @@ def create_app(gateway: Gateway, access: Access) -> FastAPI:
     app.add_exception_handler(404, unrouted)
     app.add_exception_handler(405, unrouted)
     app.add_exception_handler(RequestValidationError, errors.validation_error)
-    app.add_exception_handler(Exception, errors.unexpected_error)
     for router in (jobs.router, batches.router, openai.router, ops.router):
         app.include_router(router)
     if STATIC.is_dir():

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-
-log = logging.getLogger("kubescribe.gateway")
 
 TYPES = {
     400: "invalid_request_error",
@@ -77,6 +74,5 @@ async def validation_error(_: Request, error: Exception) -> JSONResponse:
     return error_response(400, message, param=param)
 
 
-async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
-    log.error("unexpected error", exc_info=error)
-    return error_response(500, "internal error; the request id names it in the gateway's log")
+INTERNAL_ERROR = "internal error; the request id names it in the gateway's log"
+"""The message of every 500: what went wrong is logged, never told."""

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kubescribe.gateway import metrics
-from kubescribe.gateway.errors import ApiError, error_body
+from kubescribe.gateway.errors import INTERNAL_ERROR, ApiError, error_body, error_response
 
 log = logging.getLogger("kubescribe.gateway.access")
 
@@ -79,15 +79,23 @@ class RequestContext:
         started, status = time.monotonic(), 500
         headers = [(b"x-request-id", rid.encode()), *security_headers(scope["path"])]
 
+        started_response = False
+
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception as error:
+            if started_response:
+                raise  # the answer is broken off: the server closes the connection
+            # Answered here rather than by an exception handler, after which the server would close the connection.
+            log.error("unexpected error", exc_info=error)
+            await error_response(500, INTERNAL_ERROR)(scope, receive, send_with_headers)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             elapsed = time.monotonic() - started

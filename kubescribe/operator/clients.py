@@ -10,29 +10,24 @@ from collections.abc import Mapping
 from typing import Any
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 from minio import Minio
 
-from kubescribe import s3
+from kubescribe import kube, s3
 from kubescribe.api.timestamps import format_timestamp
 from kubescribe.api.v1alpha1 import API_VERSION, KIND
-from kubescribe.kube import TimedApiClient
 from kubescribe.operator.settings import OperatorSettings
 
 log = logging.getLogger("kubescribe.operator")
 
 
-def api_client(settings: OperatorSettings) -> TimedApiClient:
+def api_client(settings: OperatorSettings) -> kube.TimedApiClient:
     """The API server's client, configured as kubectl would be (in cluster, or from the kubeconfig). A call is not
     retried: the loop's next pass is the retry."""
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)
+    configuration = kube.configuration()
     configuration.retries = False
-    return TimedApiClient(settings.request_timeout_seconds, configuration)
+    return kube.TimedApiClient(settings.request_timeout_seconds, configuration)
 
 
 def store(settings: OperatorSettings) -> Minio:

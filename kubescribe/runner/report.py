@@ -24,10 +24,11 @@ FINAL_RETRY_SECONDS = (1.0, 2.0, 4.0)
 
 
 def status_patch(name: str, namespace: str) -> Patch:
-    from kubernetes import client, config  # noqa: PLC0415 (only runs that report need the client)
+    from kubernetes import client  # noqa: PLC0415 (only runs that report need the client)
 
-    config.load_config()
-    api = client.CustomObjectsApi()
+    from kubescribe import kube  # noqa: PLC0415
+
+    api = client.CustomObjectsApi(client.ApiClient(kube.configuration()))
 
     def patch(body: dict[str, Any]) -> None:
         api.patch_namespaced_custom_object_status(

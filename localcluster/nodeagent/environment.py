@@ -1,5 +1,6 @@
 """What a container is given on the local node: its directories and volumes, its variables, and a
-kubeconfig with a token of its pod's ServiceAccount.
+kubeconfig with a token of its pod's ServiceAccount, replaced before it expires as a kubelet replaces a
+projected token.
 
 Paths: each container sees its volume mounts and its terminationMessagePath under its own root
 directory, exported as KUBESCRIBE_CONTAINER_ROOT, and starts in `workingDir` under that root."""
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubescribe.contract import ENV_CONTAINER_ROOT
 from localcluster import processes
-from localcluster.kubeconfig import kubeconfig, write_kubeconfig
+from localcluster.kubeconfig import kubeconfig, write_kubeconfig, write_private
 from localcluster.nodeagent.container import Container
 from localcluster.podspec import container_env
 
@@ -25,6 +26,8 @@ NODE_VARIABLE = "KUBESCRIBE_NODE"
 HOST_IP = "127.0.0.1"
 """The node's address, and each pod's: the containers run on the host's network."""
 TOKEN_SECONDS = 3600
+TOKEN_RENEWAL_SHARE = 0.8
+"""A pod's token is replaced once this share of its lifetime has passed."""
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -34,7 +37,8 @@ class PodEnvironment:
     def __init__(self, agent: NodeAgent, directory: Path) -> None:
         self.agent = agent
         self.directory = directory
-        self.token_expiry = 0.0
+        self.token_renewal: float | None = None
+        """When the pod's token is to be replaced; None until the pod was given one."""
 
     def container(self, spec: dict[str, Any]) -> Container:
         """A container of the pod, with its root directory and its log file."""
@@ -85,10 +89,25 @@ class PodEnvironment:
 
     def _kubeconfig(self, pod: dict[str, Any]) -> Path:
         path = self.directory / "kubeconfig"
-        if time.monotonic() < self.token_expiry:
-            return path
-        account = pod["spec"].get("serviceAccountName", "default")
-        token = self.agent.service_account_token(pod, account)
-        write_kubeconfig(path, kubeconfig(self.agent.server, self.agent.ca_file, user=account, token=token))
-        self.token_expiry = time.monotonic() + TOKEN_SECONDS * 0.8
+        if self.token_renewal is None:
+            self.renew_token(pod)
+            account = _account(pod)
+            user = kubeconfig(self.agent.server, self.agent.ca_file, user=account, token_file=self._token_file)
+            write_kubeconfig(path, user)
         return path
+
+    def renew_token(self, pod: dict[str, Any]) -> None:
+        """Writes a new token of the pod's ServiceAccount where its kubeconfig names it, when the pod has none yet or
+        its token is near its end; raises ConfigError when the API server gives none."""
+        if self.token_renewal is not None and time.monotonic() < self.token_renewal:
+            return
+        write_private(self._token_file, self.agent.service_account_token(pod, _account(pod)))
+        self.token_renewal = time.monotonic() + TOKEN_SECONDS * TOKEN_RENEWAL_SHARE
+
+    @property
+    def _token_file(self) -> Path:
+        return self.directory / "token"
+
+
+def _account(pod: dict[str, Any]) -> str:
+    return str(pod["spec"].get("serviceAccountName", "default"))

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("localcluster.nodeagent")
 
 POLL_SECONDS = 0.2
+TOKEN_RETRY_SECONDS = 10.0
 
 
 class PodWorker(threading.Thread):
@@ -77,6 +78,7 @@ class PodWorker(threading.Thread):
             if phase in ("Succeeded", "Failed"):
                 self._finish()
                 return
+            self._renew_token()
             time.sleep(POLL_SECONDS)
         self._kill_all(0)
 
@@ -123,6 +125,16 @@ class PodWorker(threading.Thread):
                 return
             container.start(env)
             self.agent.event(self.pod, "Normal", "Started", f"Started container {container.name}")
+
+    def _renew_token(self) -> None:
+        """Replaces the token of a pod given one, once it is near its end; a refusal is tried again later."""
+        if self.environment.token_renewal is None:
+            return
+        try:
+            self.environment.renew_token(self.pod)
+        except ConfigError as error:
+            log.warning("pod %s/%s: its token was not renewed: %s", self.namespace, self.pod_name, error)
+            self.environment.token_renewal = time.monotonic() + TOKEN_RETRY_SECONDS
 
     def _deadline_exceeded(self) -> bool:
         deadline = self.pod["spec"].get("activeDeadlineSeconds")

@@ -20,7 +20,7 @@ import yaml
 
 from kubescribe.gateway.stores.objects import incomplete_uploads
 from localcluster.cluster import free_port
-from localcluster.kubeconfig import kubeconfig, write_kubeconfig
+from localcluster.kubeconfig import kubeconfig, write_kubeconfig, write_private
 from tests.integration.conftest import Cluster, Gateway, Kubescribe, wait_for
 from tests.integration.speech import speak
 
@@ -113,12 +113,12 @@ def readiness(url: str, status: int) -> httpx.Response | None:
 
 @pytest.fixture
 def gateway_env(cluster: Cluster, kubescribe: Kubescribe, gateway: Gateway, tmp_path: Path) -> dict[str, str]:
-    """What a gateway process needs, as the chart gives it; KUBECONFIG has the gateway ServiceAccount's token and
-    reaches the API server directly (`with_api_server` points one at a proxy)."""
-    token = cluster.kubectl("create", "token", "kubescribe-gateway", "-n", kubescribe.namespace).stdout.strip()
+    """What a gateway process needs, as the chart gives it; KUBECONFIG reaches the API server directly
+    (`with_api_server` points one at a proxy) with the gateway ServiceAccount's token, read from its `tokenFile`."""
+    token_file = write_private(tmp_path / "token", gateway_token(cluster, kubescribe))
     admin = yaml.safe_load(cluster.local.admin_kubeconfig.read_text())
     ca_file = Path(admin["clusters"][0]["cluster"]["certificate-authority"])
-    config = kubeconfig(cluster.local.api_url(cluster.state), ca_file, user="kubescribe-gateway", token=token)
+    config = kubeconfig(cluster.local.api_url(cluster.state), ca_file, user="kubescribe-gateway", token_file=token_file)
     return {
         **os.environ,
         "KUBECONFIG": str(write_kubeconfig(tmp_path / "gateway.kubeconfig", config)),
@@ -132,6 +132,16 @@ def gateway_env(cluster: Cluster, kubescribe: Kubescribe, gateway: Gateway, tmp_
         "KUBESCRIBE_GATEWAY_KEYS_CACHE_SECONDS": "1",
         "KUBESCRIBE_GATEWAY_JOB_GPUS": "0",
     }
+
+
+def gateway_token(cluster: Cluster, kubescribe: Kubescribe, *bound_to_secret: str) -> str:
+    bound = ["--bound-object-kind", "Secret", "--bound-object-name", *bound_to_secret] if bound_to_secret else []
+    account = ("kubescribe-gateway", "-n", kubescribe.namespace)
+    return cluster.kubectl("create", "token", *account, *bound).stdout.strip()
+
+
+def token_file(env: dict[str, str]) -> Path:
+    return Path(yaml.safe_load(Path(env["KUBECONFIG"]).read_text())["users"][0]["user"]["tokenFile"])
 
 
 def with_api_server(env: dict[str, str], port: int, path: Path) -> dict[str, str]:
@@ -218,6 +228,33 @@ def test_outages_of_the_store_and_the_api_server_answer_503_with_retry_after_unt
         assert client.delete(f"/v1/jobs/{job_id}").status_code == 202
     api_server.stop()
     store.stop()
+
+
+def test_a_running_gateway_takes_the_new_token_once_its_own_is_revoked(
+    cluster: Cluster,
+    kubescribe: Kubescribe,
+    gateway: Gateway,
+    gateway_env: dict[str, str],
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """A pod's token expires within hours and its node writes a new one where the kubeconfig's tokenFile points: a
+    gateway running longer than its first token keeps reaching the API server."""
+    key = gateway.create_key(namespace, "tokens")
+    for secret in ("first-gateway-token", "second-gateway-token"):
+        cluster.kubectl("create", "secret", "generic", secret, "-n", kubescribe.namespace)
+    write_private(token_file(gateway_env), gateway_token(cluster, kubescribe, "first-gateway-token"))
+    process = GatewayProcess(gateway_env, tmp_path / "gateway.log")
+    with running(process):
+        process.ready()
+        client = httpx.Client(base_url=process.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        assert client.get("/v1/jobs").status_code == 200
+
+        cluster.kubectl("delete", "secret", "first-gateway-token", "-n", kubescribe.namespace)
+        wait_for(lambda: client.get("/v1/jobs").status_code != 200, 60, "the revoked token to be refused")
+        write_private(token_file(gateway_env), gateway_token(cluster, kubescribe, "second-gateway-token"))
+        wait_for(lambda: client.get("/v1/jobs").status_code == 200, 120, "the gateway to take the new token")
+    cluster.kubectl("delete", "secret", "second-gateway-token", "-n", kubescribe.namespace)
 
 
 def multipart_head(boundary: str) -> bytes:

@@ -26,7 +26,7 @@ from kubernetes.client.rest import ApiException
 from kubescribe.api.v1alpha1 import BUCKET, HTTP_URL
 from kubescribe.gateway import metrics
 from kubescribe.gateway.access.caller import Access, Principal
-from kubescribe.gateway.errors import ApiError
+from kubescribe.gateway.errors import INTERNAL_ERROR, ApiError
 from kubescribe.gateway.intake.resource import (
     FILENAME_ANNOTATION,
     build_transcription_job,
@@ -113,7 +113,7 @@ def refused(error: Exception) -> ApiError:
         status = 403 if error.status == 403 else 400
         return ApiError(status, f"the API server refused the job: {message}", code="job_refused")
     log.error("creating a job of a batch failed", exc_info=error)
-    return ApiError(500, "internal error; the request id names it in the gateway's log")
+    return ApiError(500, INTERNAL_ERROR)
 
 
 async def in_pool(items: Sequence[T], work: Callable[[T], Awaitable[None]]) -> None:

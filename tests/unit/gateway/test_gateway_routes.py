@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
+import uvicorn
 from fastapi.testclient import TestClient
 
 from kubescribe.gateway.app import create_app
@@ -187,3 +191,41 @@ def test_a_method_a_path_does_not_take_is_answered_405_with_allow() -> None:
     missing = client.get("/no/such/page")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
     assert allowed_methods({"/v1/jobs/{job_id}": {"get": {}, "delete": {}}}, "/v1/jobs/x/transcript") is None
+
+
+def exchange(connection: socket.socket, path: str) -> tuple[int, dict[str, Any]]:
+    """One GET on an open keep-alive connection: the answer's status and JSON body."""
+    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer key\r\n\r\n".encode())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = connection.recv(65536)
+        assert chunk, f"the connection was closed before the answer to {path}"
+        received += chunk
+    head, body = received.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += connection.recv(65536)
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_an_unexpected_error_answers_500_in_the_error_shape_and_the_connection_serves_on() -> None:
+    watcher = SimpleNamespace(start=lambda: None, stop=lambda: None)
+    gateway = SimpleNamespace(settings=GatewaySettings(), watcher=watcher)
+    app = create_app(gateway, None)  # type: ignore[arg-type]  # no access: each authenticated route fails
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"))
+    threading.Thread(target=server.run, daemon=True).start()
+    wait_until(lambda: server.started)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        status, body = exchange(connection, "/v1/jobs")
+        assert (status, body["error"]["type"]) == (500, "server_error")
+        assert "request id" in body["error"]["message"] and "Attribute" not in body["error"]["message"]
+        assert exchange(connection, "/healthz") == (200, {"status": "ok"})
+    server.should_exit = True
+
+
+def wait_until(condition: Any, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)

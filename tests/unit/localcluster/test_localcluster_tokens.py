@@ -1,0 +1,51 @@
+"""A pod's ServiceAccount token on the local node: named by its kubeconfig's tokenFile, and replaced before it
+expires, as a kubelet replaces a projected token."""
+
+import itertools
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from localcluster.nodeagent import environment
+from localcluster.nodeagent.environment import TOKEN_RENEWAL_SHARE, TOKEN_SECONDS, PodEnvironment
+
+POD = {"metadata": {"name": "gateway-1", "namespace": "kubescribe", "uid": "u-1"}, "spec": {"serviceAccountName": "gw"}}
+
+
+class Agent(SimpleNamespace):
+    """The node agent's part a pod's environment uses: each token it is asked for is a new one."""
+
+    def __init__(self) -> None:
+        super().__init__(node="node-1", server="https://127.0.0.1:6443", ca_file=Path("/ca.crt"))
+        self.issued = (f"token-{n}" for n in itertools.count(1))
+        self.accounts: list[str] = []
+
+    def service_account_token(self, pod: dict, account: str) -> str:
+        self.accounts.append(account)
+        return next(self.issued)
+
+
+def test_a_pods_token_is_replaced_once_most_of_its_life_has_passed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(environment.time, "monotonic", lambda: now[0])
+    agent = Agent()
+    pod_environment = PodEnvironment(agent, tmp_path)
+    env = pod_environment.variables(POD, pod_environment.container({"name": "gateway"}))
+    user = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())["users"][0]
+    token = Path(user["user"]["tokenFile"])
+    assert (user["name"], token.read_text(), oct(token.stat().st_mode & 0o777)) == ("gw", "token-1", "0o600")
+
+    now[0] += TOKEN_SECONDS * TOKEN_RENEWAL_SHARE - 1
+    pod_environment.renew_token(POD)
+    pod_environment.variables(POD, pod_environment.container({"name": "sidecar"}))
+    assert token.read_text() == "token-1"
+
+    now[0] += 1
+    pod_environment.renew_token(POD)
+    assert token.read_text() == "token-2"
+    assert agent.accounts == ["gw", "gw"]
+    assert yaml.safe_load(Path(env["KUBECONFIG"]).read_text())["users"][0] == user
