@@ -14,7 +14,7 @@ import numpy as np
 
 Array = np.ndarray[Any, Any]
 
-DISTANCE_THRESHOLD = 0.26
+DISTANCE_THRESHOLD = 0.3
 """Cosine distance between two voices' clusters beyond which they are different speakers."""
 MAX_CLUSTERED = 1500
 """Embeddings clustered pairwise at most: a distance matrix of 9 MB."""

@@ -39,11 +39,12 @@ def windows(segments: Sequence[Segment]) -> list[Window]:
     """The windows of each segment's speech, in order."""
     found = []
     for index, segment in enumerate(segments):
-        start, end = segment.start, max(segment.end, segment.start)
-        found.append(Window(index, start, min(end, start + WINDOW_SECONDS)))
-        while found[-1].end < end:
-            start += HOP_SECONDS
-            found.append(Window(index, start, min(end, start + WINDOW_SECONDS)))
+        end = max(segment.end, segment.start)
+        for number in itertools.count():
+            start = round(segment.start + number * HOP_SECONDS, 3)
+            found.append(Window(index, start, round(min(end, start + WINDOW_SECONDS), 3)))
+            if start + WINDOW_SECONDS >= end:
+                break
     return found
 
 
@@ -67,9 +68,7 @@ def label_segments(transcript: Transcript, found: Sequence[Window], labels: Sequ
     for window, label in zip(found, labels, strict=True):
         by_segment.setdefault(window.segment, []).append((window, label))
     turns = [
-        turn
-        for index, segment in enumerate(transcript.segments)
-        for turn in _turns(segment, by_segment.get(index, []))
+        turn for index, segment in enumerate(transcript.segments) for turn in _turns(segment, by_segment.get(index, []))
     ]
     names: dict[int, str] = {}
     segments = [

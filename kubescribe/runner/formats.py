@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class Transcript:
     language_probability: float
     duration: float
     segments: list[Segment]
+
+    def without_words(self) -> Transcript:
+        return replace(self, segments=[replace(segment, words=None) for segment in self.segments])
 
     @property
     def diarized(self) -> bool:

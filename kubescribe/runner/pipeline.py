@@ -82,6 +82,8 @@ def _run(config: Config, workdir: Path, patch: Patch | None) -> Result:
         started = time.monotonic()
         options = spec.options
         transcript = diarize(transcript, audio, voices, options.min_speakers, options.max_speakers)
+        if not options.word_timestamps:
+            transcript = transcript.without_words()
         speakers = speaker_count(transcript)
         log.info("diarized", extra={"speakers": speakers, "seconds": round(time.monotonic() - started, 3)})
 
