@@ -17,7 +17,7 @@ Array = np.ndarray[Any, Any]
 DISTANCE_THRESHOLD = 0.3
 """Cosine distance between two voices' clusters beyond which they are different speakers."""
 MAX_CLUSTERED = 1500
-"""Embeddings clustered pairwise at most: a distance matrix of 9 MB."""
+"""Embeddings clustered pairwise at most: a distance matrix of 18 MB."""
 
 
 def cluster(

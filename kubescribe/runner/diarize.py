@@ -67,9 +67,7 @@ def label_segments(transcript: Transcript, found: Sequence[Window], labels: Sequ
     by_segment: dict[int, list[tuple[Window, int]]] = {}
     for window, label in zip(found, labels, strict=True):
         by_segment.setdefault(window.segment, []).append((window, label))
-    turns = [
-        turn for index, segment in enumerate(transcript.segments) for turn in _turns(segment, by_segment.get(index, []))
-    ]
+    turns = [turn for index, segment in enumerate(transcript.segments) for turn in _turns(segment, by_segment[index])]
     names: dict[int, str] = {}
     segments = [
         replace(segment, id=number, speaker=names.setdefault(label, f"SPEAKER_{len(names):02d}"))
@@ -84,8 +82,6 @@ def speaker_count(transcript: Transcript) -> int:
 
 def _turns(segment: Segment, labelled: list[tuple[Window, int]]) -> list[tuple[Segment, int]]:
     """The segment as one or more turns, each with its cluster."""
-    if not labelled:
-        return []
     if not segment.words:
         return [(segment, Counter(label for _, label in labelled).most_common(1)[0][0])]
     word_labels = [min(labelled, key=lambda item: abs(item[0].middle - _middle(word)))[1] for word in segment.words]

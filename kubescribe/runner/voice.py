@@ -40,7 +40,7 @@ MIN_COVERAGE = 0.75
 TARGET_DBFS = -30.0
 LAYERS = 3
 BATCH = 256
-"""Partials through the LSTM at once: bounds its memory to about 170 MB."""
+"""Clips through the LSTM at once (most are one partial): bounds its memory to a few hundred MB."""
 
 WEIGHTS_PACKAGE = "resemblyzer"
 WEIGHTS_FILE = "pretrained.pt"
@@ -107,19 +107,10 @@ class VoiceEncoder:
         # Each step's products are small: more BLAS threads cost more than they save (on a busy two-core machine,
         # two threads ran the LSTM four times slower than one).
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._embed_all(mels)
-
-    def _embed_all(self, mels: Array) -> Array:
-        return np.concatenate(
-            [self._embed_batch(mels[start : start + BATCH]) for start in range(0, len(mels), BATCH)]
-            or [np.zeros((0, len(self.projection_bias)), dtype=np.float32)]
-        )
-
-    def _embed_batch(self, mels: Array) -> Array:
-        sequence = mels
-        for layer in self.layers:
-            sequence = _lstm(layer, sequence)
-        raw = np.maximum(sequence[:, -1] @ self.projection.T + self.projection_bias, 0)
+            sequence = mels
+            for layer in self.layers:
+                sequence = _lstm(layer, sequence)
+            raw = np.maximum(sequence[:, -1] @ self.projection.T + self.projection_bias, 0)
         return _normalised(raw)
 
 
@@ -228,10 +219,14 @@ def partials(samples: Array) -> Array:
 
 
 def embed_clips(encoder: VoiceEncoder, clips: Sequence[Array]) -> Array:
-    """One L2-normalised embedding per clip, shape (clips, 256): the mean of its partials' embeddings."""
+    """One L2-normalised embedding per clip, shape (clips, 256): the mean of its partials' embeddings. Clips go
+    through BATCH at a time, so that the spectrograms of hours of audio are never held at once."""
+    chunks = [_embed_chunk(encoder, clips[start : start + BATCH]) for start in range(0, len(clips), BATCH)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, len(encoder.projection_bias)), dtype=np.float32)
+
+
+def _embed_chunk(encoder: VoiceEncoder, clips: Sequence[Array]) -> Array:
     pieces = [partials(clip) for clip in clips]
-    if not pieces:
-        return np.zeros((0, len(encoder.projection_bias)), dtype=np.float32)
     embeddings = encoder.embed_partials(np.concatenate(pieces))
     bounds = np.cumsum([0, *(len(piece) for piece in pieces)])
     return _normalised(np.stack([embeddings[a:b].mean(axis=0) for a, b in itertools.pairwise(bounds)]))
