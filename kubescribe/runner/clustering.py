@@ -2,12 +2,14 @@
 
 Every embedding starts as its own cluster; the two closest clusters (by the mean distance between their members)
 merge until the closest are farther apart than the threshold, then go on merging while there are more than
-`max_clusters`, and stop at `min_clusters`. Beyond MAX_CLUSTERED embeddings, an evenly spaced sample of them is
-clustered and every embedding joins the cluster whose mean is nearest, so that time and memory stay bounded.
+`max_clusters`, and stop at `min_clusters`; clusters too small to be a speaker then join their nearest neighbour
+(MIN_CLUSTER_SIZE). Beyond MAX_CLUSTERED embeddings, an evenly spaced sample of them is clustered and every embedding
+joins the cluster whose mean is nearest, so that time and memory stay bounded.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,9 @@ Array = np.ndarray[Any, Any]
 
 DISTANCE_THRESHOLD = 0.3
 """Cosine distance between two voices' clusters beyond which they are different speakers."""
+MIN_CLUSTER_SIZE = 3
+"""Windows a speaker needs (about 3 s of speech): a smaller cluster is mostly windows across a change of speaker,
+whose voice is a mix of two, and joins the nearest large cluster."""
 MAX_CLUSTERED = 1500
 """Embeddings clustered pairwise at most: a distance matrix of 18 MB."""
 
@@ -26,12 +31,36 @@ def cluster(
     """A cluster number for each L2-normalised embedding (rows), numbered in order of first appearance."""
     count = len(embeddings)
     if count <= MAX_CLUSTERED:
-        return _numbered(_agglomerate(embeddings, threshold, min_clusters, max_clusters))
-    sample = np.linspace(0, count - 1, MAX_CLUSTERED).round().astype(int)
-    labels = np.array(_agglomerate(embeddings[sample], threshold, min_clusters, max_clusters))
-    centroids = np.stack([embeddings[sample[labels == label]].mean(axis=0) for label in np.unique(labels)])
-    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    return _numbered([int(label) for label in (embeddings @ centroids.T).argmax(axis=1)])
+        labels = _agglomerate(embeddings, threshold, min_clusters, max_clusters)
+    else:
+        sample = np.linspace(0, count - 1, MAX_CLUSTERED).round().astype(int)
+        found = np.array(_agglomerate(embeddings[sample], threshold, min_clusters, max_clusters))
+        centroids = np.stack([_centroid(embeddings[sample[found == label]]) for label in np.unique(found)])
+        labels = [int(label) for label in (embeddings @ centroids.T).argmax(axis=1)]
+    return _numbered(_without_small_clusters(embeddings, labels, min_clusters))
+
+
+def _centroid(embeddings: Array) -> Array:
+    mean: Array = embeddings.mean(axis=0)
+    normalised: Array = mean / np.linalg.norm(mean)
+    return normalised
+
+
+def _without_small_clusters(embeddings: Array, labels: list[int], min_clusters: int) -> list[int]:
+    """Clusters of fewer than MIN_CLUSTER_SIZE members, smallest first, joined to the nearest large cluster while
+    more than `min_clusters` remain."""
+    sizes = Counter(labels)
+    large = [label for label, size in sizes.items() if size >= MIN_CLUSTER_SIZE]
+    small = sorted((label for label, size in sizes.items() if size < MIN_CLUSTER_SIZE), key=sizes.__getitem__)
+    if not large:
+        return labels
+    chosen = np.array(labels)
+    centroids = {label: _centroid(embeddings[chosen == label]) for label in large}
+    for label in small[: max(0, len(sizes) - min_clusters)]:
+        members = chosen == label
+        centroid = _centroid(embeddings[members])
+        chosen[members] = max(large, key=lambda big: float(centroid @ centroids[big]))
+    return [int(label) for label in chosen]
 
 
 def _agglomerate(embeddings: Array, threshold: float, min_clusters: int, max_clusters: int | None) -> list[int]:

@@ -3,13 +3,15 @@
 The speech of each segment is cut into windows of 1.6 s every 0.8 s (a shorter segment is one window), each window
 gets a voice embedding, and the windows are clustered into speakers (`clustering`). A segment without word
 timestamps takes the speaker of most of its windows; one with words is split where its words' speakers change, each
-word taking the speaker of the window whose middle is nearest, and a turn shorter than MIN_TURN_SECONDS joining its
-neighbour. Speakers are named SPEAKER_00, SPEAKER_01, ... in order of first appearance.
+word taking the speaker of the window whose middle is nearest, a turn shorter than MIN_TURN_SECONDS joining the
+neighbour nearer in time, and each change of speaker moved to the longest pause between words near it. Speakers are
+named SPEAKER_00, SPEAKER_01, ... in order of first appearance.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -89,7 +91,7 @@ def _turns(segment: Segment, labelled: list[tuple[Window, int]]) -> list[tuple[S
         (label, [word for word, _ in group])
         for label, group in itertools.groupby(zip(segment.words, word_labels, strict=True), key=lambda item: item[1])
     ]
-    runs = _absorb_short_runs(runs)
+    runs = _absorb_short_runs(_at_pauses(_absorb_short_runs(runs)))
     if len(runs) == 1:
         return [(segment, runs[0][0])]
     return [
@@ -108,27 +110,47 @@ def _turns(segment: Segment, labelled: list[tuple[Window, int]]) -> list[tuple[S
 
 
 def _absorb_short_runs(runs: list[tuple[int, list[Word]]]) -> list[tuple[int, list[Word]]]:
-    """Runs of one speaker's words, each shorter than MIN_TURN_SECONDS joined to the run before it (the first to the
-    one after), then neighbours of one speaker joined."""
-    kept: list[tuple[int, list[Word]]] = []
-    pending: list[Word] = []
-    for label, words in runs:
-        if words[-1].end - words[0].start < MIN_TURN_SECONDS and len(runs) > 1:
-            if kept:
-                kept[-1] = (kept[-1][0], kept[-1][1] + words)
-            else:
-                pending += words
-            continue
-        kept.append((label, pending + words))
-        pending = []
-    if not kept:
-        return [(runs[0][0], [word for _, words in runs for word in words])]
-    if pending:
-        kept[-1] = (kept[-1][0], kept[-1][1] + pending)
-    merged: list[tuple[int, list[Word]]] = []
-    for label, group in itertools.groupby(kept, key=lambda run: run[0]):
-        merged.append((label, [word for _, words in group for word in words]))
-    return merged
+    """Runs of one speaker's words, each shorter than MIN_TURN_SECONDS (shortest first) joined to the neighbour it is
+    nearer to in time: speech that goes on without a pause is most likely the same speaker's."""
+    runs = _joined(runs)
+    while len(runs) > 1:
+        lengths = [words[-1].end - words[0].start for _, words in runs]
+        shortest = min(range(len(runs)), key=lengths.__getitem__)
+        if lengths[shortest] >= MIN_TURN_SECONDS:
+            break
+        words = runs[shortest][1]
+        before = words[0].start - runs[shortest - 1][1][-1].end if shortest > 0 else math.inf
+        after = runs[shortest + 1][1][0].start - words[-1].end if shortest < len(runs) - 1 else math.inf
+        into = shortest - 1 if before <= after else shortest + 1
+        runs[shortest] = (runs[into][0], words)
+        runs = _joined(runs)
+    return runs
+
+
+def _joined(runs: list[tuple[int, list[Word]]]) -> list[tuple[int, list[Word]]]:
+    """Neighbouring runs of one speaker as one."""
+    return [
+        (label, [word for _, words in group for word in words])
+        for label, group in itertools.groupby(runs, key=lambda run: run[0])
+    ]
+
+
+def _at_pauses(runs: list[tuple[int, list[Word]]]) -> list[tuple[int, list[Word]]]:
+    """Each change of speaker moved to the longest pause between words within WINDOW_SECONDS of it: windows place a
+    change only roughly, and people take turns at pauses."""
+    words = [word for _, run in runs for word in run]
+    firsts = list(itertools.accumulate(len(run) for _, run in runs))
+    bounds = [0]
+    for number, first in enumerate(firsts[:-1]):
+        candidates = [
+            index
+            for index in range(bounds[-1] + 1, firsts[number + 1])
+            if abs(words[index].start - words[first].start) <= WINDOW_SECONDS
+        ]
+        bounds.append(max(candidates, key=lambda index: (words[index].start - words[index - 1].end, index == first)))
+    bounds.append(len(words))
+    labels = [label for label, _ in runs]
+    return [(label, words[start:end]) for label, (start, end) in zip(labels, itertools.pairwise(bounds), strict=True)]
 
 
 def _middle(word: Word) -> float:

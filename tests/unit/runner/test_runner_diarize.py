@@ -113,6 +113,12 @@ def test_a_segment_is_split_where_its_words_change_speaker() -> None:
         (1, 0.0, 1.5, " One two three.", "SPEAKER_00"),
         (2, 2.0, 3.6, " Four five six.", "SPEAKER_01"),
     ]
+    # The windows place the change a word early; it moves to the pause between the sentences.
+    labelled = label_segments(transcript, found, [4, 7, 7, 7])
+    assert [(s.text, s.speaker) for s in labelled.segments] == [
+        (" One two three.", "SPEAKER_00"),
+        (" Four five six.", "SPEAKER_01"),
+    ]
     # A turn shorter than a second is a window's mistake, not a speaker: it joins its neighbour.
     labelled = label_segments(transcript, found, [4, 7, 4, 4])
     assert [(s.text, s.speaker) for s in labelled.segments] == [(" One two three. Four five six.", "SPEAKER_00")]
