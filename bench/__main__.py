@@ -1,5 +1,5 @@
 """`python -m bench` (`make bench`): bring up a local cluster of its own, measure the runner's overhead, the
-operator's admission latency and the gateway, stop the cluster, measure diarization, and write
+operator's admission latency and the gateway, stop the cluster, measure diarization (in this process), and write
 bench-results/report.md and report.json."""
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from localcluster.cluster import ClusterState, LocalCluster
 RESULTS = kube.REPO / "bench-results"
 BASELINE_NAMESPACE = "bench-baseline"
 JOBS_NAMESPACE = "bench-jobs"
+CLUSTER_PARTS = {"overhead", "admission", "gateway"}
+"""The parts measured on a local cluster; diarization needs none."""
 
 log = logging.getLogger("bench")
 
@@ -97,6 +99,27 @@ def arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def measure_on_a_cluster(results: dict[str, Any], parts: set[str], work: Path, upload_mib: int) -> None:
+    cluster = LocalCluster(work / "cluster", kube.bin_path())
+    log.info("starting a local cluster under %s", cluster.root)
+    cluster.up()
+    try:
+        state = cluster.load_state()
+        assert state is not None
+        results["load"]["before part 1"] = report.load()
+        if "overhead" in parts:
+            attempt(results, "overhead", lambda: measure_overhead(cluster, state, work))
+        results["load"]["after part 1"] = report.load()
+        if "admission" in parts:
+            attempt(results, "admission", lambda: measure_admission(cluster, state))
+        results["load"]["after part 2"] = report.load()
+        if "gateway" in parts:
+            attempt(results, "gateway", lambda: measure_gateway(cluster, state, work, upload_mib))
+    finally:
+        log.info("stopping the local cluster")
+        cluster.down()
+
+
 def main() -> None:
     args = arguments()
     parts = set(args.parts.split(","))
@@ -106,24 +129,8 @@ def main() -> None:
     results: dict[str, Any] = {"header": report.header(), "load": {"start": report.load()}}
     with tempfile.TemporaryDirectory(prefix="kubescribe-bench-") as temp:
         work = Path(temp)
-        cluster = LocalCluster(work / "cluster", kube.bin_path())
-        log.info("starting a local cluster under %s", cluster.root)
-        cluster.up()
-        try:
-            state = cluster.load_state()
-            assert state is not None
-            results["load"]["before part 1"] = report.load()
-            if "overhead" in parts:
-                attempt(results, "overhead", lambda: measure_overhead(cluster, state, work))
-            results["load"]["after part 1"] = report.load()
-            if "admission" in parts:
-                attempt(results, "admission", lambda: measure_admission(cluster, state))
-            results["load"]["after part 2"] = report.load()
-            if "gateway" in parts:
-                attempt(results, "gateway", lambda: measure_gateway(cluster, state, work, args.upload_mib))
-        finally:
-            log.info("stopping the local cluster")
-            cluster.down()
+        if parts & CLUSTER_PARTS:
+            measure_on_a_cluster(results, parts, work, args.upload_mib)
         results["load"]["after part 3"] = report.load()
         if "diarization" in parts:
             attempt(results, "diarization", lambda: measure_diarization(work))
