@@ -24,6 +24,8 @@ from kubescribe.runner.voice import load_encoder
 SAMPLE_RATE = 16000
 PAUSE_SECONDS = 0.6
 FRAME_SECONDS = 0.01
+COLLAR_SECONDS = 0.25
+"""Around each reference turn's edges, as NIST's scoring leaves out: the edges of speech are not exact."""
 ROUNDS = 3
 TURNS = [
     "Good morning, and thank you for coming in to talk about the new cluster today.",
@@ -80,11 +82,18 @@ def _frames(spans: list[tuple[float, float, str]], count: int) -> list[str | Non
     return frames
 
 
-def error_rate(reference: Reference, hypothesis: Reference, duration: float) -> dict[str, float]:
-    """The diarization error rate, (missed + false alarm + confusion) / reference speech, frame by frame with no
-    collar, under the mapping of hypothesis labels to reference speakers that makes it least."""
+def error_rate(reference: Reference, hypothesis: Reference, duration: float, collar: float = 0.0) -> dict[str, float]:
+    """The diarization error rate, (missed + false alarm + confusion) / reference speech, frame by frame, under the
+    mapping of hypothesis labels to reference speakers that makes it least; frames within `collar` seconds of a
+    reference turn's start or end are not scored."""
     count = round(duration / FRAME_SECONDS) + 1
-    truth, guess = _frames(reference, count), _frames(hypothesis, count)
+    scored = [
+        frame
+        for frame in range(count)
+        if all(abs(frame * FRAME_SECONDS - edge) > collar for start, end, _ in reference for edge in (start, end))
+    ]
+    truth_all, guess_all = _frames(reference, count), _frames(hypothesis, count)
+    truth, guess = [truth_all[frame] for frame in scored], [guess_all[frame] for frame in scored]
     speech = sum(frame is not None for frame in truth)
     missed = sum(t is not None and g is None for t, g in zip(truth, guess, strict=True))
     false_alarm = sum(t is None and g is not None for t, g in zip(truth, guess, strict=True))
@@ -125,7 +134,7 @@ def measure(work: Path) -> dict[str, Any]:
     for name, voices in CONVERSATIONS.items():
         audio, reference = conversation(directory, voices)
         duration = len(audio) / SAMPLE_RATE
-        plain_seconds, words_seconds, diarize_seconds = [], [], []
+        plain_seconds, words_seconds, diarize_seconds, errors = [], [], [], []
         for _ in range(ROUNDS):
             started = time.monotonic()
             transcribe(model, audio, plain)
@@ -136,14 +145,22 @@ def measure(work: Path) -> dict[str, Any]:
             started = time.monotonic()
             labelled = diarize(transcript, audio, encoder)
             diarize_seconds.append(time.monotonic() - started)
+            errors.append(
+                {
+                    "speakers_found": speaker_count(labelled),
+                    **error_rate(reference, _spans(labelled), duration),
+                    "der_collar": error_rate(reference, _spans(labelled), duration, COLLAR_SECONDS)["der"],
+                }
+            )
         plain_median, words_median = statistics.median(plain_seconds), statistics.median(words_seconds)
         diarize_median = statistics.median(diarize_seconds)
         results[name] = {
             "voices": list(voices),
             "audio_seconds": round(duration, 2),
             "turns": len(reference),
-            "speakers_found": speaker_count(labelled),
-            **error_rate(reference, _spans(labelled), duration),
+            # The round of the median error rate: the transcription, and so the segments, can differ between rounds.
+            **sorted(errors, key=lambda round_: round_["der"])[len(errors) // 2],
+            "der_each_round": [round_["der"] for round_ in errors],
             "transcribe_seconds": [round(s, 3) for s in plain_seconds],
             "transcribe_with_words_seconds": [round(s, 3) for s in words_seconds],
             "diarize_seconds": [round(s, 3) for s in diarize_seconds],
