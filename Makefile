@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 BIN_PATH = $(shell hack/build-binaries.sh --path | paste -sd:)
 LOCALCLUSTER = $(PY) -m localcluster --bin-path "$(BIN_PATH)"
 DEBIAN_PACKAGES := espeak-ng sox ffmpeg chromium
+SPEAKER_ENCODER := resemblyzer==0.1.4
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help test lint unit integration up down clean logs demo bench chaos binaries system-packages
@@ -22,10 +23,12 @@ help:
 	@echo "make logs POD=namespace/name [CONTAINER=name]   a pod's container logs"
 	@echo "make clean    stop the cluster and delete .local"
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# The speaker encoder's weights (diarization): resemblyzer's pretrained.pt, without the PyTorch it depends on.
+	$(PY) -m pip install --quiet --no-deps '$(SPEAKER_ENCODER)'
 	touch $@
 
 system-packages:

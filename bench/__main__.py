@@ -1,5 +1,6 @@
 """`python -m bench` (`make bench`): bring up a local cluster of its own, measure the runner's overhead, the
-operator's admission latency and the gateway, stop the cluster, and write bench-results/report.md and report.json."""
+operator's admission latency and the gateway, stop the cluster, measure diarization (in this process), and write
+bench-results/report.md and report.json."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from minio import Minio
 
-from bench import admission, gateway, kube, overhead, report
+from bench import admission, diarization, gateway, kube, overhead, report
 from bench.speech import synthesise
 from kubescribe.runner.transcribe import CPU_BATCH_SIZE
 from localcluster.cluster import ClusterState, LocalCluster
@@ -22,6 +23,8 @@ from localcluster.cluster import ClusterState, LocalCluster
 RESULTS = kube.REPO / "bench-results"
 BASELINE_NAMESPACE = "bench-baseline"
 JOBS_NAMESPACE = "bench-jobs"
+CLUSTER_PARTS = {"overhead", "admission", "gateway"}
+"""The parts measured on a local cluster; diarization needs none."""
 
 log = logging.getLogger("bench")
 
@@ -71,6 +74,11 @@ def measure_gateway(cluster: LocalCluster, state: ClusterState, work: Path, uplo
     return gateway.measure(cluster, state, work, upload_mib << 20)
 
 
+def measure_diarization(work: Path) -> dict[str, Any]:
+    log.info("diarization: %d conversations, %d rounds each", len(diarization.CONVERSATIONS), diarization.ROUNDS)
+    return diarization.measure(work)
+
+
 def attempt(results: dict[str, Any], name: str, measure: Callable[[], dict[str, Any]]) -> None:
     """Record a part's figures, or why it could not be measured, so that one failure keeps the other."""
     try:
@@ -85,10 +93,31 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--upload-mib", type=int, default=1024, help="size of the gateway's upload (default 1024)")
     parser.add_argument(
         "--parts",
-        default="overhead,admission,gateway",
-        help="comma-separated parts to measure (default: overhead,admission,gateway)",
+        default="overhead,admission,gateway,diarization",
+        help="comma-separated parts to measure (default: overhead,admission,gateway,diarization)",
     )
     return parser.parse_args()
+
+
+def measure_on_a_cluster(results: dict[str, Any], parts: set[str], work: Path, upload_mib: int) -> None:
+    cluster = LocalCluster(work / "cluster", kube.bin_path())
+    log.info("starting a local cluster under %s", cluster.root)
+    cluster.up()
+    try:
+        state = cluster.load_state()
+        assert state is not None
+        results["load"]["before part 1"] = report.load()
+        if "overhead" in parts:
+            attempt(results, "overhead", lambda: measure_overhead(cluster, state, work))
+        results["load"]["after part 1"] = report.load()
+        if "admission" in parts:
+            attempt(results, "admission", lambda: measure_admission(cluster, state))
+        results["load"]["after part 2"] = report.load()
+        if "gateway" in parts:
+            attempt(results, "gateway", lambda: measure_gateway(cluster, state, work, upload_mib))
+    finally:
+        log.info("stopping the local cluster")
+        cluster.down()
 
 
 def main() -> None:
@@ -100,24 +129,11 @@ def main() -> None:
     results: dict[str, Any] = {"header": report.header(), "load": {"start": report.load()}}
     with tempfile.TemporaryDirectory(prefix="kubescribe-bench-") as temp:
         work = Path(temp)
-        cluster = LocalCluster(work / "cluster", kube.bin_path())
-        log.info("starting a local cluster under %s", cluster.root)
-        cluster.up()
-        try:
-            state = cluster.load_state()
-            assert state is not None
-            results["load"]["before part 1"] = report.load()
-            if "overhead" in parts:
-                attempt(results, "overhead", lambda: measure_overhead(cluster, state, work))
-            results["load"]["after part 1"] = report.load()
-            if "admission" in parts:
-                attempt(results, "admission", lambda: measure_admission(cluster, state))
-            results["load"]["after part 2"] = report.load()
-            if "gateway" in parts:
-                attempt(results, "gateway", lambda: measure_gateway(cluster, state, work, args.upload_mib))
-        finally:
-            log.info("stopping the local cluster")
-            cluster.down()
+        if parts & CLUSTER_PARTS:
+            measure_on_a_cluster(results, parts, work, args.upload_mib)
+        results["load"]["after part 3"] = report.load()
+        if "diarization" in parts:
+            attempt(results, "diarization", lambda: measure_diarization(work))
     results["load"]["end"] = report.load()
     path = report.write(RESULTS, results)
     print(path.read_text())

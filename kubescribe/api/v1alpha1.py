@@ -65,6 +65,9 @@ TOLERATION_WITHOUT_KEY = "a toleration without a key must have operator Exists"
 EXISTS_TAKES_NO_VALUE = "a toleration with operator Exists takes no value"
 SECONDS_NEED_NO_EXECUTE = "tolerationSeconds needs effect NoExecute"
 SPEC_IMMUTABLE = "spec is immutable; delete and re-create the job"
+SPEAKER_BOUNDS_IN_ORDER = "options.minSpeakers must not exceed options.maxSpeakers"
+SPEAKER_BOUNDS_NEED_DIARIZE = "options.minSpeakers and options.maxSpeakers need options.diarize: true"
+MAX_SPEAKERS = 20
 
 # Pydantic (Rust regex) and the API server (Go RE2) both search for a pattern: anchor it, and keep to shared syntax.
 BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
@@ -210,7 +213,22 @@ class Outputs(_Model):
 
 
 class Options(_Model):
-    """Decoding options passed to faster-whisper."""
+    """Decoding options passed to faster-whisper, and speaker diarization."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.minSpeakers) || !has(self.maxSpeakers) || self.minSpeakers <= self.maxSpeakers",
+                    "message": SPEAKER_BOUNDS_IN_ORDER,
+                },
+                {
+                    "rule": "(!has(self.minSpeakers) && !has(self.maxSpeakers)) || (has(self.diarize) && self.diarize)",
+                    "message": SPEAKER_BOUNDS_NEED_DIARIZE,
+                },
+            ]
+        }
+    )
 
     vad: bool = Field(True, description="Skip silence with voice activity detection before decoding.")
     word_timestamps: bool = Field(False, description="Add the time of every word to the json output.")
@@ -221,6 +239,23 @@ class Options(_Model):
         description="Text the first window is conditioned on: names, spelling, style.",
     )
     temperature: float = Field(0.0, ge=0, le=1, description="Sampling temperature; 0 decodes deterministically.")
+    diarize: bool = Field(
+        False, description="Label each segment with its speaker (SPEAKER_00, SPEAKER_01, ... in order of appearance)."
+    )
+    min_speakers: int | None = Field(
+        None, ge=1, le=MAX_SPEAKERS, description="With diarize: the fewest speakers to find; omit to find how many."
+    )
+    max_speakers: int | None = Field(
+        None, ge=1, le=MAX_SPEAKERS, description="With diarize: the most speakers to find; omit to find how many."
+    )
+
+    @model_validator(mode="after")
+    def _speaker_bounds(self) -> Self:
+        if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
+            raise ValueError(SPEAKER_BOUNDS_IN_ORDER)
+        if (self.min_speakers is not None or self.max_speakers is not None) and not self.diarize:
+            raise ValueError(SPEAKER_BOUNDS_NEED_DIARIZE)
+        return self
 
 
 class Toleration(_Model):
@@ -421,6 +456,7 @@ class Result(_Model):
     real_time_factor: float | None = Field(
         None, ge=0, description="Transcription time divided by audio duration; below 1 is faster than real time."
     )
+    speakers: int | None = Field(None, ge=0, description="Speakers found, when the job asked for diarization.")
 
 
 class WebhookDelivery(_Model):

@@ -136,6 +136,8 @@ def describe_job(job: dict[str, Any]) -> str:
             rows.append(("duration", _seconds(result["durationSeconds"])))
         if result.get("realTimeFactor") is not None:
             rows.append(("speed", f"{result['realTimeFactor']:.2f} of real time"))
+        if result.get("speakers") is not None:
+            rows.append(("speakers", str(result["speakers"])))
         rows.extend((f"output {name}", uri) for name, uri in sorted((result.get("outputs") or {}).items()))
     if error := job.get("error"):
         rows.append(("error", f"{error.get('reason')}: {error.get('message')}"))

@@ -14,6 +14,7 @@ from kubescribe import egress
 from kubescribe.api.v1alpha1 import Result, transcript_key
 from kubescribe.contract import EXIT_BAD_INPUT
 from kubescribe.runner.config import Config
+from kubescribe.runner.diarize import diarize, speaker_count
 from kubescribe.runner.errors import RunnerFailure
 from kubescribe.runner.formats import RENDERERS
 from kubescribe.runner.models import resolve_model
@@ -21,6 +22,7 @@ from kubescribe.runner.report import Patch, ProgressReporter
 from kubescribe.runner.source import SAMPLE_RATE, fetch, load_audio, s3_client
 from kubescribe.runner.transcribe import load_model, transcribe
 from kubescribe.runner.transfer import Cap, upload
+from kubescribe.runner.voice import load_encoder
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,10 @@ def _run(config: Config, workdir: Path, patch: Patch | None) -> Result:
         )
         return load_model(location, download_root=str(config.model_cache / "huggingface"))
 
-    # The model loads while the audio is fetched and decoded.
+    # The models load while the audio is fetched and decoded.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model") as pool:
         loading = pool.submit(model)
+        encoder = pool.submit(load_encoder) if spec.options.diarize else None
         audio_path = workdir / "source"
         limits = config.limits
         cap = Cap(limits.max_source_bytes, limits.download_timeout_seconds)
@@ -67,12 +70,22 @@ def _run(config: Config, workdir: Path, patch: Patch | None) -> Result:
         duration = len(audio) / SAMPLE_RATE
         log.info("audio decoded", extra={"durationSeconds": round(duration, 3)})
         whisper = loading.result()
+        voices = encoder.result() if encoder else None
     reporter = ProgressReporter(patch, duration)
     reporter.update(0.0)
     started = time.monotonic()
     transcript = transcribe(whisper, audio, spec, reporter.update)
     real_time_factor = (time.monotonic() - started) / duration
     log.info("transcribed", extra={"segments": len(transcript.segments), "realTimeFactor": round(real_time_factor, 4)})
+    speakers = None
+    if voices is not None:
+        started = time.monotonic()
+        options = spec.options
+        transcript = diarize(transcript, audio, voices, options.min_speakers, options.max_speakers)
+        if not options.word_timestamps:
+            transcript = transcript.without_words()
+        speakers = speaker_count(transcript)
+        log.info("diarized", extra={"speakers": speakers, "seconds": round(time.monotonic() - started, 3)})
 
     outputs: dict[str, str] = {}
     for format_ in spec.outputs.formats:
@@ -96,6 +109,7 @@ def _run(config: Config, workdir: Path, patch: Patch | None) -> Result:
         duration_seconds=round(duration, 3),
         outputs=outputs,
         real_time_factor=round(real_time_factor, 4),
+        speakers=speakers,
     )
     reporter.finish(result)
     return result

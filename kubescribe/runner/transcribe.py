@@ -48,7 +48,8 @@ def transcribe(
         "beam_size": options.beam_size,
         "temperature": options.temperature,
         "initial_prompt": options.initial_prompt,
-        "word_timestamps": options.word_timestamps,
+        # Diarization splits segments where the speaker changes, at the words.
+        "word_timestamps": options.word_timestamps or options.diarize,
         "vad_filter": options.vad,
     }
     if options.vad:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import wave
 from pathlib import Path
 
 import jiwer
@@ -45,3 +46,38 @@ def _words(text: str) -> str:
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(_words(reference), _words(hypothesis)))
+
+
+INTERVIEW = [
+    "Good morning, thank you for coming in today to talk about the new cluster.",
+    "Thanks for having me. I have been looking forward to this conversation for a while.",
+    "Let us start with the scheduler. How does it decide where each pod goes?",
+    "It looks at the memory and processors that every node has free, and picks the best one.",
+]
+"""Four turns of an interview, for two voices taking turns."""
+VOICES = ("en-us", "en-us+f4")
+"""Two espeak-ng voices that a speaker encoder tells apart: a man's and a woman's."""
+
+
+def conversation(
+    directory: Path, name: str, turns: list[str], voices: tuple[str, ...] = VOICES, pause: float = 0.5
+) -> tuple[Path, list[tuple[float, float, str]]]:
+    """A 16 kHz mono WAV of the turns spoken by the voices in rotation with a pause after each, and when each turn
+    was spoken: (start, end, voice)."""
+    samples, spoken, at = bytearray(), [], 0.0
+    silence = bytes(2 * round(16000 * pause))
+    for number, text in enumerate(turns):
+        voice = voices[number % len(voices)]
+        with wave.open(str(speak(directory, f"{name}-{number}", text, voice))) as turn:
+            frames = turn.readframes(turn.getnframes())
+        seconds = len(frames) / 2 / 16000
+        spoken.append((at, at + seconds, voice))
+        samples += frames + silence
+        at += seconds + pause
+    wav = directory / f"{name}.wav"
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(bytes(samples))
+    return wav, spoken

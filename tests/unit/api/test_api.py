@@ -136,6 +136,13 @@ def test_model_names_models_in_s3_and_hugging_face_repositories_are_accepted(mod
         (spec_with(ttlSecondsAfterFinished=-1), "greater than or equal to 0"),
         (spec_with(options={"beamSize": 0}), "greater than or equal to 1"),
         (spec_with(options={"temperature": 1.5}), "less than or equal to 1"),
+        (spec_with(options={"diarize": True, "minSpeakers": 0}), "greater than or equal to 1"),
+        (spec_with(options={"diarize": True, "maxSpeakers": 21}), "less than or equal to 20"),
+        (
+            spec_with(options={"diarize": True, "minSpeakers": 3, "maxSpeakers": 2}),
+            "options.minSpeakers must not exceed options.maxSpeakers",
+        ),
+        (spec_with(options={"maxSpeakers": 2}), "options.minSpeakers and options.maxSpeakers need options.diarize"),
         (spec_with(model="tiny.eng"), "should match pattern"),
         (spec_with(language="English"), "should match pattern"),
         (spec_with(task="summarize"), "Input should be 'transcribe' or 'translate'"),
@@ -331,6 +338,11 @@ def test_the_cel_rules_are_on_the_right_objects():
         spec_rules["self.task != 'translate' || !self.model.endsWith('.en')"]
         == "translate needs a multilingual model; *.en models only transcribe English"
     )
+    option_rules = {rule["message"] for rule in at("spec.options")["x-kubernetes-validations"]}
+    assert option_rules == {
+        "options.minSpeakers must not exceed options.maxSpeakers",
+        "options.minSpeakers and options.maxSpeakers need options.diarize: true",
+    }
 
 
 @pytest.mark.parametrize(

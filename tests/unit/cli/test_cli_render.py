@@ -71,6 +71,7 @@ def test_summary_and_table() -> None:
             "language": "en",
             "languageProbability": 0.98,
             "durationSeconds": 75,
+            "speakers": 2,
             "outputs": {"srt": "s3://t/x"},
         },
         "error": None,
@@ -80,6 +81,7 @@ def test_summary_and_table() -> None:
     assert "detected:   en (98%)" in summary
     assert "duration:   1m15s" in summary
     assert "output srt: s3://t/x" in summary
+    assert "speakers:   2" in summary
     assert "progress" not in summary
     table = jobs_table([job, {"id": "tj-22", "phase": "Running", "progress": {"percent": 12.4}}]).splitlines()
     assert table[0].split() == ["ID", "PHASE", "PROGRESS", "MODEL", "CREATED", "FILE"]

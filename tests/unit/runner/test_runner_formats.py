@@ -99,6 +99,52 @@ def test_json_keeps_everything() -> None:
         ],
     }
     assert "words" not in second
+    assert "speaker" not in first
+
+
+CONVERSATION = Transcript(
+    "en",
+    0.99,
+    12.0,
+    [
+        Segment(1, 0.0, 2.0, " Good morning.", speaker="SPEAKER_00"),
+        Segment(2, 2.0, 4.0, " How are you?", speaker="SPEAKER_00"),
+        Segment(3, 4.5, 7.0, " Fine, thanks.", speaker="SPEAKER_01"),
+        Segment(4, 7.5, 9.0, " Good.", speaker="SPEAKER_00"),
+    ],
+)
+
+
+def test_a_diarized_txt_gives_each_turn_under_its_speaker() -> None:
+    assert to_txt(CONVERSATION) == (
+        "SPEAKER_00\nGood morning.\nHow are you?\n\nSPEAKER_01\nFine, thanks.\n\nSPEAKER_00\nGood.\n"
+    )
+
+
+def test_diarized_subtitles_name_the_speaker_before_each_cue() -> None:
+    srt_cues = [cue.split("\n") for cue in to_srt(CONVERSATION).split("\n\n")[:-1]]
+    assert [text for _, _, text in srt_cues] == [
+        "SPEAKER_00: Good morning.",
+        "SPEAKER_00: How are you?",
+        "SPEAKER_01: Fine, thanks.",
+        "SPEAKER_00: Good.",
+    ]
+    assert srt_cues[2][1] == "00:00:04,500 --> 00:00:07,000"
+    vtt_cues = [cue.split("\n") for cue in to_vtt(CONVERSATION).removeprefix("WEBVTT\n\n").split("\n\n")[:-1]]
+    assert vtt_cues[2] == ["00:00:04.500 --> 00:00:07.000", "SPEAKER_01: Fine, thanks."]
+
+
+def test_diarized_json_and_tsv_give_each_segment_its_speaker() -> None:
+    segments = json.loads(to_json(CONVERSATION))["segments"]
+    assert [(segment["speaker"], segment["text"]) for segment in segments] == [
+        ("SPEAKER_00", "Good morning."),
+        ("SPEAKER_00", "How are you?"),
+        ("SPEAKER_01", "Fine, thanks."),
+        ("SPEAKER_00", "Good."),
+    ]
+    rows = [line.split("\t") for line in to_tsv(CONVERSATION).splitlines()]
+    assert rows[0] == ["start", "end", "speaker", "text"]
+    assert rows[3] == ["4500", "7000", "SPEAKER_01", "Fine, thanks."]
 
 
 def test_every_format_has_a_content_type() -> None:
