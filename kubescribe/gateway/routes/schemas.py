@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from kubescribe.api.v1alpha1 import BEAM_SIZE_MAX, HTTP_URL, LANGUAGE, PROMPT_MAX_LENGTH, URL_MAX_LENGTH, Phase, Task
@@ -15,6 +15,11 @@ PROMPT = "Text the first window is conditioned on, such as names in the spelling
 HOTWORDS = "Words likely spoken, such as rare names, that every window is conditioned on; none when empty."
 BEAM_SIZE = "Beam search width; 1 is greedy decoding, faster and a little less accurate."
 TEMPERATURE = "Sampling temperature, 0 to 1; 0 decodes deterministically."
+
+
+def whole_number(value: Any) -> Any:
+    """A float without a fraction as the integer it is: JSON Schema's integer takes 12.0, as a strict model does not."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def or_empty(pattern: str) -> str:
@@ -102,7 +107,7 @@ class JobOptions(BaseModel):
     word_timestamps: bool = Field(False, description="Add each word's time to the json output.")
     prompt: str = Field("", max_length=PROMPT_MAX_LENGTH, description=PROMPT)
     hotwords: str = Field("", max_length=PROMPT_MAX_LENGTH, description=HOTWORDS)
-    beam_size: int = Field(5, ge=1, le=BEAM_SIZE_MAX, description=BEAM_SIZE)
+    beam_size: Annotated[int, BeforeValidator(whole_number)] = Field(5, ge=1, le=BEAM_SIZE_MAX, description=BEAM_SIZE)
     temperature: float = Field(0.0, ge=0, le=1, description=TEMPERATURE)
     webhook_url: str = Field(
         "",
