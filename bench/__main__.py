@@ -1,6 +1,6 @@
 """`python -m bench` (`make bench`): bring up a local cluster of its own, measure the runner's overhead, the
-operator's admission latency and the gateway, stop the cluster, measure diarization (in this process), and write
-bench-results/report.md and report.json."""
+operator's admission latency and the gateway, stop the cluster, measure diarization and compare beam sizes (in this
+process), and write bench-results/report.md and report.json."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from minio import Minio
 
-from bench import admission, diarization, gateway, kube, overhead, report
+from bench import admission, beam, diarization, gateway, kube, overhead, report
 from bench.speech import synthesise
 from kubescribe.runner.transcribe import CPU_BATCH_SIZE
 from localcluster.cluster import ClusterState, LocalCluster
@@ -79,6 +79,13 @@ def measure_diarization(work: Path) -> dict[str, Any]:
     return diarization.measure(work)
 
 
+def measure_beam(work: Path) -> dict[str, Any]:
+    sample = work / "beam.wav"
+    duration = synthesise(sample)
+    log.info("beam size: %.1f s of speech, %d rounds of beam 5 and beam 1", duration, beam.ROUNDS)
+    return beam.measure(sample, duration).summary()
+
+
 def attempt(results: dict[str, Any], name: str, measure: Callable[[], dict[str, Any]]) -> None:
     """Record a part's figures, or why it could not be measured, so that one failure keeps the other."""
     try:
@@ -93,8 +100,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--upload-mib", type=int, default=1024, help="size of the gateway's upload (default 1024)")
     parser.add_argument(
         "--parts",
-        default="overhead,admission,gateway,diarization",
-        help="comma-separated parts to measure (default: overhead,admission,gateway,diarization)",
+        default="overhead,admission,gateway,diarization,beam",
+        help="comma-separated parts to measure (default: overhead,admission,gateway,diarization,beam)",
     )
     return parser.parse_args()
 
@@ -134,6 +141,9 @@ def main() -> None:
         results["load"]["after part 3"] = report.load()
         if "diarization" in parts:
             attempt(results, "diarization", lambda: measure_diarization(work))
+        results["load"]["after part 4"] = report.load()
+        if "beam" in parts:
+            attempt(results, "beam", lambda: measure_beam(work))
     results["load"]["end"] = report.load()
     path = report.write(RESULTS, results)
     print(path.read_text())

@@ -86,6 +86,7 @@ def bare(path: Path, job: TranscriptionJobSpec) -> tuple[float, int]:
         beam_size=options.beam_size,
         temperature=options.temperature,
         initial_prompt=options.initial_prompt,
+        hotwords=options.hotwords,
         word_timestamps=options.word_timestamps,
         vad_filter=options.vad,
     )

@@ -81,6 +81,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _admission_section(results.get("admission"), results.get("admission_error"))
     lines += _gateway_section(results.get("gateway"), results.get("gateway_error"))
     lines += _diarization_section(results.get("diarization"), results.get("diarization_error"))
+    lines += _beam_section(results.get("beam"), results.get("beam_error"))
     return "\n".join(lines) + "\n"
 
 
@@ -289,6 +290,29 @@ def _diarization_section(diarization: dict[str, Any] | None, error: str | None) 
             f"**{figures['ratio_diarize_to_transcribe']:.3f}** | {figures['ratio_diarized_job_to_plain']:.3f} |"
         )
     return [*lines, ""]
+
+
+def _beam_section(beam: dict[str, Any] | None, error: str | None) -> list[str]:
+    lines = ["## 5. Beam size", ""]
+    if beam is None:
+        return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
+    lines += [
+        f"The sample of part 1 ({beam['audio_seconds']:.1f} s) transcribed as the runner does on a CPU (tiny.en, int8, "
+        f"BatchedInferencePipeline batch size {beam['batch_size']}, VAD on, temperature 0) with `beamSize` 5 (the "
+        "default) and 1 (greedy), alternating, in the bench's process with the model loaded once (one greedy "
+        f"round first, uncounted, to warm up); {beam['rounds']} rounds of each, every segment consumed.",
+        "",
+        "| beam size | wall time (median) | each round (s) | word error rate |",
+        "| --- | --- | --- | --- |",
+    ]
+    for size in (5, 1):
+        lines.append(
+            f"| {size}{' (baseline)' if size == 5 else ''} | {beam[f'beam_{size}_median_seconds']:.2f} s | "
+            f"{', '.join(f'{s:.2f}' for s in beam[f'beam_{size}_seconds'])} | "
+            f"{beam[f'beam_{size}_word_error_rate']:.3f} |"
+        )
+    lines += ["", f"**Ratio beam 1 / beam 5 (medians): {beam['ratio_greedy_to_beam']:.3f}**.", ""]
+    return lines
 
 
 def write(directory: Path, results: dict[str, Any]) -> Path:

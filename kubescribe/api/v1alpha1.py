@@ -76,6 +76,7 @@ HTTP_URL = r"^https?://[!-~]+$"
 URL_MAX_LENGTH = 2048
 LANGUAGE = r"^[a-z]{2,3}$"
 PROMPT_MAX_LENGTH = 2000
+BEAM_SIZE_MAX = 20
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 """For an S3 key the operator deletes: an S3 request's XML cannot carry control characters."""
 MAX_SECONDS = 2**31 - 1
@@ -232,11 +233,16 @@ class Options(_Model):
 
     vad: bool = Field(True, description="Skip silence with voice activity detection before decoding.")
     word_timestamps: bool = Field(False, description="Add the time of every word to the json output.")
-    beam_size: int = Field(5, ge=1, le=20, description="Beam search width; 1 is greedy decoding.")
+    beam_size: int = Field(5, ge=1, le=BEAM_SIZE_MAX, description="Beam search width; 1 is greedy decoding.")
     initial_prompt: str | None = Field(
         None,
         max_length=PROMPT_MAX_LENGTH,
         description="Text the first window is conditioned on: names, spelling, style.",
+    )
+    hotwords: str | None = Field(
+        None,
+        max_length=PROMPT_MAX_LENGTH,
+        description="Words likely spoken, such as rare names, that every window is conditioned on.",
     )
     temperature: float = Field(0.0, ge=0, le=1, description="Sampling temperature; 0 decodes deterministically.")
     diarize: bool = Field(

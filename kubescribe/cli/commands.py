@@ -73,6 +73,10 @@ def _submission_fields(args: argparse.Namespace, format_: str) -> dict[str, str]
         "webhook_url": args.webhook_url,
         "vad": None if args.vad is None else str(args.vad).lower(),
         "word_timestamps": "true" if args.word_timestamps else None,
+        "prompt": args.prompt,
+        "hotwords": args.hotwords,
+        "beam_size": None if args.beam_size is None else str(args.beam_size),
+        "temperature": None if args.temperature is None else str(args.temperature),
     }
     return {k: v for k, v in fields.items() if v}
 
@@ -282,6 +286,21 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _decoding_options() -> argparse.ArgumentParser:
+    """How `transcribe` has the audio decoded: the gateway's form fields, each left to the gateway when not given."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--model", help="Whisper model, such as tiny.en, small or large-v3")
+    options.add_argument("--language", help="spoken language as an ISO 639-1 code (default: detect)")
+    options.add_argument("--task", choices=("transcribe", "translate"), help="translate writes English")
+    options.add_argument("--vad", action=argparse.BooleanOptionalAction, help="skip silence (gateway default)")
+    options.add_argument("--word-timestamps", action="store_true", help="add word times to the json format")
+    options.add_argument("--prompt", help="text to condition the start on, such as names spelt as you want them")
+    options.add_argument("--hotwords", help="words likely spoken, such as rare names, to listen for throughout")
+    options.add_argument("--beam-size", type=int, metavar="N", help="beam search width, 1 to 20 (default 5)")
+    options.add_argument("--temperature", type=float, metavar="T", help="sampling temperature, 0 to 1 (default 0)")
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubescribe", description="Transcribe audio with Kubescribe.")
     gateway = argparse.ArgumentParser(add_help=False)
@@ -300,14 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--format", choices=FORMATS, help="transcript format (default: from -o's extension, or txt)")
 
     transcribe = commands.add_parser(
-        "transcribe", parents=[gateway, output], help="upload audio, follow the job, write the transcript"
+        "transcribe",
+        parents=[gateway, output, _decoding_options()],
+        help="upload audio, follow the job, write the transcript",
     )
     transcribe.add_argument("audio", nargs="+", help="audio or video files; several are submitted as one batch")
-    transcribe.add_argument("--model", help="Whisper model, such as tiny.en, small or large-v3")
-    transcribe.add_argument("--language", help="spoken language as an ISO 639-1 code (default: detect)")
-    transcribe.add_argument("--task", choices=("transcribe", "translate"), help="translate writes English")
-    transcribe.add_argument("--vad", action=argparse.BooleanOptionalAction, help="skip silence (gateway default)")
-    transcribe.add_argument("--word-timestamps", action="store_true", help="add word times to the json format")
     transcribe.add_argument("--webhook-url", metavar="URL", help="gets a POST when the job finishes")
     transcribe.add_argument(
         "--no-wait", action="store_true", help="print the job's (or the batch's) id and return at once"

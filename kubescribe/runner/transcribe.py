@@ -48,6 +48,7 @@ def transcribe(
         "beam_size": options.beam_size,
         "temperature": options.temperature,
         "initial_prompt": options.initial_prompt,
+        "hotwords": options.hotwords,
         # Diarization splits segments where the speaker changes, at the words.
         "word_timestamps": options.word_timestamps or options.diarize,
         "vad_filter": options.vad,

@@ -24,6 +24,10 @@ PASSAGE = (
 
 GERMAN = "Guten Morgen. Heute ist ein schöner Tag, und wir gehen zusammen in den Park, um spazieren zu gehen."
 
+NAME = "Zyphora Quellbright"
+SENTENCE_WITH_A_NAME = f"Please send the report to {NAME} before Friday."
+"""A made-up name, which tiny.en hears as "live for a quail right" unless told of it."""
+
 
 def speak(directory: Path, name: str, text: str, voice: str = "en-us", repeat: int = 1) -> Path:
     """A 16 kHz mono WAV of `text` (spoken `repeat` times), made once per directory."""

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.integration.conftest import Cluster, Gateway, wait_for
-from tests.integration.speech import speak, word_error_rate
+from tests.integration.speech import NAME, SENTENCE_WITH_A_NAME, speak, word_error_rate
 
 SENTENCE = "Every team shares the same cluster, and each one sees only its own recordings."
 MAX_WER = 0.3
@@ -61,6 +61,19 @@ def test_a_key_made_by_the_command_transcribes_through_the_gateway(
     assert SRT_CUE.search(srt.read_text()), srt.read_text()
     spoken = [line for line in srt.read_text().splitlines() if line.strip() and not line.isdigit()]
     assert word_error_rate(SENTENCE, " ".join(line for line in spoken if not SRT_CUE.match(line))) < MAX_WER
+
+    # Decoding options: hot words spell a made-up name, word times are written; a bad value is the gateway's 400.
+    named = tmp_path / "name.json"
+    hot = ["--hotwords", NAME, "--word-timestamps"]
+    done = kubescribe(
+        gateway, "transcribe", str(speak(speech_dir, "name", SENTENCE_WITH_A_NAME)), *hot, "-o", str(named), key=key
+    )
+    assert done.returncode == 0, done.stderr
+    segments = json.loads(named.read_text())["segments"]
+    assert NAME in " ".join(segment["text"] for segment in segments), segments
+    assert all(segment["words"] for segment in segments)
+    refused = kubescribe(gateway, "transcribe", str(wav), "--beam-size", "0", key=key)
+    assert refused.returncode == 1 and "beam_size" in refused.stderr, refused.stderr
 
     jobs = json.loads(kubescribe(gateway, "jobs", "--json", "--phase", "Succeeded", key=key).stdout)
     [job] = [job for job in jobs if job["filename"] == "cli-sentence.wav"]

@@ -11,7 +11,7 @@ import pytest
 
 from tests.integration.conformance import conformance_failures
 from tests.integration.conftest import Gateway, Kubescribe
-from tests.integration.speech import speak, word_error_rate
+from tests.integration.speech import NAME, SENTENCE_WITH_A_NAME, speak, word_error_rate
 
 SENTENCE = "The operator watches every request and reports its progress until the work is done."
 MAX_WER = 0.3
@@ -33,7 +33,7 @@ def transcribe(client: openai.OpenAI, audio: Path, **options: Any) -> Any:
         return client.audio.transcriptions.create(file=file, **{"model": "whisper-1", **options})
 
 
-def test_every_response_format(client: openai.OpenAI, sentence: Path, kubescribe: Kubescribe) -> None:
+def test_every_response_format(client: openai.OpenAI, sentence: Path, kubescribe: Kubescribe, speech_dir: Path) -> None:
     assert word_error_rate(SENTENCE, transcribe(client, sentence).text) < MAX_WER
     assert word_error_rate(SENTENCE, transcribe(client, sentence, response_format="text")) < MAX_WER
 
@@ -45,12 +45,16 @@ def test_every_response_format(client: openai.OpenAI, sentence: Path, kubescribe
     verbose = transcribe(
         client, sentence, response_format="verbose_json", timestamp_granularities=["word", "segment"], language="en"
     )
-    assert verbose.language == "en"
+    assert verbose.language == "english"  # as OpenAI names it
     assert verbose.duration > 3
     assert word_error_rate(SENTENCE, verbose.text) < MAX_WER
     assert verbose.segments and verbose.segments[0].start >= 0
     assert verbose.words and all(w.start <= w.end for w in verbose.words)
     assert len(verbose.words) >= len(SENTENCE.split()) - 3
+
+    # A prompt spells a made-up name as it does.
+    prompted = transcribe(client, speak(speech_dir, "name", SENTENCE_WITH_A_NAME), prompt=f"A note from {NAME}.")
+    assert NAME in prompted.text, prompted.text
 
     left = kubescribe.cluster.get("tj", "-n", "gw-a", "-l", "kubescribe.io/submitted-by=gateway")["items"]
     assert all("deletionTimestamp" in job["metadata"] for job in left)  # each answered job is deleted

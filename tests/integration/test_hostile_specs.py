@@ -114,6 +114,7 @@ specs = st.fixed_dictionaries(
             optional={
                 "beamSize": numbers,
                 "initialPrompt": hostile("Kubescribe", "a" * 2000),
+                "hotwords": hostile("Quillfeather", "a" * 2000),
                 "temperature": st.sampled_from([0, 0.5, 1, 1.0001, -0.1]),
                 "diarize": st.booleans(),
                 "minSpeakers": numbers,

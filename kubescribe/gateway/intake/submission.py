@@ -41,6 +41,8 @@ class Submission:
     webhook_url: str | None = None
     prompt: str | None = None
     temperature: float = 0.0
+    beam_size: int = 5
+    hotwords: str | None = None
 
 
 _FORMAT = f"({'|'.join(get_args(Format))})"
@@ -61,11 +63,14 @@ def s3_source(bucket: str, key: str) -> dict[str, Any]:
 
 
 def transcription_job_spec(submission: Submission, source: Mapping[str, Any], gpus: int) -> TranscriptionJobSpec:
-    options: dict[str, Any] = {"vad": submission.vad, "wordTimestamps": submission.word_timestamps}
-    if submission.prompt:
-        options["initialPrompt"] = submission.prompt
-    if submission.temperature:
-        options["temperature"] = submission.temperature
+    options: dict[str, Any] = {
+        "vad": submission.vad,
+        "wordTimestamps": submission.word_timestamps,
+        "beamSize": submission.beam_size,
+        "temperature": submission.temperature,
+        "initialPrompt": submission.prompt or None,
+        "hotwords": submission.hotwords or None,
+    }
     try:
         return TranscriptionJobSpec.model_validate(
             {

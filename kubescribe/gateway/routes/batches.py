@@ -15,7 +15,6 @@ from kubescribe.gateway.errors import ApiError
 from kubescribe.gateway.intake.batch import BatchSubmitted, in_pool, submit_sources, submit_uploads
 from kubescribe.gateway.intake.batch_upload import BatchRoute, is_json
 from kubescribe.gateway.intake.resource import BATCH_LABEL, is_batch_id
-from kubescribe.gateway.intake.submission import Submission, parse_formats
 from kubescribe.gateway.intake.upload import FILE_FIELD
 from kubescribe.gateway.middleware import FORM_OVERHEAD
 from kubescribe.gateway.routes.batch_views import batch_cancelled_view, batch_created_view, batch_view
@@ -24,9 +23,9 @@ from kubescribe.gateway.routes.schemas import (
     CALLER_ERRORS,
     BatchCancelled,
     BatchCreated,
-    BatchOptions,
     BatchSources,
     BatchView,
+    JobOptions,
     errors,
 )
 from kubescribe.gateway.settings import GatewaySettings
@@ -60,18 +59,6 @@ def validated(model: type[BaseModel], data: Any, *, strict: bool) -> Any:
         raise ApiError(400, f"{param}: {first['msg']}" if param else first["msg"], param=param) from None
 
 
-def submission(options: BatchOptions, settings: GatewaySettings) -> Submission:
-    return Submission(
-        model=options.model or settings.default_model,
-        language=options.language,
-        task=options.task,
-        formats=parse_formats(options.formats),
-        vad=options.vad,
-        word_timestamps=options.word_timestamps,
-        webhook_url=options.webhook_url,
-    )
-
-
 def form_fields(form: FormData) -> dict[str, str]:
     """The form's fields besides its files; the last of a repeated one, as for POST /v1/jobs."""
     return {name: value for name, value in form.multi_items() if name != FILE_FIELD and isinstance(value, str)}
@@ -100,12 +87,14 @@ async def create_batch(request: Request, gateway: GatewayDep, access: AccessDep,
     submitted: BatchSubmitted
     if is_json(request.headers.get("content-type")):
         sources = validated(BatchSources, await json_body(request, max_json_bytes(settings)), strict=True)
-        submitted = await submit_sources(gateway, access, principal, sources.sources, submission(sources, settings))
+        submitted = await submit_sources(
+            gateway, access, principal, sources.sources, sources.submission(settings.default_model)
+        )
     else:
         form = await request.form(max_files=settings.max_batch_files + 1)
-        options = validated(BatchOptions, form_fields(form), strict=False)
+        options = validated(JobOptions, form_fields(form), strict=False)
         files = form.getlist(FILE_FIELD)
-        submitted = await submit_uploads(gateway, access, principal, files, submission(options, settings))
+        submitted = await submit_uploads(gateway, access, principal, files, options.submission(settings.default_model))
     view = batch_created_view(submitted, principal.namespace)
     return JSONResponse(view, 202, headers={"Location": view["status_url"]})
 

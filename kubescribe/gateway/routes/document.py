@@ -13,7 +13,7 @@ from starlette.routing import compile_path
 
 from kubescribe.gateway.intake.upload import FILE_FIELD
 from kubescribe.gateway.routes.openai_views import OPENAI_MODEL
-from kubescribe.gateway.routes.schemas import BatchOptions, BatchSources
+from kubescribe.gateway.routes.schemas import BatchSources, JobOptions
 from kubescribe.gateway.settings import GatewaySettings
 
 SECURITY_SCHEMES = {
@@ -53,7 +53,7 @@ def translation_rule(settings: GatewaySettings) -> list[dict[str, Any]] | None:
 def batch_bodies(settings: GatewaySettings) -> dict[str, dict[str, Any]]:
     """POST /v1/batches' two bodies, as schemas: a form of files and options, and a JSON object of sources and
     options; at most `max_batch_files` of either."""
-    form = BatchOptions.model_json_schema()
+    form = JobOptions.model_json_schema()
     form["title"] = "BatchUpload"
     form["properties"][FILE_FIELD] = {
         "type": "array",

@@ -11,13 +11,35 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, Form, Header, Query, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from kubescribe.api.v1alpha1 import HTTP_URL, LANGUAGE, URL_MAX_LENGTH, Format, Phase, Task, is_finished, phase_of
+from kubescribe.api.v1alpha1 import (
+    BEAM_SIZE_MAX,
+    HTTP_URL,
+    LANGUAGE,
+    PROMPT_MAX_LENGTH,
+    URL_MAX_LENGTH,
+    Format,
+    Phase,
+    Task,
+    is_finished,
+    phase_of,
+)
 from kubescribe.gateway import metrics
 from kubescribe.gateway.errors import ApiError
-from kubescribe.gateway.intake.submission import FORMATS, Submission, parse_formats, submit
+from kubescribe.gateway.intake.submission import FORMATS, submit
 from kubescribe.gateway.intake.upload import UploadRoute
 from kubescribe.gateway.routes.deps import CallerDep, EventStreamDep, GatewayDep, JobDep
-from kubescribe.gateway.routes.schemas import CALLER_ERRORS, JobList, JobView, errors, or_empty
+from kubescribe.gateway.routes.schemas import (
+    BEAM_SIZE,
+    CALLER_ERRORS,
+    HOTWORDS,
+    PROMPT,
+    TEMPERATURE,
+    JobList,
+    JobOptions,
+    JobView,
+    errors,
+    or_empty,
+)
 from kubescribe.gateway.routes.views import (
     PAGE_TOKEN,
     decode_page_token,
@@ -66,6 +88,10 @@ async def create_job(
     ] = "json,txt,srt,vtt",
     vad: Annotated[bool, Form(description="Skip silence with voice activity detection.")] = True,
     word_timestamps: Annotated[bool, Form(description="Add each word's time to the json output.")] = False,
+    prompt: Annotated[str, Form(max_length=PROMPT_MAX_LENGTH, description=PROMPT)] = "",
+    hotwords: Annotated[str, Form(max_length=PROMPT_MAX_LENGTH, description=HOTWORDS)] = "",
+    beam_size: Annotated[int, Form(ge=1, le=BEAM_SIZE_MAX, description=BEAM_SIZE)] = 5,
+    temperature: Annotated[float, Form(ge=0, le=1, description=TEMPERATURE)] = 0.0,
     webhook_url: Annotated[
         str,
         Form(
@@ -75,16 +101,20 @@ async def create_job(
         ),
     ] = "",
 ) -> JSONResponse:
-    submission = Submission(
-        model=model or gateway.settings.default_model,
+    options = JobOptions(
+        model=model,
         language=language,
         task=task,
-        formats=parse_formats(formats),
+        formats=formats,
         vad=vad,
         word_timestamps=word_timestamps,
+        prompt=prompt,
+        hotwords=hotwords,
+        beam_size=beam_size,
+        temperature=temperature,
         webhook_url=webhook_url,
     )
-    created = await submit(gateway, principal, file, submission)
+    created = await submit(gateway, principal, file, options.submission(gateway.settings.default_model))
     view = job_view(created)
     return JSONResponse(view, 202, headers={"Location": view["status_url"]})
 

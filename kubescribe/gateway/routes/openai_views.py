@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from kubescribe.api.v1alpha1 import Task
+from kubescribe.gateway.routes.languages import language_name
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 OPENAI_MODEL = "whisper-1"
@@ -51,7 +52,7 @@ def render_json(
         return {"text": full_text(document)}
     body: dict[str, Any] = {
         "task": task,
-        "language": document["language"],
+        "language": "english" if task == "translate" else language_name(document["language"]),
         "duration": document["duration"],
         "text": full_text(document),
     }

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from kubescribe.api.v1alpha1 import HTTP_URL, LANGUAGE, URL_MAX_LENGTH, Phase, Task
+from kubescribe.api.v1alpha1 import BEAM_SIZE_MAX, HTTP_URL, LANGUAGE, PROMPT_MAX_LENGTH, URL_MAX_LENGTH, Phase, Task
 from kubescribe.gateway.intake.batch import SOURCE
-from kubescribe.gateway.intake.submission import FORMATS
+from kubescribe.gateway.intake.submission import FORMATS, Submission, parse_formats
+
+PROMPT = "Text the first window is conditioned on, such as names in the spelling wanted; none when empty."
+HOTWORDS = "Words likely spoken, such as rare names, that every window is conditioned on; none when empty."
+BEAM_SIZE = "Beam search width; 1 is greedy decoding, faster and a little less accurate."
+TEMPERATURE = "Sampling temperature, 0 to 1; 0 decodes deterministically."
+
+
+def whole_number(value: Any) -> Any:
+    """A float without a fraction as the integer it is: JSON Schema's integer takes 12.0, as a strict model does not."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def or_empty(pattern: str) -> str:
@@ -86,8 +96,8 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class BatchOptions(BaseModel):
-    """The options of every job of a batch: the form fields of POST /v1/jobs besides its file."""
+class JobOptions(BaseModel):
+    """The options of a job: the form fields of POST /v1/jobs besides its file, which every job of a batch shares."""
 
     model: str = Field("", description="A model this gateway offers; its default when empty.")
     language: str = Field("", pattern=or_empty(LANGUAGE), description="ISO 639-1 code such as en; detected when empty.")
@@ -95,6 +105,10 @@ class BatchOptions(BaseModel):
     formats: str = Field("json,txt,srt,vtt", pattern=FORMATS, description="Comma-separated: json, txt, srt, vtt, tsv.")
     vad: bool = Field(True, description="Skip silence with voice activity detection.")
     word_timestamps: bool = Field(False, description="Add each word's time to the json output.")
+    prompt: str = Field("", max_length=PROMPT_MAX_LENGTH, description=PROMPT)
+    hotwords: str = Field("", max_length=PROMPT_MAX_LENGTH, description=HOTWORDS)
+    beam_size: Annotated[int, BeforeValidator(whole_number)] = Field(5, ge=1, le=BEAM_SIZE_MAX, description=BEAM_SIZE)
+    temperature: float = Field(0.0, ge=0, le=1, description=TEMPERATURE)
     webhook_url: str = Field(
         "",
         pattern=or_empty(HTTP_URL),
@@ -102,8 +116,23 @@ class BatchOptions(BaseModel):
         description="An http(s) URL POSTed each job's status at its end; none when empty.",
     )
 
+    def submission(self, default_model: str) -> Submission:
+        return Submission(
+            model=self.model or default_model,
+            language=self.language,
+            task=self.task,
+            formats=parse_formats(self.formats),
+            vad=self.vad,
+            word_timestamps=self.word_timestamps,
+            webhook_url=self.webhook_url,
+            prompt=self.prompt,
+            hotwords=self.hotwords,
+            beam_size=self.beam_size,
+            temperature=self.temperature,
+        )
 
-class BatchSources(BatchOptions):
+
+class BatchSources(JobOptions):
     """A batch of sources the caller's jobs may read, and their options."""
 
     model_config = ConfigDict(

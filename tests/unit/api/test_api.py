@@ -143,6 +143,7 @@ def test_model_names_models_in_s3_and_hugging_face_repositories_are_accepted(mod
             "options.minSpeakers must not exceed options.maxSpeakers",
         ),
         (spec_with(options={"maxSpeakers": 2}), "options.minSpeakers and options.maxSpeakers need options.diarize"),
+        (spec_with(options={"hotwords": "Quillfeather " * 200}), "at most 2000 characters"),
         (spec_with(model="tiny.eng"), "should match pattern"),
         (spec_with(language="English"), "should match pattern"),
         (spec_with(task="summarize"), "Input should be 'transcribe' or 'translate'"),
@@ -302,6 +303,7 @@ def test_the_schema_keeps_defaults_bounds_enums_and_patterns():
     beam = at("spec.options.beamSize")
     assert (beam["minimum"], beam["maximum"], beam["default"]) == (1, 20, 5)
     assert at("spec.options.initialPrompt")["maxLength"] == 2000
+    assert at("spec.options.hotwords")["maxLength"] == 2000
     assert (at("spec.resources.gpu")["default"], at("spec.resources.gpu")["maximum"]) == (1, 8)
     selector = at("spec.resources.nodeSelector")
     assert (selector["additionalProperties"]["maxLength"], selector["maxProperties"]) == (63, 32)

@@ -171,6 +171,25 @@ def test_transcribe_uploads_follows_and_writes(
     assert FakeGateway.key not in err
 
 
+def test_decoding_options_go_into_the_form(fake_gateway: list[dict[str, Any]], tmp_path: Path) -> None:
+    audio = tmp_path / "talk.wav"
+    audio.write_bytes(b"RIFF" + bytes(range(256)) * 40)
+    options = ["--prompt", "Zyphora Quellbright", "--hotwords", "Quillfeather", "--beam-size", "1"]
+    options += ["--temperature", "0.2", "--word-timestamps", "--format", "srt"]
+    assert commands.main(["transcribe", str(audio), *options, "-o", str(tmp_path / "talk.srt")]) == 0
+    [upload] = fake_gateway
+    assert {name: upload[name] for name in ("prompt", "hotwords", "beam_size", "temperature", "word_timestamps")} == {
+        "prompt": b"Zyphora Quellbright",
+        "hotwords": b"Quillfeather",
+        "beam_size": b"1",
+        "temperature": b"0.2",
+        "word_timestamps": b"true",
+    }
+    for wrong in (["--beam-size", "two"], ["--temperature", "warm"]):
+        with pytest.raises(SystemExit):
+            commands.build_parser().parse_args(["transcribe", "talk.wav", *wrong])
+
+
 def test_gateway_errors_are_one_line(fake_gateway: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
     assert commands.main(["get", "tj-404"]) == 1
     assert capsys.readouterr().err == "kubescribe: error: 404 not_found: no route /v1/jobs/tj-404\n"

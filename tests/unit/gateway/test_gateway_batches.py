@@ -344,3 +344,85 @@ def test_each_job_of_a_batch_costs_a_request_of_the_callers_rate() -> None:
     limiter.charge("k", 9, 0)  # a batch of ten: its request took one
     assert limiter.take("k", 0) == pytest.approx(6)
     assert limiter.take("k", 6) == 0
+
+
+OPTIONS = {
+    "model": "base",
+    "task": "translate",
+    "prompt": "Zyphora Quellbright",
+    "hotwords": "Quillfeather",
+    "beam_size": 1,
+    "temperature": 0.4,
+    "word_timestamps": True,
+}
+SPEC_OPTIONS = {
+    "initialPrompt": "Zyphora Quellbright",
+    "hotwords": "Quillfeather",
+    "beamSize": 1,
+    "temperature": 0.4,
+    "wordTimestamps": True,
+    "vad": True,
+}
+
+
+def test_a_job_and_a_batch_put_the_same_options_in_each_jobs_spec() -> None:
+    jobs = FakeJobs()
+    client = batch_client(jobs, FakeObjects())
+    form = {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in OPTIONS.items()}
+    assert client.post("/v1/jobs", files=files("a.wav"), data=form).status_code == 202
+    assert client.post("/v1/batches", files=files("b.wav"), data=form).status_code == 202
+    assert client.post("/v1/batches", json={"sources": ["https://x/c.wav"], **OPTIONS}).status_code == 202
+    # JSON Schema's integer takes 1.0 as 1.
+    assert (
+        client.post("/v1/batches", json={"sources": ["https://x/e.wav"], **OPTIONS, "beam_size": 1.0}).status_code
+        == 202
+    )
+    assert [found["spec"]["options"] for found in jobs.created] == [SPEC_OPTIONS] * 4
+    assert {found["spec"]["task"] for found in jobs.created} == {"translate"}
+
+    client.post("/v1/jobs", files=files("d.wav"), data={"prompt": "", "hotwords": ""})
+    assert jobs.created[-1]["spec"]["options"] == {
+        "vad": True,
+        "wordTimestamps": False,
+        "beamSize": 5,
+        "temperature": 0,
+    }
+
+
+def test_bad_options_are_refused_400_naming_the_field() -> None:
+    jobs = FakeJobs()
+    client = batch_client(jobs, FakeObjects())
+    bad = [
+        ("beam_size", "0"),
+        ("beam_size", "21"),
+        ("beam_size", "two"),
+        ("beam_size", "2.5"),
+        ("temperature", "1.5"),
+        ("temperature", "-0.1"),
+        ("temperature", "nan"),
+        ("prompt", "x" * 2001),
+        ("hotwords", "x" * 2001),
+        ("word_timestamps", "perhaps"),
+    ]
+    for field, value in bad:
+        for path in ("/v1/jobs", "/v1/batches"):
+            response = client.post(path, files=files("a.wav"), data={field: value})
+            assert response.status_code == 400, (path, field, value, response.text)
+            assert field in response.json()["error"]["message"], response.text
+        typed: object = float(value) if field in ("temperature", "beam_size") and value[-1].isdigit() else value
+        response = client.post("/v1/batches", json={"sources": ["https://x/a.wav"], field: typed})
+        assert response.status_code == 400, (field, value, response.text)
+    assert jobs.created == []
+
+
+def test_the_job_form_and_the_batch_options_document_the_same_fields() -> None:
+    schemas = batch_client(FakeJobs(), FakeObjects()).get("/openapi.json").json()["components"]["schemas"]
+    job_form = schemas["Body_create_job_v1_jobs_post"]["properties"]
+    batch_form = schemas["BatchUpload"]["properties"]
+    assert set(job_form) == set(batch_form)
+    for name in ("prompt", "hotwords", "beam_size", "temperature", "word_timestamps"):
+        assert {k: v for k, v in job_form[name].items() if k != "title"} == {
+            k: v for k, v in batch_form[name].items() if k != "title"
+        }, name
+    assert (job_form["beam_size"]["minimum"], job_form["beam_size"]["maximum"]) == (1, 20)
+    assert job_form["hotwords"]["maxLength"] == job_form["prompt"]["maxLength"] == 2000

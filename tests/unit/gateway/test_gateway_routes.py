@@ -12,12 +12,15 @@ from typing import Any
 
 import uvicorn
 from fastapi.testclient import TestClient
+from faster_whisper.tokenizer import _LANGUAGE_CODES
 
+from kubescribe.api.v1alpha1 import Task
 from kubescribe.gateway.app import create_app
 from kubescribe.gateway.intake.resource import FILENAME_ANNOTATION
 from kubescribe.gateway.middleware import choose_request_id, content_security_policy, security_headers
 from kubescribe.gateway.routes import views
 from kubescribe.gateway.routes.document import allowed_methods
+from kubescribe.gateway.routes.languages import LANGUAGE_NAMES
 from kubescribe.gateway.routes.openai_views import render_json, resolve_model
 from kubescribe.gateway.settings import GatewaySettings
 
@@ -112,6 +115,21 @@ def test_openai_models_and_bodies() -> None:
     assert verbose["words"] == [{"word": "Hello", "start": 0, "end": 1}]
     assert "segments" not in verbose
     assert render_json(document, "verbose_json", "transcribe", [], 0)["segments"][0]["text"] == " Hello there."
+
+
+def test_verbose_json_names_the_language_as_openai_does() -> None:
+    def language(code: str, task: Task) -> str:
+        document = json.dumps({"language": code, "duration": 1.0, "segments": []})
+        return str(render_json(document, "verbose_json", task, [], 0)["language"])
+
+    assert (language("en", "transcribe"), language("de", "transcribe"), language("yue", "transcribe")) == (
+        "english",
+        "german",
+        "cantonese",
+    )
+    assert language("de", "translate") == "english"  # the language of the text, as OpenAI has it
+    assert set(LANGUAGE_NAMES) == set(_LANGUAGE_CODES)
+    assert all(name == name.lower() for name in LANGUAGE_NAMES.values())
 
 
 def test_request_ids_are_kept_when_safe() -> None:
