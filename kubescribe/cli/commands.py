@@ -77,6 +77,8 @@ def _submission_fields(args: argparse.Namespace, format_: str) -> dict[str, str]
         "hotwords": args.hotwords,
         "beam_size": None if args.beam_size is None else str(args.beam_size),
         "temperature": None if args.temperature is None else str(args.temperature),
+        "diarize": "true" if args.diarize else None,
+        "speakers": None if args.speakers is None else str(args.speakers),
     }
     return {k: v for k, v in fields.items() if v}
 
@@ -298,6 +300,10 @@ def _decoding_options() -> argparse.ArgumentParser:
     options.add_argument("--hotwords", help="words likely spoken, such as rare names, to listen for throughout")
     options.add_argument("--beam-size", type=int, metavar="N", help="beam search width, 1 to 20 (default 5)")
     options.add_argument("--temperature", type=float, metavar="T", help="sampling temperature, 0 to 1 (default 0)")
+    options.add_argument("--diarize", action="store_true", help="label who speaks when (SPEAKER_00, ...)")
+    options.add_argument(
+        "--speakers", type=int, metavar="N", help="how many people speak, when known (implies --diarize)"
+    )
     return options
 
 

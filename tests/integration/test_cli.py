@@ -11,7 +11,15 @@ import sys
 from pathlib import Path
 
 from tests.integration.conftest import Cluster, Gateway, wait_for
-from tests.integration.speech import NAME, SENTENCE_WITH_A_NAME, speak, word_error_rate
+from tests.integration.speech import (
+    INTERVIEW,
+    NAME,
+    SENTENCE_WITH_A_NAME,
+    VOICES,
+    conversation,
+    speak,
+    word_error_rate,
+)
 
 SENTENCE = "Every team shares the same cluster, and each one sees only its own recordings."
 MAX_WER = 0.3
@@ -74,6 +82,14 @@ def test_a_key_made_by_the_command_transcribes_through_the_gateway(
     assert all(segment["words"] for segment in segments)
     refused = kubescribe(gateway, "transcribe", str(wav), "--beam-size", "0", key=key)
     assert refused.returncode == 1 and "beam_size" in refused.stderr, refused.stderr
+
+    # Who spoke when: --speakers labels the interview's two voices turn by turn (the first heard is SPEAKER_00).
+    interview, turns = conversation(speech_dir, "cli-interview", INTERVIEW)
+    labelled = tmp_path / "interview.txt"
+    done = kubescribe(gateway, "transcribe", str(interview), "--speakers", "2", "-o", str(labelled), key=key)
+    assert done.returncode == 0, done.stderr
+    speakers = [turn.split("\n", 1)[0] for turn in labelled.read_text().strip().split("\n\n")]
+    assert speakers == [f"SPEAKER_{VOICES.index(voice):02d}" for _, _, voice in turns], labelled.read_text()
 
     jobs = json.loads(kubescribe(gateway, "jobs", "--json", "--phase", "Succeeded", key=key).stdout)
     [job] = [job for job in jobs if job["filename"] == "cli-sentence.wav"]

@@ -43,6 +43,9 @@ class Submission:
     temperature: float = 0.0
     beam_size: int = 5
     hotwords: str | None = None
+    diarize: bool = False
+    speakers: int | None = None
+    """How many speakers there are, when the caller knows: diarization then finds exactly that many."""
 
 
 _FORMAT = f"({'|'.join(get_args(Format))})"
@@ -71,6 +74,8 @@ def transcription_job_spec(submission: Submission, source: Mapping[str, Any], gp
         "initialPrompt": submission.prompt or None,
         "hotwords": submission.hotwords or None,
     }
+    if submission.diarize or submission.speakers is not None:
+        options |= {"diarize": True, "minSpeakers": submission.speakers, "maxSpeakers": submission.speakers}
     try:
         return TranscriptionJobSpec.model_validate(
             {

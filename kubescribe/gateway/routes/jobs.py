@@ -15,6 +15,7 @@ from kubescribe.api.v1alpha1 import (
     BEAM_SIZE_MAX,
     HTTP_URL,
     LANGUAGE,
+    MAX_SPEAKERS,
     PROMPT_MAX_LENGTH,
     URL_MAX_LENGTH,
     Format,
@@ -31,8 +32,10 @@ from kubescribe.gateway.routes.deps import CallerDep, EventStreamDep, GatewayDep
 from kubescribe.gateway.routes.schemas import (
     BEAM_SIZE,
     CALLER_ERRORS,
+    DIARIZE,
     HOTWORDS,
     PROMPT,
+    SPEAKERS,
     TEMPERATURE,
     JobList,
     JobOptions,
@@ -92,6 +95,8 @@ async def create_job(
     hotwords: Annotated[str, Form(max_length=PROMPT_MAX_LENGTH, description=HOTWORDS)] = "",
     beam_size: Annotated[int, Form(ge=1, le=BEAM_SIZE_MAX, description=BEAM_SIZE)] = 5,
     temperature: Annotated[float, Form(ge=0, le=1, description=TEMPERATURE)] = 0.0,
+    diarize: Annotated[bool, Form(description=DIARIZE)] = False,
+    speakers: Annotated[int, Form(ge=0, le=MAX_SPEAKERS, description=SPEAKERS)] = 0,
     webhook_url: Annotated[
         str,
         Form(
@@ -112,6 +117,8 @@ async def create_job(
         hotwords=hotwords,
         beam_size=beam_size,
         temperature=temperature,
+        diarize=diarize,
+        speakers=speakers,
         webhook_url=webhook_url,
     )
     created = await submit(gateway, principal, file, options.submission(gateway.settings.default_model))

@@ -7,7 +7,16 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from kubescribe.api.v1alpha1 import BEAM_SIZE_MAX, HTTP_URL, LANGUAGE, PROMPT_MAX_LENGTH, URL_MAX_LENGTH, Phase, Task
+from kubescribe.api.v1alpha1 import (
+    BEAM_SIZE_MAX,
+    HTTP_URL,
+    LANGUAGE,
+    MAX_SPEAKERS,
+    PROMPT_MAX_LENGTH,
+    URL_MAX_LENGTH,
+    Phase,
+    Task,
+)
 from kubescribe.gateway.intake.batch import SOURCE
 from kubescribe.gateway.intake.submission import FORMATS, Submission, parse_formats
 
@@ -15,6 +24,8 @@ PROMPT = "Text the first window is conditioned on, such as names in the spelling
 HOTWORDS = "Words likely spoken, such as rare names, that every window is conditioned on; none when empty."
 BEAM_SIZE = "Beam search width; 1 is greedy decoding, faster and a little less accurate."
 TEMPERATURE = "Sampling temperature, 0 to 1; 0 decodes deterministically."
+DIARIZE = "Label each segment with its speaker (SPEAKER_00, SPEAKER_01, ...); how many speak is found."
+SPEAKERS = "How many people speak, when known: labels exactly that many speakers (implies diarize); 0: not known."
 
 
 def whole_number(value: Any) -> Any:
@@ -109,6 +120,8 @@ class JobOptions(BaseModel):
     hotwords: str = Field("", max_length=PROMPT_MAX_LENGTH, description=HOTWORDS)
     beam_size: Annotated[int, BeforeValidator(whole_number)] = Field(5, ge=1, le=BEAM_SIZE_MAX, description=BEAM_SIZE)
     temperature: float = Field(0.0, ge=0, le=1, description=TEMPERATURE)
+    diarize: bool = Field(False, description=DIARIZE)
+    speakers: Annotated[int, BeforeValidator(whole_number)] = Field(0, ge=0, le=MAX_SPEAKERS, description=SPEAKERS)
     webhook_url: str = Field(
         "",
         pattern=or_empty(HTTP_URL),
@@ -129,6 +142,8 @@ class JobOptions(BaseModel):
             hotwords=self.hotwords,
             beam_size=self.beam_size,
             temperature=self.temperature,
+            diarize=self.diarize,
+            speakers=self.speakers or None,
         )
 
 

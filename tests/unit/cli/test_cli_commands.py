@@ -175,16 +175,19 @@ def test_decoding_options_go_into_the_form(fake_gateway: list[dict[str, Any]], t
     audio = tmp_path / "talk.wav"
     audio.write_bytes(b"RIFF" + bytes(range(256)) * 40)
     options = ["--prompt", "Zyphora Quellbright", "--hotwords", "Quillfeather", "--beam-size", "1"]
-    options += ["--temperature", "0.2", "--word-timestamps", "--format", "srt"]
+    options += ["--temperature", "0.2", "--word-timestamps", "--speakers", "2", "--format", "srt"]
     assert commands.main(["transcribe", str(audio), *options, "-o", str(tmp_path / "talk.srt")]) == 0
     [upload] = fake_gateway
-    assert {name: upload[name] for name in ("prompt", "hotwords", "beam_size", "temperature", "word_timestamps")} == {
+    fields = ("prompt", "hotwords", "beam_size", "temperature", "word_timestamps", "speakers")
+    assert {name: upload[name] for name in fields} == {
         "prompt": b"Zyphora Quellbright",
         "hotwords": b"Quillfeather",
         "beam_size": b"1",
         "temperature": b"0.2",
         "word_timestamps": b"true",
+        "speakers": b"2",
     }
+    assert "diarize" not in upload
     for wrong in (["--beam-size", "two"], ["--temperature", "warm"]):
         with pytest.raises(SystemExit):
             commands.build_parser().parse_args(["transcribe", "talk.wav", *wrong])

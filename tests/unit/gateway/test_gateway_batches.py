@@ -354,6 +354,7 @@ OPTIONS = {
     "beam_size": 1,
     "temperature": 0.4,
     "word_timestamps": True,
+    "speakers": 2,
 }
 SPEC_OPTIONS = {
     "initialPrompt": "Zyphora Quellbright",
@@ -362,6 +363,9 @@ SPEC_OPTIONS = {
     "temperature": 0.4,
     "wordTimestamps": True,
     "vad": True,
+    "diarize": True,
+    "minSpeakers": 2,
+    "maxSpeakers": 2,
 }
 
 
@@ -386,6 +390,7 @@ def test_a_job_and_a_batch_put_the_same_options_in_each_jobs_spec() -> None:
         "wordTimestamps": False,
         "beamSize": 5,
         "temperature": 0,
+        "diarize": False,
     }
 
 
@@ -403,13 +408,18 @@ def test_bad_options_are_refused_400_naming_the_field() -> None:
         ("prompt", "x" * 2001),
         ("hotwords", "x" * 2001),
         ("word_timestamps", "perhaps"),
+        ("speakers", "21"),
+        ("speakers", "-1"),
+        ("diarize", "perhaps"),
     ]
     for field, value in bad:
         for path in ("/v1/jobs", "/v1/batches"):
             response = client.post(path, files=files("a.wav"), data={field: value})
             assert response.status_code == 400, (path, field, value, response.text)
             assert field in response.json()["error"]["message"], response.text
-        typed: object = float(value) if field in ("temperature", "beam_size") and value[-1].isdigit() else value
+        typed: object = (
+            float(value) if field in ("temperature", "beam_size", "speakers") and value[-1].isdigit() else value
+        )
         response = client.post("/v1/batches", json={"sources": ["https://x/a.wav"], field: typed})
         assert response.status_code == 400, (field, value, response.text)
     assert jobs.created == []
@@ -420,7 +430,7 @@ def test_the_job_form_and_the_batch_options_document_the_same_fields() -> None:
     job_form = schemas["Body_create_job_v1_jobs_post"]["properties"]
     batch_form = schemas["BatchUpload"]["properties"]
     assert set(job_form) == set(batch_form)
-    for name in ("prompt", "hotwords", "beam_size", "temperature", "word_timestamps"):
+    for name in ("prompt", "hotwords", "beam_size", "temperature", "word_timestamps", "diarize", "speakers"):
         assert {k: v for k, v in job_form[name].items() if k != "title"} == {
             k: v for k, v in batch_form[name].items() if k != "title"
         }, name
