@@ -91,9 +91,8 @@ class PodEnvironment:
         path = self.directory / "kubeconfig"
         if self.token_renewal is None:
             self.renew_token(pod)
-            account = _account(pod)
-            user = kubeconfig(self.agent.server, self.agent.ca_file, user=account, token_file=self._token_file)
-            write_kubeconfig(path, user)
+            token_file, agent = self._token_file, self.agent
+            write_kubeconfig(path, kubeconfig(agent.server, agent.ca_file, user=_account(pod), token_file=token_file))
         return path
 
     def renew_token(self, pod: dict[str, Any]) -> None:
