@@ -109,16 +109,16 @@ def test_two_jobs_share_one_gpu_of_quota_one_after_the_other(
         workload = workload_of(cluster, namespace, job)
         assert workload is not None
         assert workload["status"]["admission"]["clusterQueue"].startswith("gpus-")
-        finished = next(c for c in workload["status"]["conditions"] if c["type"] == "Finished")
-        assert finished["status"] == "True"
+        conditions = {c["type"]: c["status"] for c in workload["status"]["conditions"]}
+        assert conditions["Finished"] == "True"
 
 
 def test_kueues_webhook_suspends_a_labelled_job_created_running(
     cluster: Cluster, namespace: str, local_queue: str
 ) -> None:
-    cluster.apply(gpu_job("eager", namespace, local_queue, suspend=False))
-    created = cluster.get("job", "eager", "-n", namespace)
-    # Suspended at creation, by the webhook, before Kueue's controller has seen the Job.
+    job = json.dumps(gpu_job("eager", namespace, local_queue, suspend=False))
+    # The object as created, after admission: Kueue's controller unsuspends it as soon as it is admitted.
+    created = json.loads(cluster.kubectl("create", "-f", "-", "-o", "json", input=job).stdout)
     assert created["spec"]["suspend"] is True
     wait_for(lambda: cluster.get("job", "eager", "-n", namespace).get("status", {}).get("succeeded"), 120, "the Job")
 
@@ -126,8 +126,8 @@ def test_kueues_webhook_suspends_a_labelled_job_created_running(
 def test_a_job_without_the_queue_label_is_left_alone(cluster: Cluster, namespace: str) -> None:
     job = gpu_job("unqueued", namespace, "none", suspend=False)
     del job["metadata"]["labels"][QUEUE_LABEL]
-    cluster.apply(job)
-    assert cluster.get("job", "unqueued", "-n", namespace)["spec"]["suspend"] is False
+    created = json.loads(cluster.kubectl("create", "-f", "-", "-o", "json", input=json.dumps(job)).stdout)
+    assert created["spec"]["suspend"] is False
 
 
 def test_kueues_validating_webhook_refuses_a_bad_cluster_queue(cluster: Cluster) -> None:
