@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from localcluster import kueue, pki
 from tests.integration.conftest import Cluster, pod_template, wait_for
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -140,3 +141,16 @@ def test_kueues_validating_webhook_refuses_a_bad_cluster_queue(cluster: Cluster)
     assert 'admission webhook "vclusterqueue.kb.io" denied the request' in result.stderr
     assert "must match the name in coveredResources" in result.stderr
     assert cluster.try_get("clusterqueue", name) is None
+
+
+def test_kueue_acts_with_its_own_rbac_not_an_administrators(cluster: Cluster, namespace: str) -> None:
+    def may(*request: str) -> bool:
+        answer = cluster.kubectl("auth", "can-i", *request, f"--as={pki.KUEUE.user}", check=False).stdout
+        return answer.strip() == "yes"
+
+    assert may("update", "clusterqueues.kueue.x-k8s.io/status")
+    assert may("update", "jobs.batch", "-n", namespace)
+    assert may("update", "secrets", "-n", kueue.NAMESPACE)
+    assert not may("get", "secrets", "-n", namespace)
+    assert not may("create", "pods", "-n", namespace)
+    assert not may("delete", "namespaces")
