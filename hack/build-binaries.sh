@@ -17,9 +17,10 @@ k8s_dir=$cache/bin/kubernetes-$KUBERNETES_VERSION
 etcd_dir=$cache/bin/etcd-$ETCD_VERSION
 helm_dir=$cache/bin/helm-$HELM_VERSION
 minio_dir=$cache/bin/minio-$MINIO_VERSION
+kueue_dir=$cache/bin/kueue-$KUEUE_VERSION
 
 if [[ ${1:-} == --path ]]; then
-  printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$minio_dir"
+  printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$minio_dir" "$kueue_dir"
   exit 0
 fi
 
@@ -109,9 +110,21 @@ build_minio() {
     "github.com/minio/minio@$MINIO_VERSION"
 }
 
+# `go install pkg@version` asks the module proxy for the module's version list, which it refuses here;
+# a wrapper module requiring the version builds the same package.
+build_kueue() {
+  printf 'module kubescribe.local/kueue-build\n\ngo 1.26.0\n\nrequire sigs.k8s.io/kueue %s\n' "$KUEUE_VERSION" >go.mod
+  local p=sigs.k8s.io/kueue/pkg/version when
+  when=$(go list -m -json "sigs.k8s.io/kueue@$KUEUE_VERSION" | sed -n 's/.*"Time": "\(.*\)".*/\1/p' | head -n1)
+  go build -trimpath \
+    -ldflags "-s -w -X $p.GitVersion=$KUEUE_VERSION -X $p.GitCommit=$KUEUE_COMMIT -X $p.BuildDate=$when" \
+    -o "$out/kueue" sigs.k8s.io/kueue/cmd/kueue
+}
+
 mkdir -p "$cache"
 build etcd "$etcd_dir" etcd -- build_etcd
 build helm "$helm_dir" helm -- build_helm
 build minio "$minio_dir" minio -- build_minio
 build kubernetes "$k8s_dir" kube-apiserver kube-controller-manager kube-scheduler kubectl -- build_kubernetes
-printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$minio_dir"
+build kueue "$kueue_dir" kueue -- build_kueue
+printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$minio_dir" "$kueue_dir"

@@ -1,4 +1,4 @@
-"""The local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, MinIO and the
+"""The local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, Kueue, MinIO and the
 local node agents, each a process on loopback, with their state under one directory."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import secrets
 import shutil
 import socket
 import ssl
+import subprocess
 import sys
 import time
 import urllib.error
@@ -19,13 +20,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from localcluster import pki, processes
-from localcluster.kubeconfig import kubeconfig, write_kubeconfig
+import yaml
+
+from localcluster import kueue, pki, processes
+from localcluster.kubeconfig import kubeconfig, write_kubeconfig, write_private
 from localcluster.nodeagent.environment import NODE_VARIABLE
 
 NODES = ("kubescribe-node-1", "kubescribe-node-2")
 GPUS_PER_NODE = 2
 SERVICE_CIDR = "10.96.0.0/16"
+REPO = Path(__file__).resolve().parents[1]
 API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 
 CONTROLLERS = (
@@ -79,6 +83,15 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def host_address() -> str:
+    """The host's own address on its network, not loopback: what may stand in a Service's endpoints, and where
+    servers listen for pods to reach them (pods of the local node run on the host's network)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the route's source address
+        address: str = probe.getsockname()[0]
+    return address
 
 
 def _port_free(port: int) -> bool:
@@ -191,7 +204,8 @@ class LocalCluster:
         )
 
     def _keep_or_replace_ports(self, state: ClusterState) -> None:
-        for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "minio", "minio-console"):
+        names = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kueue-health", "kueue-webhook")
+        for name in (*names, "minio", "minio-console"):
             if not state.ports.get(name) or not _port_free(state.ports[name]):
                 state.ports[name] = free_port()
 
@@ -260,6 +274,8 @@ class LocalCluster:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 # The loopback address cannot stand in the `kubernetes` Service's Endpoints.
                 "--endpoint-reconciler-type=none",
+                # No kube-proxy: webhooks behind a Service are dialled at the address of its EndpointSlice.
+                "--enable-aggregator-routing=true",
             ],
             ready=lambda: _http_ok(f"{server}/readyz", contains="ok", tls=(ca.cert_path, admin_cert, admin_key)),
             timeout=60,
@@ -303,6 +319,8 @@ class LocalCluster:
             ready=lambda: _http_ok(f"https://127.0.0.1:{state.ports['scheduler']}/healthz", contains="ok"),
         )
 
+        self._start_kueue(state, ca, server)
+
         minio_url = self.s3_url(state)
         self._start(
             state,
@@ -340,6 +358,63 @@ class LocalCluster:
                 ],
                 ready=functools.partial(self._node_ready, node),
             )
+
+    def _start_kueue(self, state: ClusterState, ca: pki.CertificateAuthority, server: str) -> None:
+        """Installs Kueue's CRDs, RBAC and webhooks from its pinned module's manifests, then starts it."""
+        address, directory = host_address(), self.root / "kueue"
+        try:
+            source = kueue.module_dir(kueue.pinned_version((REPO / "hack" / "versions.env").read_text()))
+            objects = kueue.api_objects(
+                source, user=pki.KUEUE.user, webhook_address=address, webhook_port=state.ports["kueue-webhook"]
+            )
+        except kueue.ManifestError as error:
+            raise ClusterError(f"kueue: {error}") from error
+        manifests = directory / "manifests.json"
+        directory.mkdir(parents=True, exist_ok=True)
+        manifests.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+        crds = [f"crd/{o['metadata']['name']}" for o in objects if o["kind"] == "CustomResourceDefinition"]
+        # Server-side: the CRDs are too large for the annotation a client-side apply keeps.
+        self._kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=localcluster", "-f", manifests)
+        self._kubectl("wait", "--for=condition=Established", "--timeout=60s", *crds)
+
+        config, certs = directory / "config.yaml", directory / "certs"
+        shutil.rmtree(certs, ignore_errors=True)
+        config.write_text(
+            yaml.safe_dump(
+                kueue.configuration(
+                    health_port=state.ports["kueue-health"],
+                    webhook_host=address,
+                    webhook_port=state.ports["kueue-webhook"],
+                    cert_dir=certs,
+                )
+            )
+        )
+        self._start(
+            state,
+            "kueue",
+            [
+                self._binary("kueue"),
+                f"--config={config}",
+                f"--kubeconfig={self._component_kubeconfig(ca, server, pki.KUEUE)}",
+            ],
+            ready=functools.partial(self._kueue_ready, state, certs),
+            timeout=90,
+        )
+
+    def _kueue_ready(self, state: ClusterState, certs: Path) -> bool:
+        """Kueue's readiness; while it waits for its certificate files, they are written from its Secret."""
+        if not (certs / "tls.crt").exists():
+            url = f"{self.api_url(state)}/api/v1/namespaces/{kueue.NAMESPACE}/secrets/{kueue.WEBHOOK_CERTIFICATE}"
+            body = _http_get(url, tls=self._admin_tls())
+            for name, content in kueue.certificate_files(json.loads(body) if body else {}).items():
+                write_private(certs / name, content)
+        return _http_ok(f"http://127.0.0.1:{state.ports['kueue-health']}/readyz", contains="ok")
+
+    def _kubectl(self, *args: str | Path) -> None:
+        command = [self._binary("kubectl"), f"--kubeconfig={self.admin_kubeconfig}", *map(str, args)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise ClusterError(f"kubectl {args[0]} failed: {result.stderr.strip()}")
 
     def _component_kubeconfig(self, ca: pki.CertificateAuthority, server: str, identity: pki.Identity) -> Path:
         cert, key = ca.issue_client(identity)

@@ -31,6 +31,7 @@ class Identity:
 ADMIN = Identity("kubescribe-admin", ("system:masters",))
 CONTROLLER_MANAGER = Identity("system:kube-controller-manager")
 SCHEDULER = Identity("system:kube-scheduler")
+KUEUE = Identity("kueue-controller-manager")
 
 
 def node_identity(node: str) -> Identity:

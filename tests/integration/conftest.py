@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,7 +20,7 @@ from kubernetes import client, config
 from minio import Minio
 
 from kubescribe.gateway.access.keys import create_key
-from localcluster.cluster import LocalCluster, free_port
+from localcluster.cluster import LocalCluster, free_port, host_address
 from tests.integration.leaks import LeakWatch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,15 +62,6 @@ def running_pid(pod: dict[str, Any] | None) -> int | None:
     if statuses and "running" in statuses[0]["state"]:
         return int(statuses[0]["containerID"].split("://")[1])
     return None
-
-
-def host_address() -> str:
-    """The host's own address on its network, not loopback: where test servers listen for jobs to reach them
-    (pods of the local node run on the host's network)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the route's source address
-        address: str = probe.getsockname()[0]
-    return address
 
 
 _CAN_I_ROW = re.compile(r"^(?P<resource>\S+)\s+\[\]\s+\[(?P<names>[^]]*)\]\s+\[(?P<verbs>[^]]*)\]\s*$")

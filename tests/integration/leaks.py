@@ -57,7 +57,8 @@ def api_texts(kubectl: Kubectl, *scope: str) -> Iterator[tuple[str, str]]:
         involved = event.get("involvedObject") or {}
         where = f"Event {involved.get('namespace')}/{involved.get('kind')}/{involved.get('name')} {event.get('reason')}"
         yield where, f"{event.get('reason')}: {event.get('message', '')}"
-    for job in kubectl.get("transcriptionjobs", *scope)["items"]:
+    served = kubectl.get("crd", "--field-selector", "metadata.name=transcriptionjobs.kubescribe.io")["items"]
+    for job in kubectl.get("transcriptionjobs", *scope)["items"] if served else []:
         metadata = job["metadata"]
         yield (
             f"TranscriptionJob {metadata['namespace']}/{metadata['name']} status",
