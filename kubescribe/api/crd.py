@@ -27,6 +27,13 @@ _HEADER = "# Generated from kubescribe/api/v1alpha1.py by `python -m kubescribe.
 
 _PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {
+        "name": "Position",
+        "type": "integer",
+        "jsonPath": ".status.queuePosition",
+        "description": "Place in the operator's queue while queued; 1 is admitted next.",
+    },
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
     {"name": "Progress", "type": "number", "jsonPath": ".status.progress.percent", "description": "Percent done."},
     {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
     {"name": "Language", "type": "string", "jsonPath": ".status.result.language"},

@@ -60,7 +60,6 @@ CONTAINER_SECURITY_CONTEXT: Final = {
     "readOnlyRootFilesystem": True,
 }
 JOB_LABEL: Final = "kubescribe.io/job"
-KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 CREDENTIAL_KEYS: Final = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 STRANDED_REASON: Final = "StrandedOnLostNode"
@@ -383,18 +382,23 @@ def _pod_spec(
     return pod
 
 
-def build_runner_job(tj: Mapping[str, Any], settings: OperatorSettings, rules: EgressRules) -> dict[str, Any]:
+def build_runner_job(
+    tj: Mapping[str, Any],
+    settings: OperatorSettings,
+    rules: EgressRules,
+    kueue_labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The batch/v1 Job that runs the runner pod, whose source URL may lead only where `rules` permit. Retries,
     deadline and failure policy are the Job's: exit codes the contract marks as not worth retrying fail it at once,
-    and evicted or preempted pods do not count."""
+    and evicted or preempted pods do not count. With `kueue_labels` it is handed to Kueue: created suspended, for
+    Kueue to start once it admits it."""
     spec = runner_spec(tj, settings)
-    queue = (tj["metadata"].get("labels") or {}).get(KUEUE_QUEUE_LABEL)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(tj, {KUEUE_QUEUE_LABEL: queue} if queue else None),
+        "metadata": _metadata(tj, dict(kueue_labels) if kueue_labels else None),
         "spec": {
-            "suspend": False,
+            "suspend": bool(kueue_labels),
             "backoffLimit": spec.backoff_limit,
             "activeDeadlineSeconds": spec.active_deadline_seconds,
             "podReplacementPolicy": "Failed",

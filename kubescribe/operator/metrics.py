@@ -15,6 +15,11 @@ from kubescribe.operator.queue import AdmissionPlan
 
 jobs = Gauge("kubescribe_jobs", "TranscriptionJobs by phase.", ["phase"])
 queue_depth = Gauge("kubescribe_queue_depth", "TranscriptionJobs waiting for admission.")
+jobs_waiting = Gauge(
+    "kubescribe_jobs_waiting",
+    "Queued TranscriptionJobs by namespace, queue (the Kueue LocalQueue; empty: the operator's own) and reason.",
+    ["namespace", "queue", "reason"],
+)
 gpus_admitted = Gauge("kubescribe_gpus_admitted", "GPUs of admitted, unfinished jobs, by namespace.", ["namespace"])
 job_duration = Histogram(
     "kubescribe_job_duration_seconds",
@@ -30,11 +35,23 @@ audio_seconds = Histogram(
 reconcile_errors = CounterMetric("kubescribe_reconcile_errors", "Reconcile passes that failed.")
 
 
-def observe_pass(transcription_jobs: Sequence[Mapping[str, Any]], plan: AdmissionPlan) -> None:
+def observe_pass(
+    transcription_jobs: Sequence[Mapping[str, Any]], plan: AdmissionPlan, queues: Mapping[tuple[str, str], str]
+) -> None:
+    """Gauges of the jobs as the pass found them; `queues` holds the LocalQueue of each job that is Kueue's."""
     phases = Counter((tj.get("status") or {}).get("phase") or "Pending" for tj in transcription_jobs)
     for phase in PHASES:
         jobs.labels(phase).set(phases[phase])
     queue_depth.set(len(plan.positions))
+    waiting: Counter[tuple[str, str, str]] = Counter()
+    for tj in transcription_jobs:
+        status = tj.get("status") or {}
+        if status.get("phase") == "Queued":
+            namespace = tj["metadata"]["namespace"]
+            waiting[namespace, queues.get((namespace, tj["metadata"]["name"]), ""), status.get("reason") or ""] += 1
+    jobs_waiting.clear()
+    for labels, count in waiting.items():
+        jobs_waiting.labels(*labels).set(count)
     gpus: Counter[str] = Counter()
     for tj in transcription_jobs:
         status = tj.get("status") or {}

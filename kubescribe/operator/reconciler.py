@@ -1,6 +1,8 @@
 """The operator's one decision loop. Each pass reads what the API server holds now (every TranscriptionJob, every
-runner Job and pod), admits what the queue allows, creates the children of admitted jobs, writes each job's status
-as computed from its children, and deletes finished jobs whose TTL ran out. Nothing is remembered between passes,
+runner Job and pod, and Kueue's LocalQueues and Workloads when Kueue is on), admits what the queue allows (jobs
+handed to Kueue skip it: their children are created at once, the runner Job suspended for Kueue to admit), creates
+the children of admitted jobs, writes each job's status as computed from its children, and deletes finished jobs
+whose TTL ran out. Nothing is remembered between passes,
 so an operator restarted at any moment carries on where the cluster stands; creation is idempotent (deterministic
 names, AlreadyExists is success)."""
 
@@ -33,7 +35,8 @@ from kubescribe.api.v1alpha1 import (
     transcript_uris,
 )
 from kubescribe.contract import StoreGrants
-from kubescribe.operator import builders, clients, grants, metrics, policy, webhook
+from kubescribe.operator import builders, clients, grants, kueue, metrics, policy, webhook
+from kubescribe.operator.kueue import KueueState
 from kubescribe.operator.queue import plan_admission, queue_entry
 from kubescribe.operator.settings import OperatorSettings
 from kubescribe.operator.status import (
@@ -97,11 +100,13 @@ class Reconciler:
         live = [tj for tj in tjs if not tj["metadata"].get("deletionTimestamp")]
         judged = {(tj["metadata"]["namespace"], tj["metadata"]["name"]): self._judge(tj, jobs_by_tj) for tj in live}
         rejections = {key: rejection for key, (_, rejection) in judged.items() if rejection is not None}
+        kueue_states = self._kueue_states(live, jobs_by_tj)
         plan = plan_admission(
             [
                 queue_entry(tj, jobs_by_tj.get(_label_key(tj)))
                 for tj in live
-                if (tj["metadata"]["namespace"], tj["metadata"]["name"]) not in rejections
+                if (key := (tj["metadata"]["namespace"], tj["metadata"]["name"])) not in rejections
+                and key not in kueue_states
             ],
             max_running=self.settings.max_running_jobs,
             max_gpus_per_namespace=self.settings.max_gpus_per_namespace,
@@ -121,6 +126,7 @@ class Reconciler:
                 queue_position=plan.positions.get(key),
                 outputs=judged[key][0],
                 rejection=rejections.get(key) or _quota_rejection(plan.rejected.get(key)),
+                kueue=kueue_states.get(key),
             )
             try:
                 expiry = self._reconcile_job(tj, observed, now)
@@ -130,7 +136,8 @@ class Reconciler:
                 continue
             if expiry is not None:
                 expiries.append(expiry)
-        metrics.observe_pass(live, plan)
+        queues = {key: state.local_queue for key, state in kueue_states.items()}
+        metrics.observe_pass(live, plan, queues)
         return min(expiries, default=None)
 
     def _reconcile_job(self, tj: dict[str, Any], observed: Observed, now: datetime.datetime) -> float | None:
@@ -139,14 +146,17 @@ class Reconciler:
         for pod in stranded_pods(observed.pods, now):
             self._release(tj, pod, now)
         status = self._status(tj, observed, now)
-        if observed.job is None and status.get("phase") in ("Pending", "Running") and has_condition(status, "Admitted"):
+        admitted = status.get("phase") in ("Pending", "Running") and has_condition(status, "Admitted")
+        if observed.job is None and (admitted or (observed.kueue is not None and status.get("phase") == "Queued")):
             try:
-                refused = self._create_children(tj)
+                refused = self._create_children(tj, observed.kueue)
             except ApiException:
                 self._write_status(tj, status)  # its admission is recorded; the children are tried again
                 raise
             if refused is not None:
                 status = self._status(tj, dataclasses.replace(observed, rejection=refused), now)
+        if observed.kueue is not None and observed.job is not None:
+            self._follow_kueue(tj, status)
         self._write_status(tj, status)
         if not is_finished(status):
             return None
@@ -165,6 +175,7 @@ class Reconciler:
             now=now,
             expected_outputs=observed.outputs,
             rejection=observed.rejection,
+            kueue=observed.kueue,
         )
 
     def _judge(
@@ -199,30 +210,100 @@ class Reconciler:
         return [item for item in items if builders.JOB_LABEL in item["metadata"].get("labels", {})]
 
     def _list_transcription_jobs(self) -> list[dict[str, Any]]:
+        return self._list_custom(GROUP, VERSION, PLURAL)
+
+    def _list_custom(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
         if self.settings.namespaces:
             listings = [
-                self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+                self.custom.list_namespaced_custom_object(group, version, namespace, plural)
                 for namespace in self.settings.namespaces
             ]
         else:
-            listings = [self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)]
+            listings = [self.custom.list_cluster_custom_object(group, version, plural)]
         return [item for listing in listings for item in listing["items"]]
+
+    def _kueue_states(
+        self, live: list[dict[str, Any]], jobs_by_tj: Mapping[Key, dict[str, Any]]
+    ) -> dict[Key, KueueState]:
+        """What Kueue decided for each job that is Kueue's: one whose runner Job carries a LocalQueue (whatever put
+        it there), or, while it has none, one that Kueue is on for (`kueue.local_queue`)."""
+        local_queues = (
+            self._list_custom(kueue.GROUP, kueue.VERSION, "localqueues") if self.settings.kueue_enabled else []
+        )
+        with_default = {
+            queue["metadata"]["namespace"]
+            for queue in local_queues
+            if queue["metadata"]["name"] == kueue.DEFAULT_LOCAL_QUEUE
+        }
+        queues: dict[Key, str] = {}
+        for tj in live:
+            job = jobs_by_tj.get(_label_key(tj))
+            if job is not None:
+                queue = (job["metadata"].get("labels") or {}).get(kueue.QUEUE_LABEL)
+            else:
+                queue = (
+                    kueue.local_queue(tj, with_default)
+                    if self.settings.kueue_enabled and not is_finished(tj.get("status"))
+                    else None
+                )
+            if queue:
+                queues[(tj["metadata"]["namespace"], tj["metadata"]["name"])] = queue
+        if not queues:
+            return {}
+        workloads = kueue.workloads_by_owner(self._list_custom(kueue.GROUP, kueue.VERSION, "workloads"))
+        cluster_queues = kueue.cluster_queues(local_queues)
+        states = {}
+        for tj in live:
+            key = (tj["metadata"]["namespace"], tj["metadata"]["name"])
+            if key in queues:
+                job = jobs_by_tj.get(_label_key(tj))
+                workload = workloads.get(job["metadata"]["uid"]) if job is not None else None
+                cluster_queue = cluster_queues.get((key[0], queues[key]))
+                states[key] = kueue.kueue_state(queues[key], cluster_queue, workload)
+        return states
 
     # -- writes ------------------------------------------------------------------------------------
 
-    def _create_children(self, tj: dict[str, Any]) -> policy.Refusal | None:
-        """Creates what an admitted job runs with; returns why not when the API server finds a child invalid (a
-        spec it reads otherwise than the CRD and the operator do). Other refusals (a quota, say) are posted as a
-        Warning and raise, to be tried again."""
-        namespace = tj["metadata"]["namespace"]
+    def _create_children(self, tj: dict[str, Any], kueue_state: KueueState | None) -> policy.Refusal | None:
+        """Creates what an admitted job runs with, or what a job handed to Kueue waits with (its grants come once
+        Kueue admits it: `_follow_kueue`); returns why not when the API server finds a child invalid (a spec it
+        reads otherwise than the CRD and the operator do). Other refusals (a quota, say) are posted as a Warning
+        and raise, to be tried again."""
         creations: list[tuple[Callable[..., Any], dict[str, Any]]] = [
             (self.core.create_namespaced_service_account, builders.build_service_account(tj)),
             (self.rbac.create_namespaced_role, builders.build_role(tj)),
             (self.rbac.create_namespaced_role_binding, builders.build_role_binding(tj)),
         ]
-        if builders.uses_operator_store(tj):
+        if builders.uses_operator_store(tj) and kueue_state is None:
             creations.append((self.core.create_namespaced_secret, builders.build_grants_secret(tj, self._grants(tj))))
-        creations.append((self.batch.create_namespaced_job, builders.build_runner_job(tj, self.settings, self.egress)))
+        kueue_labels = None if kueue_state is None else kueue.runner_job_labels(tj, kueue_state.local_queue)
+        job = builders.build_runner_job(tj, self.settings, self.egress, kueue_labels)
+        creations.append((self.batch.create_namespaced_job, job))
+        return self._create(tj, creations)
+
+    def _follow_kueue(self, tj: dict[str, Any], status: Mapping[str, Any]) -> None:
+        """Gives a job Kueue has just admitted its grants (presigned URLs valid from now, however long it waited),
+        and takes them back from one Kueue evicted, which gets new ones when it is admitted again. Its runner pod
+        waits for them, as for any Secret it names."""
+        if not builders.uses_operator_store(tj):
+            return
+        was_admitted, admitted = has_condition(tj.get("status"), "Admitted"), has_condition(status, "Admitted")
+        if admitted and not was_admitted:
+            secret = builders.build_grants_secret(tj, self._grants(tj))
+            refused = self._create(tj, [(self.core.create_namespaced_secret, secret)])
+            if refused is not None:
+                raise RuntimeError(refused[1])
+        elif was_admitted and not admitted and not is_finished(status):
+            try:
+                self.core.delete_namespaced_secret(builders.child_name(tj), tj["metadata"]["namespace"])
+            except ApiException as error:
+                if error.status != HTTPStatus.NOT_FOUND:
+                    raise
+
+    def _create(
+        self, tj: dict[str, Any], creations: list[tuple[Callable[..., Any], dict[str, Any]]]
+    ) -> policy.Refusal | None:
+        namespace = tj["metadata"]["namespace"]
         for create, body in creations:
             try:
                 create(namespace, body)
@@ -358,6 +439,8 @@ class Observed:
     outputs: dict[str, str]
     """The URIs of the job's transcripts, by format: the only ones its result may name."""
     rejection: policy.Refusal | None
+    kueue: KueueState | None = None
+    """Kueue's decisions for a job that is Kueue's; None for the operator's own queue."""
 
 
 def _invalid_spec_message(error: ValidationError) -> str:

@@ -52,6 +52,9 @@ class OperatorSettings(BaseSettings):
     """GPUs of admitted, unfinished jobs per namespace."""
     model_cache_dir: str = "/models"
     """Where the runner container keeps downloaded models."""
+    kueue_enabled: bool = False
+    """Whether jobs go to Kueue: those labelled with a LocalQueue (kueue.x-k8s.io/queue-name), and those of a
+    namespace with a LocalQueue named `default`. Kueue then admits them, not the operator's own queue."""
     namespaces: list[str] = []
     """The namespaces the operator watches and acts in; empty: every namespace."""
     log_level: str = "INFO"

@@ -24,6 +24,7 @@ from kubescribe.api.timestamps import format_timestamp
 from kubescribe.api.v1alpha1 import FINISHED_PHASES, Progress, Result, is_finished
 from kubescribe.contract import EXIT_BAD_INPUT, EXIT_SOURCE_NOT_FOUND, NOT_RETRIED_EXIT_CODES
 from kubescribe.operator.builders import RUNNER_CONTAINER
+from kubescribe.operator.kueue import KUEUE_ADMITTED, KueueState
 
 EXCEEDS_GPU_QUOTA: Final = "ExceedsGPUQuota"
 INVALID_SPEC: Final = "InvalidSpec"
@@ -160,6 +161,21 @@ def _job_phase(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> _Ph
     return _unfinished_job_phase(job, pods, runner_exit)
 
 
+def _suspended(job: Mapping[str, Any]) -> bool:
+    """Suspended and not finished: Kueue has not started it yet, or has preempted it."""
+    return bool(job.get("spec", {}).get("suspend")) and not runner_job_finished(job)
+
+
+def _kueue_phase(kueue: KueueState) -> _Phase:
+    if kueue.waiting is not None:
+        return _Phase("Queued", *kueue.waiting)
+    return _Phase("Pending", KUEUE_ADMITTED, f"{_kueue_admission(kueue)}; Kueue starts the runner")
+
+
+def _kueue_admission(kueue: KueueState) -> str:
+    return f"admitted by Kueue's ClusterQueue {kueue.cluster_queue or '(unknown)'}"
+
+
 def _phase(
     job: Mapping[str, Any] | None,
     pods: Sequence[Mapping[str, Any]],
@@ -167,11 +183,14 @@ def _phase(
     admitted: bool,
     queue_position: int | None,
     rejection: tuple[str, str] | None,
+    kueue: KueueState | None,
 ) -> _Phase:
-    if job is not None:
+    if job is not None and not (kueue is not None and _suspended(job)):
         return _job_phase(job, pods)
-    if rejection is not None:
+    if rejection is not None and job is None:
         return _Phase("Failed", *rejection)
+    if kueue is not None:
+        return _kueue_phase(kueue)
     if admitted:
         return _Phase("Pending", "Admitted", "admitted; creating the runner Job")
     if queue_position is not None:
@@ -215,10 +234,12 @@ def _conditions(
     observed: _Phase,
     *,
     admitted: bool,
+    admission: tuple[str, str],
     generation: int | None,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """One condition per type. lastTransitionTime moves only when the condition's status changes."""
+    """One condition per type; `admission` is the reason and message of a true Admitted condition.
+    lastTransitionTime moves only when the condition's status changes."""
     previous = {c["type"]: c for c in current}
     wanted = {
         "Admitted": admitted,
@@ -235,8 +256,8 @@ def _conditions(
             {
                 "type": type_,
                 "status": status,
-                "reason": "Admitted" if admitted_now else observed.reason,
-                "message": "admitted to run" if admitted_now else observed.message,
+                "reason": admission[0] if admitted_now else observed.reason,
+                "message": admission[1] if admitted_now else observed.message,
                 "lastTransitionTime": before["lastTransitionTime"]
                 if before is not None and before.get("status") == status
                 else format_timestamp(now),
@@ -295,13 +316,15 @@ def compute_status(
     now: datetime,
     expected_outputs: Mapping[str, str],
     rejection: tuple[str, str] | None = None,
+    kueue: KueueState | None = None,
 ) -> dict[str, Any]:
     """The job's status from its Job (None when not created), the Job's runner pods, whether the queue admitted it
     (admission recorded in the current status or shown by an existing Job counts too), its queue position while
     waiting, the URIs of its transcripts by format, and the reason and message of its rejection when it may never
-    run (the queue can never admit it, or the storage policy forbids it). A finished status is kept only while the
-    job has no Job: one that exists decides the phase. The runner's `progress` and `result` are kept from the
-    current status as far as they can be believed."""
+    run (the queue can never admit it, or the storage policy forbids it), and Kueue's decisions when the job is
+    Kueue's (`kueue`): then admission is Kueue's alone, and lost again when Kueue preempts the job. A finished
+    status is kept only while the job has no Job: one that exists decides the phase. The runner's `progress` and
+    `result` are kept from the current status as far as they can be believed."""
     current: dict[str, Any] = dict(tj.get("status") or {})
     reported = {
         "progress": reported_progress(current.get("progress")),
@@ -309,9 +332,14 @@ def compute_status(
     }
     if is_finished(current) and job is None:
         return {**current, **reported}
-    admitted = admitted or job is not None or has_condition(current, "Admitted")
+    if kueue is None:
+        admitted = admitted or job is not None or has_condition(current, "Admitted")
+        admission = ("Admitted", "admitted to run")
+    else:
+        admitted = kueue.admitted or (job is not None and not job.get("spec", {}).get("suspend"))
+        admission = (KUEUE_ADMITTED, _kueue_admission(kueue))
     queue_position = shown_queue_position(current.get("queuePosition"), queue_position)
-    observed = _phase(job, pods, admitted=admitted, queue_position=queue_position, rejection=rejection)
+    observed = _phase(job, pods, admitted=admitted, queue_position=queue_position, rejection=rejection, kueue=kueue)
     generation = tj["metadata"].get("generation")
     status: dict[str, Any] = {
         "phase": observed.phase,
@@ -319,7 +347,12 @@ def compute_status(
         "message": observed.message,
         "queuePosition": queue_position if observed.phase == "Queued" else None,
         "conditions": _conditions(
-            current.get("conditions", []), observed, admitted=admitted, generation=generation, now=now
+            current.get("conditions", []),
+            observed,
+            admitted=admitted,
+            admission=admission,
+            generation=generation,
+            now=now,
         ),
         "startTime": current.get("startTime") or _start_time(job, pods),
         "completionTime": _completion_time(observed.phase, job, pods, now),

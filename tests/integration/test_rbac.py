@@ -21,13 +21,15 @@ OPERATOR: Permissions = (
     | grants("pods", "list", "watch", "delete")
     | grants("pods/status", "patch")
     | grants("serviceaccounts", "create")
-    | grants("secrets", "create")
+    | grants("secrets", "create", "delete")
     | grants("secrets", "get", name="kubescribe-webhook")
+    | grants("localqueues.kueue.x-k8s.io", "list")
+    | grants("workloads.kueue.x-k8s.io", "list")
     | grants("roles.rbac.authorization.k8s.io", "create")
     | grants("rolebindings.rbac.authorization.k8s.io", "create")
     | grants("events", "create")
 )
-"""In every namespace the operator works in."""
+"""In every namespace the operator works in; the local cluster runs Kueue, so the operator reads Kueue's decisions."""
 
 GATEWAY: Permissions = (
     grants("transcriptionjobs.kubescribe.io", "create", "get", "list", "watch", "delete")

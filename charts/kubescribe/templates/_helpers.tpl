@@ -82,3 +82,12 @@ app.kubernetes.io/component: runner
 {{- define "kubescribe.runnerNamespaces" -}}
 {{- concat .Values.tenantNamespaces .Values.operator.namespaces | uniq | toJson -}}
 {{- end -}}
+
+{{/* "true" when jobs go to Kueue: kueue.enabled, or with `auto` whether the cluster serves Kueue's Workloads. */}}
+{{- define "kubescribe.kueue.enabled" -}}
+{{- if eq (toString .Values.kueue.enabled) "auto" -}}
+{{- .Capabilities.APIVersions.Has "kueue.x-k8s.io/v1beta2/Workload" -}}
+{{- else -}}
+{{- eq (toString .Values.kueue.enabled) "true" -}}
+{{- end -}}
+{{- end -}}

@@ -334,11 +334,18 @@ def test_a_stranded_pod_ends_failed_with_a_condition_its_job_does_not_count() ->
     assert {"type": condition["type"], "status": condition["status"]} in ignore["onPodConditions"]
 
 
-def test_kueue_queue_label_is_passed_to_the_job_only_when_present() -> None:
-    queued = build_runner_job(tj(labels={"kueue.x-k8s.io/queue-name": "gpu-queue", "team": "a"}), SETTINGS, EGRESS)
-    assert queued["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
-    assert "team" not in queued["metadata"]["labels"]
-    assert "kueue.x-k8s.io/queue-name" not in build_runner_job(tj(), SETTINGS, EGRESS)["metadata"]["labels"]
+def test_a_job_handed_to_kueue_is_created_suspended_with_its_labels() -> None:
+    labels = {"kueue.x-k8s.io/queue-name": "gpus", "kueue.x-k8s.io/priority-class": "high"}
+    queued = build_runner_job(tj(), SETTINGS, EGRESS, labels)
+    assert queued["spec"]["suspend"] is True
+    assert labels.items() <= queued["metadata"]["labels"].items()
+    assert queued["metadata"]["labels"]["kubescribe.io/job"] == "jfk"
+
+
+def test_a_job_of_the_operators_own_queue_runs_at_once_without_kueues_labels() -> None:
+    job = build_runner_job(tj(labels={"kueue.x-k8s.io/queue-name": "gpus", "team": "a"}), SETTINGS, EGRESS)
+    assert job["spec"]["suspend"] is False
+    assert not any(label.startswith("kueue.x-k8s.io/") or label == "team" for label in job["metadata"]["labels"])
 
 
 def test_job_is_deterministic() -> None:
