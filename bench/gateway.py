@@ -1,5 +1,6 @@
 """The REST gateway: upload throughput against a direct S3 PUT of the same file to the same MinIO, the gateway's
-memory while it takes the upload, and job lookups per second against its cheapest endpoint."""
+memory while it takes the upload, job lookups per second against its cheapest endpoint, and a batch of 1,000
+sources against as many jobs created one by one (bench/batch.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import httpx
 from kubernetes import client
 from minio import Minio
 
-from bench import kube
+from bench import batch, kube
 from bench.speech import wav_duration
 from kubescribe.gateway.access.keys import create_key
 from kubescribe.gateway.stores.objects import PART_SIZE
@@ -50,6 +51,7 @@ def helm_values(upload_bytes: int, port: int) -> dict[str, str]:
         "gateway.rateLimit.perSecond": str(RATE),
         "gateway.rateLimit.burst": str(RATE),
         "gateway.jobGpus": str(JOB_GPUS),
+        "gateway.maxQueuedJobsPerNamespace": str(batch.FILES + 10),
     }
 
 
@@ -316,9 +318,11 @@ def measure(cluster: LocalCluster, state: ClusterState, work: Path, upload_bytes
         audio_file(path, upload_bytes)
         audio_file(sample, 1 * MIB)
         gateway = install(cluster, state, env, s3, upload_bytes)
+        target = batch.Target(gateway.client, NAMESPACE, BUCKET, JOB_GPUS)
         return {
             "upload": upload(gateway, s3, path),
             "lookups": lookups(gateway, sample),
+            "batch": batch.measure(target, env, kube.api_client(cluster.admin_kubeconfig)),
             "audio_seconds": round(wav_duration(path), 1),
             "helm_values": gateway.values,
         }

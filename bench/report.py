@@ -251,8 +251,34 @@ def _gateway_section(gateway: dict[str, Any] | None, error: str | None) -> list[
         "",
         f"**Ratio job lookup / healthz (requests/s): {lookups['ratio_job_to_healthz']:.3f}**.",
         "",
+        *_batch_lines(gateway["batch"]),
     ]
     return lines
+
+
+def _batch_lines(batch: dict[str, Any]) -> list[str]:
+    def requests(counts: dict[str, int]) -> str:
+        on_jobs = ", ".join(f"{verb} {n}" for verb, n in counts.items() if verb != "all")
+        return f"{on_jobs or 'none'}; {counts.get('all', 0)} in all"
+
+    return [
+        f"### A batch of {batch['files']:,} sources",
+        "",
+        f"`POST /v1/batches` with {batch['files']:,} `s3://` sources and one set of options, timed until its answer "
+        f"({batch['jobs_created']:,} jobs created; the gateway dry-runs each job, then creates them, a few at a "
+        f"time). Baseline: the same number of TranscriptionJobs created one after another by one Kubernetes client "
+        "straight against the API server. Requests are the API server's own count (`apiserver_request_total`) "
+        "before and after each side: on TranscriptionJobs by verb, and in all (the operator's and the node agents' "
+        "meanwhile included).",
+        "",
+        "| | seconds | API server requests |",
+        "| --- | --- | --- |",
+        f"| one by one (baseline) | {batch['one_by_one_seconds']:.2f} | {requests(batch['one_by_one_requests'])} |",
+        f"| one batch | {batch['batch_seconds']:.2f} | {requests(batch['batch_requests'])} |",
+        "",
+        f"**Ratio batch / one by one (seconds): {batch['ratio_batch_to_one_by_one']:.3f}**.",
+        "",
+    ]
 
 
 def _diarization_section(diarization: dict[str, Any] | None, error: str | None) -> list[str]:

@@ -222,45 +222,49 @@ class Reconciler:
             listings = [self.custom.list_cluster_custom_object(group, version, plural)]
         return [item for listing in listings for item in listing["items"]]
 
+    def _kueue_objects(self, plural: str) -> list[dict[str, Any]]:
+        """Kueue's objects of a kind; none where Kueue's API is not served (not installed, or removed)."""
+        try:
+            return self._list_custom(kueue.GROUP, kueue.VERSION, plural)
+        except ApiException as error:
+            if error.status == HTTPStatus.NOT_FOUND:
+                return []
+            raise
+
     def _kueue_states(
         self, live: list[dict[str, Any]], jobs_by_tj: Mapping[Key, dict[str, Any]]
     ) -> dict[Key, KueueState]:
         """What Kueue decided for each job that is Kueue's: one whose runner Job carries a LocalQueue (whatever put
-        it there), or, while it has none, one that Kueue is on for (`kueue.local_queue`)."""
-        local_queues = (
-            self._list_custom(kueue.GROUP, kueue.VERSION, "localqueues") if self.settings.kueue_enabled else []
-        )
+        it there), or, while it has none and is unfinished, one that `kueue.local_queue` sends to Kueue."""
+        local_queues = self._kueue_objects("localqueues") if self.settings.kueue_enabled else []
         with_default = {
             queue["metadata"]["namespace"]
             for queue in local_queues
             if queue["metadata"]["name"] == kueue.DEFAULT_LOCAL_QUEUE
         }
-        queues: dict[Key, str] = {}
+        queues: dict[Key, tuple[str, dict[str, Any] | None]] = {}
         for tj in live:
             job = jobs_by_tj.get(_label_key(tj))
             if job is not None:
                 queue = (job["metadata"].get("labels") or {}).get(kueue.QUEUE_LABEL)
+            elif self.settings.kueue_enabled and not is_finished(tj.get("status")):
+                queue = kueue.local_queue(tj, with_default)
             else:
-                queue = (
-                    kueue.local_queue(tj, with_default)
-                    if self.settings.kueue_enabled and not is_finished(tj.get("status"))
-                    else None
-                )
+                queue = None
             if queue:
-                queues[(tj["metadata"]["namespace"], tj["metadata"]["name"])] = queue
+                queues[(tj["metadata"]["namespace"], tj["metadata"]["name"])] = (queue, job)
         if not queues:
             return {}
-        workloads = kueue.workloads_by_owner(self._list_custom(kueue.GROUP, kueue.VERSION, "workloads"))
+        workloads = kueue.workloads_by_owner(self._kueue_objects("workloads"))
         cluster_queues = kueue.cluster_queues(local_queues)
-        states = {}
-        for tj in live:
-            key = (tj["metadata"]["namespace"], tj["metadata"]["name"])
-            if key in queues:
-                job = jobs_by_tj.get(_label_key(tj))
-                workload = workloads.get(job["metadata"]["uid"]) if job is not None else None
-                cluster_queue = cluster_queues.get((key[0], queues[key]))
-                states[key] = kueue.kueue_state(queues[key], cluster_queue, workload)
-        return states
+        return {
+            key: kueue.kueue_state(
+                queue,
+                cluster_queues.get((key[0], queue)),
+                workloads.get(job["metadata"]["uid"]) if job is not None else None,
+            )
+            for key, (queue, job) in queues.items()
+        }
 
     # -- writes ------------------------------------------------------------------------------------
 

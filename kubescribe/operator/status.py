@@ -1,7 +1,7 @@
 """A TranscriptionJob's status as a pure function of what is observed now: its batch/v1 Job, the Job's runner
-pods and the admission queue's decision. Nothing is remembered between calls except what the status itself
-records: admission (the Admitted condition), the first start time, and a finished status once the job has no
-Job left to say otherwise.
+pods and the admission queue's decision, or Kueue's for a job handed to Kueue. Nothing is remembered between
+calls except what the status itself records: admission (the Admitted condition), the first start time, and a
+finished status once the job has no Job left to say otherwise.
 
 The runner's ServiceAccount may patch the whole status, so nothing the status says is believed where the cluster
 can tell: while the Job exists the phase comes from it and its pods, and the runner's `progress` and `result` are
