@@ -123,19 +123,25 @@ def test_two_jobs_on_a_quota_of_one_gpu_run_one_after_the_other(
         submit(kubescribe, namespace, name, wav, {QUEUE_LABEL: "gpus"})
 
     waiting: dict[str, str] = {}
+    tables: list[str] = []
 
     def both_succeeded() -> bool:
         jobs = runner_jobs(cluster, namespace)
         started = [name for name, job in jobs.items() if not job["spec"]["suspend"] and not finished(job)]
         assert len(started) < 2, "both runner Jobs run at once on a quota of one GPU"
         statuses = {name: (kubescribe.job(namespace, name) or {}).get("status") or {} for name in names}
-        waiting.update((name, s["message"]) for name, s in statuses.items() if s.get("reason") == "KueuePending")
+        pending = {name: s["message"] for name, s in statuses.items() if s.get("reason") == "KueuePending"}
+        if pending and not tables:
+            tables.append(cluster.kubectl("get", "tj", "-n", namespace).stdout)
+        waiting.update(pending)
         return all(status.get("phase") == "Succeeded" for status in statuses.values())
 
     wait_for(both_succeeded, 300, "both jobs to succeed, one after the other", interval=0.2)
 
     assert any("insufficient unused quota for nvidia.com/gpu" in message for message in waiting.values()), waiting
     assert all(f"ClusterQueue {gpu_queue}" in message for message in waiting.values())
+    [table] = tables
+    assert any(line.split()[1:3] == ["Queued", "KueuePending"] for line in table.splitlines()[1:]), table
     jobs = [kubescribe.job(namespace, name) for name in names]
     spans = sorted((job["status"]["startTime"], job["status"]["completionTime"]) for job in jobs if job)
     assert spans[0][1] <= spans[1][0]
