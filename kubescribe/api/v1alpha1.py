@@ -79,6 +79,10 @@ PROMPT_MAX_LENGTH = 2000
 BEAM_SIZE_MAX = 20
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 """For an S3 key the operator deletes: an S3 request's XML cannot carry control characters."""
+LOCAL_QUEUE = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+"""A Kueue LocalQueue's name, a DNS label: also what the label below may hold."""
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+"""On a TranscriptionJob: the Kueue LocalQueue of its namespace that admits it (when Kueue is on)."""
 MAX_SECONDS = 2**31 - 1
 """A duration's bound, as Kubernetes bounds a Job's ttlSecondsAfterFinished: about 68 years."""
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"

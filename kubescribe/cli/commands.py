@@ -79,6 +79,7 @@ def _submission_fields(args: argparse.Namespace, format_: str) -> dict[str, str]
         "temperature": None if args.temperature is None else str(args.temperature),
         "diarize": "true" if args.diarize else None,
         "speakers": None if args.speakers is None else str(args.speakers),
+        "queue": args.queue,
     }
     return {k: v for k, v in fields.items() if v}
 
@@ -303,6 +304,9 @@ def _decoding_options() -> argparse.ArgumentParser:
     options.add_argument("--diarize", action="store_true", help="label who speaks when (SPEAKER_00, ...)")
     options.add_argument(
         "--speakers", type=int, metavar="N", help="how many people speak, when known (implies --diarize)"
+    )
+    options.add_argument(
+        "--queue", help="the Kueue LocalQueue of your namespace to run in, where the cluster has Kueue"
     )
     return options
 

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
+from kubescribe.api.v1alpha1 import KUEUE_QUEUE_LABEL
+
 PRIORITY_CLASS_LABEL: Final = "kueue.x-k8s.io/priority-class"
 """Names a WorkloadPriorityClass: Kueue's priority for the job, which decides preemption."""
 DEFAULT_LOCAL_QUEUE: Final = "default"
@@ -44,7 +45,7 @@ def local_queue(tj: Mapping[str, Any], namespaces_with_default_queue: set[str]) 
     """The LocalQueue Kueue takes the job's runner Job into: the job's queue-name label, else its namespace's
     `default` LocalQueue, which Kueue would put the Job in anyway; None: the operator's own queue runs it."""
     metadata = tj["metadata"]
-    labelled: str | None = (metadata.get("labels") or {}).get(QUEUE_LABEL)
+    labelled: str | None = (metadata.get("labels") or {}).get(KUEUE_QUEUE_LABEL)
     if labelled:
         return labelled
     return DEFAULT_LOCAL_QUEUE if metadata["namespace"] in namespaces_with_default_queue else None
@@ -53,7 +54,7 @@ def local_queue(tj: Mapping[str, Any], namespaces_with_default_queue: set[str]) 
 def runner_job_labels(tj: Mapping[str, Any], queue: str) -> dict[str, str]:
     """The labels that hand a runner Job to Kueue: its LocalQueue and, when the job names one, its
     WorkloadPriorityClass."""
-    found = {QUEUE_LABEL: queue}
+    found = {KUEUE_QUEUE_LABEL: queue}
     priority_class = (tj["metadata"].get("labels") or {}).get(PRIORITY_CLASS_LABEL)
     if priority_class:
         found[PRIORITY_CLASS_LABEL] = priority_class

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from kubescribe.api.timestamps import format_timestamp, parse_timestamp
 from kubescribe.api.v1alpha1 import (
     GROUP,
+    KUEUE_QUEUE_LABEL,
     PLURAL,
     VERSION,
     is_finished,
@@ -246,7 +247,7 @@ class Reconciler:
         for tj in live:
             job = jobs_by_tj.get(_label_key(tj))
             if job is not None:
-                queue = (job["metadata"].get("labels") or {}).get(kueue.QUEUE_LABEL)
+                queue = (job["metadata"].get("labels") or {}).get(KUEUE_QUEUE_LABEL)
             elif self.settings.kueue_enabled and not is_finished(tj.get("status")):
                 queue = kueue.local_queue(tj, with_default)
             else:

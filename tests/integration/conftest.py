@@ -372,6 +372,24 @@ class Gateway:
         "gateway.openaiWaitSeconds": "180",
     }
 
+    def install(self, **overrides: str) -> None:
+        """The chart again, with `overrides` of the values; returns once the gateway of this install, alone,
+        answers (a changed gateway is rolled out: the old one runs until the new one starts)."""
+        self.kubescribe.install(**overrides)
+        selector = "app.kubernetes.io/component=gateway"
+
+        def ready() -> bool:
+            pods = self.kubescribe.cluster.get("pods", "-n", self.kubescribe.namespace, "-l", selector)["items"]
+            if len(pods) != 1 or pods[0]["metadata"].get("deletionTimestamp"):
+                return False
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        wait_for(ready, 120, "the gateway to be ready")
+
     def create_key(self, namespace: str, name: str) -> str:
         api = client.CoreV1Api(config.new_client_from_config(str(self.kubescribe.cluster.local.admin_kubeconfig)))
         key = create_key(api, self.kubescribe.namespace, "kubescribe-api-keys", namespace, name)
@@ -384,17 +402,8 @@ def gateway(kubescribe: Kubescribe, cluster: Cluster) -> Gateway:
     """The gateway on a free port, with keys for the namespaces gw-a and gw-b (and gw-c for the limits)."""
     gateway = Gateway(kubescribe)
     kubescribe.values.update(gateway.values)
-    kubescribe.install()
+    gateway.install()
     for namespace in ("gw-a", "gw-b", "gw-c"):
         create_restricted_namespace(cluster, namespace)
         gateway.keys[namespace] = gateway.create_key(namespace, "tester")
-
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(f"{gateway.url}/readyz", timeout=5) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    wait_for(ready, 60, "the gateway to be ready")
     return gateway

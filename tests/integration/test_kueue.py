@@ -3,6 +3,7 @@ server calls its webhooks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -30,29 +31,42 @@ def cluster_queue(name: str, flavor: str, resources: list[dict[str, Any]]) -> di
     }
 
 
+@contextlib.contextmanager
+def queues(
+    cluster: Cluster, namespace: str, quota: list[dict[str, Any]], preemption: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A LocalQueue `gpus` in `namespace` whose ClusterQueue (with `preemption`, if given) has `quota`; yields the
+    ClusterQueue's name, then deletes them."""
+    suffix = uuid.uuid4().hex[:8]
+    flavor, name = f"flavor-{suffix}", f"gpus-{suffix}"
+    queue = cluster_queue(name, flavor, quota)
+    if preemption:
+        queue["spec"]["preemption"] = preemption
+    cluster.apply(
+        {"apiVersion": KUEUE_API, "kind": "ResourceFlavor", "metadata": {"name": flavor}},
+        queue,
+        {
+            "apiVersion": KUEUE_API,
+            "kind": "LocalQueue",
+            "metadata": {"name": "gpus", "namespace": namespace},
+            "spec": {"clusterQueue": name},
+        },
+    )
+    yield name
+    cluster.kubectl("delete", "localqueue", "gpus", "-n", namespace, "--wait=false", check=False)
+    cluster.kubectl("delete", "clusterqueue", name, f"resourceflavor/{flavor}", "--wait=false", check=False)
+
+
 @pytest.fixture
 def local_queue(cluster: Cluster, namespace: str) -> Iterator[str]:
     """A LocalQueue in the test's namespace whose ClusterQueue has a quota of one GPU; yields its name."""
-    suffix = uuid.uuid4().hex[:8]
-    flavor, queue = f"flavor-{suffix}", f"gpus-{suffix}"
     quota = [
         {"name": "cpu", "nominalQuota": "2"},
         {"name": "memory", "nominalQuota": "2Gi"},
         {"name": "nvidia.com/gpu", "nominalQuota": "1"},
     ]
-    cluster.apply(
-        {"apiVersion": KUEUE_API, "kind": "ResourceFlavor", "metadata": {"name": flavor}},
-        cluster_queue(queue, flavor, quota),
-        {
-            "apiVersion": KUEUE_API,
-            "kind": "LocalQueue",
-            "metadata": {"name": "gpus", "namespace": namespace},
-            "spec": {"clusterQueue": queue},
-        },
-    )
-    yield "gpus"
-    cluster.kubectl("delete", "localqueue", "gpus", "-n", namespace, "--wait=false", check=False)
-    cluster.kubectl("delete", "clusterqueue", queue, f"resourceflavor/{flavor}", "--wait=false", check=False)
+    with queues(cluster, namespace, quota):
+        yield "gpus"
 
 
 def gpu_job(name: str, namespace: str, queue: str, *, suspend: bool) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """TranscriptionJobs admitted by Kueue: a ClusterQueue's GPU quota decides when each runner Job runs, a job of
 higher priority preempts a running one, which waits and runs again; a job without a LocalQueue is the operator's
-own, as before."""
+own, as before; the gateway's `queue` names the LocalQueue."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.integration.conftest import Cluster, Kubescribe, wait_for
+from tests.integration.conftest import Cluster, Gateway, Kubescribe, wait_for
 from tests.integration.speech import PASSAGE, speak
+from tests.integration.test_kueue import KUEUE_API, QUEUE_LABEL, queues
 
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
-KUEUE_API = "kueue.x-k8s.io/v1beta2"
 SHORT = "The quick brown fox jumps over the lazy dog."
 
 
@@ -24,40 +24,13 @@ SHORT = "The quick brown fox jumps over the lazy dog."
 def gpu_queue(cluster: Cluster, namespace: str) -> Iterator[str]:
     """A LocalQueue `gpus` in the test's namespace, whose ClusterQueue holds one GPU and lets a job of higher
     priority preempt one of lower; yields the ClusterQueue's name."""
-    suffix = uuid.uuid4().hex[:8]
-    flavor, cluster_queue = f"flavor-{suffix}", f"gpus-{suffix}"
     quota = [
         {"name": "cpu", "nominalQuota": "16"},
         {"name": "memory", "nominalQuota": "64Gi"},
         {"name": "nvidia.com/gpu", "nominalQuota": "1"},
     ]
-    cluster.apply(
-        {"apiVersion": KUEUE_API, "kind": "ResourceFlavor", "metadata": {"name": flavor}},
-        {
-            "apiVersion": KUEUE_API,
-            "kind": "ClusterQueue",
-            "metadata": {"name": cluster_queue},
-            "spec": {
-                "namespaceSelector": {},
-                "preemption": {"withinClusterQueue": "LowerPriority"},
-                "resourceGroups": [
-                    {
-                        "coveredResources": [resource["name"] for resource in quota],
-                        "flavors": [{"name": flavor, "resources": quota}],
-                    }
-                ],
-            },
-        },
-        {
-            "apiVersion": KUEUE_API,
-            "kind": "LocalQueue",
-            "metadata": {"name": "gpus", "namespace": namespace},
-            "spec": {"clusterQueue": cluster_queue},
-        },
-    )
-    yield cluster_queue
-    cluster.kubectl("delete", "localqueue", "gpus", "-n", namespace, "--wait=false", check=False)
-    cluster.kubectl("delete", "clusterqueue", cluster_queue, f"resourceflavor/{flavor}", "--wait=false", check=False)
+    with queues(cluster, namespace, quota, preemption={"withinClusterQueue": "LowerPriority"}) as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +191,20 @@ def test_a_job_without_a_local_queue_is_the_operators_own(
     runner_job = runner_jobs(cluster, namespace)["plain"]
     assert QUEUE_LABEL not in runner_job["metadata"]["labels"]
     assert workload_of(cluster, namespace, runner_job) is None
+
+
+def test_a_job_sent_to_the_gateway_with_a_queue_is_admitted_by_kueue(
+    gateway: Gateway, kubescribe: Kubescribe, namespace: str, gpu_queue: str, speech_dir: Path
+) -> None:
+    key = gateway.create_key(namespace, "queued")
+    client = httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+    wait_for(lambda: client.get("/v1/models").status_code == 200, 30, "the new key to be read")
+    with speak(speech_dir, "short", SHORT).open("rb") as audio:
+        response = client.post("/v1/jobs", files={"file": ("short.wav", audio)}, data={"queue": "gpus"})
+    assert response.status_code == 202, response.text
+    job = kubescribe.wait_finished(namespace, response.json()["id"])
+    assert job["metadata"]["labels"][QUEUE_LABEL] == "gpus"
+    assert job["status"]["phase"] == "Succeeded"
+    admitted = [c for c in job["status"]["conditions"] if c["type"] == "Admitted"]
+    assert admitted[0]["reason"] == "KueueAdmitted"
+    assert f"ClusterQueue {gpu_queue}" in admitted[0]["message"]

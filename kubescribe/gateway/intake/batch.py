@@ -168,6 +168,7 @@ def _job(
         requested_by=principal.subject,
         uploaded=uploaded,
         batch=batch,
+        queue=submission.queue,
     )
 
 

@@ -10,7 +10,7 @@ import unicodedata
 from pathlib import PurePosixPath
 from typing import Any
 
-from kubescribe.api.v1alpha1 import API_VERSION, KIND, TranscriptionJobSpec
+from kubescribe.api.v1alpha1 import API_VERSION, KIND, KUEUE_QUEUE_LABEL, TranscriptionJobSpec
 from kubescribe.contract import CLEANUP_FINALIZER, UPLOADED_SOURCE_ANNOTATION
 from kubescribe.gateway.stores.jobs import SUBMITTED_BY_GATEWAY
 
@@ -64,9 +64,11 @@ def build_transcription_job(
     requested_by: str,
     uploaded: bool = True,
     batch: tuple[str, int] | None = None,
+    queue: str = "",
 ) -> dict[str, Any]:
     """`uploaded`: the source is the gateway's upload for this job, which the operator's finalizer deletes with it,
-    there from the start. `batch`: the batch's id and the file's place in it."""
+    there from the start. `batch`: the batch's id and the file's place in it. `queue`: the Kueue LocalQueue that
+    admits it, if any."""
     labels = dict(SUBMITTED_BY_GATEWAY)
     annotations = {
         FILENAME_ANNOTATION: filename,
@@ -77,6 +79,8 @@ def build_transcription_job(
         annotations[UPLOADED_SOURCE_ANNOTATION] = "true"
     if batch is not None:
         labels[BATCH_LABEL], annotations[BATCH_INDEX_ANNOTATION] = batch[0], str(batch[1])
+    if queue:
+        labels[KUEUE_QUEUE_LABEL] = queue
     metadata = {"name": job_id, "namespace": namespace, "labels": labels, "annotations": annotations}
     if uploaded:
         metadata["finalizers"] = [CLEANUP_FINALIZER]

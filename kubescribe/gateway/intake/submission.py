@@ -46,6 +46,8 @@ class Submission:
     diarize: bool = False
     speakers: int | None = None
     """How many speakers there are, when the caller knows: diarization then finds exactly that many."""
+    queue: str = ""
+    """The Kueue LocalQueue of the caller's namespace that admits the job; empty: the namespace's default."""
 
 
 _FORMAT = f"({'|'.join(get_args(Format))})"
@@ -154,6 +156,7 @@ async def submit(gateway: Gateway, principal: Principal, upload: UploadFile, sub
         upload.filename or "audio",
         request_id=request_id.get(),
         requested_by=principal.subject,
+        queue=submission.queue,
     )
     try:
         created = await asyncio.to_thread(gateway.jobs.create, job)

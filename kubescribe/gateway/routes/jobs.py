@@ -15,6 +15,7 @@ from kubescribe.api.v1alpha1 import (
     BEAM_SIZE_MAX,
     HTTP_URL,
     LANGUAGE,
+    LOCAL_QUEUE,
     MAX_SPEAKERS,
     PROMPT_MAX_LENGTH,
     URL_MAX_LENGTH,
@@ -35,6 +36,7 @@ from kubescribe.gateway.routes.schemas import (
     DIARIZE,
     HOTWORDS,
     PROMPT,
+    QUEUE,
     SPEAKERS,
     TEMPERATURE,
     JobList,
@@ -97,6 +99,7 @@ async def create_job(
     temperature: Annotated[float, Form(ge=0, le=1, description=TEMPERATURE)] = 0.0,
     diarize: Annotated[bool, Form(description=DIARIZE)] = False,
     speakers: Annotated[int, Form(ge=0, le=MAX_SPEAKERS, description=SPEAKERS)] = 0,
+    queue: Annotated[str, Form(pattern=or_empty(LOCAL_QUEUE), description=QUEUE)] = "",
     webhook_url: Annotated[
         str,
         Form(
@@ -119,6 +122,7 @@ async def create_job(
         temperature=temperature,
         diarize=diarize,
         speakers=speakers,
+        queue=queue,
         webhook_url=webhook_url,
     )
     created = await submit(gateway, principal, file, options.submission(gateway.settings.default_model))

@@ -11,6 +11,7 @@ from kubescribe.api.v1alpha1 import (
     BEAM_SIZE_MAX,
     HTTP_URL,
     LANGUAGE,
+    LOCAL_QUEUE,
     MAX_SPEAKERS,
     PROMPT_MAX_LENGTH,
     URL_MAX_LENGTH,
@@ -26,6 +27,7 @@ BEAM_SIZE = "Beam search width; 1 is greedy decoding, faster and a little less a
 TEMPERATURE = "Sampling temperature, 0 to 1; 0 decodes deterministically."
 DIARIZE = "Label each segment with its speaker (SPEAKER_00, SPEAKER_01, ...); how many speak is found."
 SPEAKERS = "How many people speak, when known: labels exactly that many speakers (implies diarize); 0: not known."
+QUEUE = "The Kueue LocalQueue of your namespace to admit the job, where the cluster runs Kueue; empty: its default."
 
 
 def whole_number(value: Any) -> Any:
@@ -122,6 +124,7 @@ class JobOptions(BaseModel):
     temperature: float = Field(0.0, ge=0, le=1, description=TEMPERATURE)
     diarize: bool = Field(False, description=DIARIZE)
     speakers: Annotated[int, BeforeValidator(whole_number)] = Field(0, ge=0, le=MAX_SPEAKERS, description=SPEAKERS)
+    queue: str = Field("", pattern=or_empty(LOCAL_QUEUE), description=QUEUE)
     webhook_url: str = Field(
         "",
         pattern=or_empty(HTTP_URL),
@@ -144,6 +147,7 @@ class JobOptions(BaseModel):
             temperature=self.temperature,
             diarize=self.diarize,
             speakers=self.speakers or None,
+            queue=self.queue,
         )
 
 

@@ -175,10 +175,10 @@ def test_decoding_options_go_into_the_form(fake_gateway: list[dict[str, Any]], t
     audio = tmp_path / "talk.wav"
     audio.write_bytes(b"RIFF" + bytes(range(256)) * 40)
     options = ["--prompt", "Zyphora Quellbright", "--hotwords", "Quillfeather", "--beam-size", "1"]
-    options += ["--temperature", "0.2", "--word-timestamps", "--speakers", "2", "--format", "srt"]
+    options += ["--temperature", "0.2", "--word-timestamps", "--speakers", "2", "--format", "srt", "--queue", "gpus"]
     assert commands.main(["transcribe", str(audio), *options, "-o", str(tmp_path / "talk.srt")]) == 0
     [upload] = fake_gateway
-    fields = ("prompt", "hotwords", "beam_size", "temperature", "word_timestamps", "speakers")
+    fields = ("prompt", "hotwords", "beam_size", "temperature", "word_timestamps", "speakers", "queue")
     assert {name: upload[name] for name in fields} == {
         "prompt": b"Zyphora Quellbright",
         "hotwords": b"Quillfeather",
@@ -186,6 +186,7 @@ def test_decoding_options_go_into_the_form(fake_gateway: list[dict[str, Any]], t
         "temperature": b"0.2",
         "word_timestamps": b"true",
         "speakers": b"2",
+        "queue": b"gpus",
     }
     assert "diarize" not in upload
     for wrong in (["--beam-size", "two"], ["--temperature", "warm"]):

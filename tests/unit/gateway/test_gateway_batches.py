@@ -394,6 +394,17 @@ def test_a_job_and_a_batch_put_the_same_options_in_each_jobs_spec() -> None:
     }
 
 
+def test_a_job_and_a_batch_are_labelled_with_the_kueue_local_queue_asked_for() -> None:
+    jobs = FakeJobs()
+    client = batch_client(jobs, FakeObjects())
+    assert client.post("/v1/jobs", files=files("a.wav"), data={"queue": "gpus"}).status_code == 202
+    assert client.post("/v1/batches", files=files("b.wav"), data={"queue": "gpus"}).status_code == 202
+    assert client.post("/v1/batches", json={"sources": ["https://x/c.wav"], "queue": "gpus"}).status_code == 202
+    assert client.post("/v1/jobs", files=files("d.wav")).status_code == 202
+    queues = [found["metadata"]["labels"].get("kueue.x-k8s.io/queue-name") for found in jobs.created]
+    assert queues == ["gpus", "gpus", "gpus", None]
+
+
 def test_bad_options_are_refused_400_naming_the_field() -> None:
     jobs = FakeJobs()
     client = batch_client(jobs, FakeObjects())
@@ -411,6 +422,9 @@ def test_bad_options_are_refused_400_naming_the_field() -> None:
         ("speakers", "21"),
         ("speakers", "-1"),
         ("diarize", "perhaps"),
+        ("queue", "GPUs"),
+        ("queue", "gpus/other"),
+        ("queue", "q" * 64),
     ]
     for field, value in bad:
         for path in ("/v1/jobs", "/v1/batches"):
@@ -430,7 +444,7 @@ def test_the_job_form_and_the_batch_options_document_the_same_fields() -> None:
     job_form = schemas["Body_create_job_v1_jobs_post"]["properties"]
     batch_form = schemas["BatchUpload"]["properties"]
     assert set(job_form) == set(batch_form)
-    for name in ("prompt", "hotwords", "beam_size", "temperature", "word_timestamps", "diarize", "speakers"):
+    for name in ("prompt", "hotwords", "beam_size", "temperature", "word_timestamps", "diarize", "speakers", "queue"):
         assert {k: v for k, v in job_form[name].items() if k != "title"} == {
             k: v for k, v in batch_form[name].items() if k != "title"
         }, name

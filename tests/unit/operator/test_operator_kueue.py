@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from kubescribe.api.v1alpha1 import KUEUE_QUEUE_LABEL
 from kubescribe.operator import kueue
 from kubescribe.operator.status import compute_status
 
@@ -78,7 +79,7 @@ def admitted_condition(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_labelled_job_goes_to_its_local_queue() -> None:
-    assert kueue.local_queue(tj({kueue.QUEUE_LABEL: "gpus"}), set()) == "gpus"
+    assert kueue.local_queue(tj({KUEUE_QUEUE_LABEL: "gpus"}), set()) == "gpus"
 
 
 def test_an_unlabelled_job_goes_to_its_namespaces_default_local_queue_as_kueue_would_put_its_job() -> None:
@@ -87,12 +88,12 @@ def test_an_unlabelled_job_goes_to_its_namespaces_default_local_queue_as_kueue_w
 
 
 def test_the_runner_job_carries_the_workload_priority_class_the_job_names() -> None:
-    labelled = tj({kueue.QUEUE_LABEL: "gpus", kueue.PRIORITY_CLASS_LABEL: "interactive", "team": "a"})
+    labelled = tj({KUEUE_QUEUE_LABEL: "gpus", kueue.PRIORITY_CLASS_LABEL: "interactive", "team": "a"})
     assert kueue.runner_job_labels(labelled, "gpus") == {
-        kueue.QUEUE_LABEL: "gpus",
+        KUEUE_QUEUE_LABEL: "gpus",
         kueue.PRIORITY_CLASS_LABEL: "interactive",
     }
-    assert kueue.runner_job_labels(tj(), "default") == {kueue.QUEUE_LABEL: "default"}
+    assert kueue.runner_job_labels(tj(), "default") == {KUEUE_QUEUE_LABEL: "default"}
 
 
 def test_workloads_are_found_by_the_job_that_owns_them() -> None:
