@@ -2,9 +2,8 @@
 runner Job and pod, and Kueue's LocalQueues and Workloads when Kueue is on), admits what the queue allows (jobs
 handed to Kueue skip it: their children are created at once, the runner Job suspended for Kueue to admit), creates
 the children of admitted jobs, writes each job's status as computed from its children, and deletes finished jobs
-whose TTL ran out. Nothing is remembered between passes,
-so an operator restarted at any moment carries on where the cluster stands; creation is idempotent (deterministic
-names, AlreadyExists is success)."""
+whose TTL ran out. Nothing is remembered between passes, so an operator restarted at any moment carries on where
+the cluster stands; creation is idempotent (deterministic names, AlreadyExists is success)."""
 
 from __future__ import annotations
 
