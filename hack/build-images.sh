@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds kubescribe:<version> (operator, gateway, command) and kubescribe-runner:<version> with buildah, without a
+# container engine: RUN steps run in a chroot. Arguments go to both builds (--build-arg GPU=false, MODELS="tiny.en base").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+base=docker.io/library/python:3.11-slim-bookworm
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+hack/base-image.sh "$base"
+
+hard_limit() { [ "$1" = unlimited ] && echo -1 || echo "$1"; }
+files=$(hard_limit "$(ulimit -Hn)")
+processes=$(hard_limit "$(ulimit -Hu)")
+flags=(
+  --isolation chroot --layers --pull=false
+  # buildah's default limits for RUN steps may exceed what this machine allows a process.
+  --ulimit "nofile=$files:$files" --ulimit "nproc=$processes:$processes"
+  --build-arg BASE_IMAGE="$base"
+  --build-arg VERSION="$version"
+  --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+  --build-arg SOURCE="$(git config --get remote.origin.url || true)"
+)
+# The site's pip configuration (an index mirror, a TLS-inspecting proxy's CA) serves the RUN steps and stays out of
+# the images.
+if [ -f /etc/pip.conf ]; then
+  flags+=(--volume /etc/pip.conf:/etc/pip.conf:ro --volume /etc/ssl/certs:/etc/ssl/certs:ro)
+fi
+
+buildah build "${flags[@]}" "$@" -f Dockerfile.operator -t "kubescribe:$version" .
+buildah build "${flags[@]}" "$@" -f Dockerfile.runner -t "kubescribe-runner:$version" .
