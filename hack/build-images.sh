@@ -8,12 +8,15 @@ base=docker.io/library/python:3.11-slim-bookworm
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 hack/base-image.sh "$base"
 
-hard_limit() { [ "$1" = unlimited ] && echo -1 || echo "$1"; }
-files=$(hard_limit "$(ulimit -Hn)")
-processes=$(hard_limit "$(ulimit -Hu)")
+# RUN steps get limits no higher than this machine's hard limits (buildah's defaults may exceed them). buildah sets
+# its default of 32768 processes before these, so a RUN step cannot be given more.
+files=$(ulimit -Hn)
+processes=$(ulimit -Hu)
+if [ "$processes" = unlimited ] || [ "$processes" -gt 32768 ]; then
+  processes=32768
+fi
 flags=(
   --isolation chroot --layers --pull=false
-  # buildah's default limits for RUN steps may exceed what this machine allows a process.
   --ulimit "nofile=$files:$files" --ulimit "nproc=$processes:$processes"
   --build-arg BASE_IMAGE="$base"
   --build-arg VERSION="$version"
