@@ -16,7 +16,7 @@ if [ "$processes" = unlimited ] || [ "$processes" -gt 32768 ]; then
   processes=32768
 fi
 flags=(
-  --isolation chroot --layers --pull=false
+  --isolation chroot --layers --pull=false --force-rm
   --ulimit "nofile=$files:$files" --ulimit "nproc=$processes:$processes"
   --build-arg BASE_IMAGE="$base"
   --build-arg VERSION="$version"
