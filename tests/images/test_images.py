@@ -22,7 +22,7 @@ import pytest
 
 from kubescribe.contract import ENV_EGRESS_RULES, ENV_STORE_GRANTS, EgressRules, Grant, StoreGrants
 from kubescribe.operator.settings import OperatorSettings
-from tests.integration.speech import PASSAGE, speak, word_error_rate
+from tests.integration.speech import INTERVIEW, PASSAGE, conversation, speak, word_error_rate
 
 ROOT = Path(__file__).parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -239,33 +239,45 @@ def store() -> Iterator[str]:
     httpd.shutdown()
 
 
+def _transcribe(image: Image, store: str, wav: Path, options: dict[str, object]) -> tuple[dict[str, Any], str]:
+    """The image's command run as the operator's Job runs it, on `wav` at a URL: its result and its txt transcript."""
+    Store.files[f"/{wav.name}"] = wav.read_bytes()
+    grant = Grant(url=f"{store}/out/{wav.stem}.txt", uri=f"s3://transcripts/images/{wav.stem}.txt")
+    spec = {
+        "source": {"url": f"{store}/{wav.name}"},
+        "model": "tiny.en",
+        "options": options,
+        "outputs": {"formats": ["txt"], "s3": {"bucket": "transcripts", "prefix": "images/"}},
+    }
+    termination_log = image.tmp / wav.stem / "dev" / "termination-log"
+    termination_log.parent.mkdir(parents=True)
+    for directory in (termination_log.parent, termination_log.parent.parent):
+        directory.chmod(0o777)
+    env = {
+        "KUBESCRIBE_SPEC": json.dumps(spec),
+        ENV_STORE_GRANTS: StoreGrants(expires="2099-01-01T00:00:00Z", outputs={"txt": grant}).model_dump_json(),
+        ENV_EGRESS_RULES: EgressRules.model_validate({"allowed_private_ranges": ["127.0.0.1/32"]}).model_dump_json(),
+        "KUBESCRIBE_MODEL_CACHE": "/tmp/models",
+        "KUBESCRIBE_CONTAINER_ROOT": f"/tmp/{wav.stem}",
+        "HF_HUB_OFFLINE": "1",
+    }
+    runner = image.run(image.config["Cmd"], env)
+    assert runner.returncode == 0, runner.stdout + runner.stderr
+    return json.loads(termination_log.read_text())["result"], Store.uploads[f"/out/{wav.stem}.txt"].decode()
+
+
 def test_the_runner_transcribes_speech_with_its_baked_model(runner_image: Image, store: str, tmp_path: Path) -> None:
     """The image's command is the operator's runner command, and it finds tiny.en in the image: no hub is reachable."""
     assert runner_image.config["Cmd"] == OperatorSettings().runner_command
-    Store.files["/speech.wav"] = speak(tmp_path, "passage", PASSAGE).read_bytes()
-    outputs = {
-        fmt: Grant(url=f"{store}/out/speech.{fmt}", uri=f"s3://transcripts/images/speech.{fmt}")
-        for fmt in ("txt", "json")
-    }
-    spec = {
-        "source": {"url": f"{store}/speech.wav"},
-        "model": "tiny.en",
-        "outputs": {"formats": sorted(outputs), "s3": {"bucket": "transcripts", "prefix": "images/"}},
-    }
-    (runner_image.tmp / "container" / "dev").mkdir(parents=True, mode=0o777)
-    (runner_image.tmp / "container").chmod(0o777)
-    (runner_image.tmp / "container" / "dev").chmod(0o777)
-    env = {
-        "KUBESCRIBE_SPEC": json.dumps(spec),
-        ENV_STORE_GRANTS: StoreGrants(expires="2099-01-01T00:00:00Z", outputs=outputs).model_dump_json(),
-        ENV_EGRESS_RULES: EgressRules.model_validate({"allowed_private_ranges": ["127.0.0.1/32"]}).model_dump_json(),
-        "KUBESCRIBE_MODEL_CACHE": "/tmp/models",
-        "KUBESCRIBE_CONTAINER_ROOT": "/tmp/container",
-        "HF_HUB_OFFLINE": "1",
-    }
-    runner = runner_image.run(runner_image.config["Cmd"], env)
-    assert runner.returncode == 0, runner.stdout + runner.stderr
-    termination = json.loads((runner_image.tmp / "container" / "dev" / "termination-log").read_text())
-    assert termination["result"]["language"] == "en"
-    assert word_error_rate(PASSAGE, Store.uploads["/out/speech.txt"].decode()) < MAX_WER
-    assert json.loads(Store.uploads["/out/speech.json"])["segments"]
+    result, transcript = _transcribe(runner_image, store, speak(tmp_path, "passage", PASSAGE), {})
+    assert result["language"] == "en"
+    assert word_error_rate(PASSAGE, transcript) < MAX_WER
+
+
+def test_the_runner_tells_speakers_apart_with_its_speaker_encoder(
+    runner_image: Image, store: str, tmp_path: Path
+) -> None:
+    wav, _ = conversation(tmp_path, "interview", INTERVIEW)
+    result, transcript = _transcribe(runner_image, store, wav, {"diarize": True})
+    assert result["speakers"] == 2
+    assert transcript.startswith("SPEAKER_00\n")
