@@ -19,9 +19,10 @@ flags=(
   --isolation chroot --layers --pull=false --force-rm
   --ulimit "nofile=$files:$files" --ulimit "nproc=$processes:$processes"
   --build-arg BASE_IMAGE="$base"
-  --build-arg VERSION="$version"
-  --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-  --build-arg SOURCE="$(git config --get remote.origin.url || true)"
+  # Labels rather than the Dockerfiles' build arguments: buildah reuses a cached LABEL step whatever their values.
+  --label org.opencontainers.image.version="$version"
+  --label org.opencontainers.image.revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+  --label org.opencontainers.image.source="$(git config --get remote.origin.url || true)"
 )
 # The site's pip configuration (an index mirror, a TLS-inspecting proxy's CA) serves the RUN steps and stays out of
 # the images.
