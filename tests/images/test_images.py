@@ -55,7 +55,7 @@ class Image:
         variables = [*self.config["Env"], *(f"{name}={value}" for name, value in (env or {}).items())]
         config = self.config
         where = f'ROOT="{self.root}" TMP="{self.tmp}" USERSPEC="{config["User"]}" WORKDIR="{config["WorkingDir"]}"\n'
-        namespaces = ["unshare", "--mount", "--pid", "--fork", "--kill-child"]
+        namespaces = ["unshare", "--mount", "--pid", "--fork"]
         return [*namespaces, "sh", "-c", where + CHROOT, "chroot", *variables, *argv]
 
     def run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -64,7 +64,7 @@ class Image:
     @contextlib.contextmanager
     def started(self, argv: list[str], env: dict[str, str]) -> Iterator[None]:
         """A server running while the block runs. It is its PID namespace's first process, whose end ends the
-        namespace; unshare cannot stop it, since the chroot's change of user clears `--kill-child`."""
+        namespace; killing unshare would leave it running."""
         with (self.tmp / f"{argv[0]}.log").open("w") as log:
             unshare = subprocess.Popen(self.command(argv, env), stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -133,9 +133,10 @@ def test_its_user_can_write_nothing_but_temporary_directories(image: Image) -> N
 
 
 def test_has_no_compiler(image: Image) -> None:
+    # The chroot works (Python runs there), so an empty answer below is the tool's absence.
+    assert image.run(["python", "-c", "import kubescribe"]).returncode == 0
     for tool in ("gcc", "cc", "c++", "make"):
         assert image.run(["sh", "-c", f"command -v {tool}"]).stdout == ""
-    assert image.run(["python", "-c", "import kubescribe"]).returncode == 0
 
 
 def test_the_command_runs(operator_image: Image) -> None:
