@@ -30,7 +30,7 @@ IMAGES = {"operator": f"localhost/kubescribe:{VERSION}", "runner": f"localhost/k
 RUNTIME_UID = "65532"
 RUNTIME_USER = f"{RUNTIME_UID}:{RUNTIME_UID}"
 """The user and group of the pods the chart and the operator make."""
-MAX_WER = 0.15
+MAX_WER = 0.3  # tiny.en on espeak-ng's voice, as in test_transcription
 SERVER_START_SECONDS = 60
 
 # In new mount and PID namespaces: the host's /dev, a /proc of the new PID namespace, and the test's directory as
