@@ -24,10 +24,10 @@ flags=(
   --label org.opencontainers.image.revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
   --label org.opencontainers.image.source="$(git config --get remote.origin.url || true)"
 )
-# The site's pip configuration (an index mirror, a TLS-inspecting proxy's CA) serves the RUN steps and stays out of
-# the images.
-if [ -f /etc/pip.conf ]; then
-  flags+=(--volume /etc/pip.conf:/etc/pip.conf:ro --volume /etc/ssl/certs:/etc/ssl/certs:ro)
+# A Debian host that trusts certificate authorities of its own (a TLS-inspecting proxy's, say) lends its certificates
+# to the RUN steps, for pip; they stay out of the images.
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  flags+=(--volume /etc/ssl/certs:/etc/ssl/certs:ro)
 fi
 
 buildah build "${flags[@]}" "$@" -f Dockerfile.operator -t "kubescribe:$version" .

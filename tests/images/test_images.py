@@ -139,6 +139,12 @@ def test_has_no_compiler(image: Image) -> None:
         assert image.run(["sh", "-c", f"command -v {tool}"]).stdout == ""
 
 
+def test_holds_nothing_of_its_build(image: Image) -> None:
+    """No sources, no pip cache, nothing of the build machine's (such as its mounts' mount points)."""
+    leftovers = ["src", "root/.cache", "tmp/pip-*", "etc/pip.conf", "etc/xdg/pip"]
+    assert [path for pattern in leftovers for path in image.root.glob(pattern)] == []
+
+
 def test_the_command_runs(operator_image: Image) -> None:
     answer = operator_image.run(["kubescribe", "--help"])
     assert answer.returncode == 0, answer.stderr
