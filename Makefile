@@ -8,10 +8,12 @@ PY := $(VENV)/bin/python
 BIN_PATH = $(shell hack/build-binaries.sh --path | paste -sd:)
 LOCALCLUSTER = $(PY) -m localcluster --bin-path "$(BIN_PATH)"
 DEBIAN_PACKAGES := espeak-ng sox ffmpeg chromium
+IMAGE_PACKAGES := buildah mmdebstrap
 SPEAKER_ENCODER := resemblyzer==0.1.4
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help test lint unit integration up down clean logs demo bench chaos binaries system-packages
+.PHONY: help test lint unit integration up down clean logs demo bench chaos binaries system-packages images \
+	test-images image-tools
 
 help:
 	@echo "make demo     bring the local cluster up and run the main job"
@@ -22,6 +24,8 @@ help:
 	@echo "make down     stop every process of the local cluster"
 	@echo "make logs POD=namespace/name [CONTAINER=name]   a pod's container logs"
 	@echo "make clean    stop the cluster and delete .local"
+	@echo "make images   build the operator's and the runner's images with buildah (IMAGE_ARGS=\"--build-arg GPU=false\")"
+	@echo "make test-images   build the images and check them in a chroot of each"
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +43,9 @@ system-packages:
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+image-tools:
+	@$(MAKE) --no-print-directory system-packages DEBIAN_PACKAGES="$(IMAGE_PACKAGES)"
 
 binaries:
 	@hack/build-binaries.sh >/dev/null
@@ -77,3 +84,9 @@ bench: $(VENV)/.installed system-packages binaries
 
 chaos: $(VENV)/.installed system-packages binaries
 	KUBESCRIBE_BIN_PATH="$(BIN_PATH)" $(PY) -m bench.chaos $(CHAOS_ARGS)
+
+images: image-tools
+	hack/build-images.sh $(IMAGE_ARGS)
+
+test-images: $(VENV)/.installed system-packages images
+	$(PY) -m pytest tests/images -q
