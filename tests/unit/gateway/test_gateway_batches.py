@@ -220,7 +220,7 @@ def batch_client(jobs: FakeJobs, objects: FakeObjects, waiting: int = 0, **setti
     access = Access(
         keys,
         None,
-        RateLimiter(10, 40),
+        RateLimiter(10, 100),  # the longest test sends 48 refused requests at once
         RateLimiter(1, 10),
         ConcurrencyLimit("uploads", 4),
         ConcurrencyLimit("event streams", 4),
