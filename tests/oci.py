@@ -77,7 +77,10 @@ class Pusher:
         self.client = httpx.Client(base_url=url, auth=auth, timeout=30)
 
     def blob(self, repository: str, data: bytes) -> str:
-        response = self.client.post(f"/v2/{repository}/blobs/uploads/", params={"digest": digest(data)}, content=data)
+        started = self.client.post(f"/v2/{repository}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        location = httpx.URL(started.headers["Location"])
+        response = self.client.put(location.copy_merge_params({"digest": digest(data)}), content=data)
         assert response.status_code == 201, response.text
         return digest(data)
 
