@@ -14,6 +14,7 @@ from typing import IO
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 MAX_SYMLINKS = 40
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class LayerError(ValueError):
@@ -36,9 +37,12 @@ def whiteout(path: str) -> tuple[str, bool] | None:
     parent, _, base = path.rpartition("/")
     if base == OPAQUE:
         return parent, True
-    if base.startswith(WHITEOUT):
-        return f"{parent}/{base.removeprefix(WHITEOUT)}".lstrip("/"), False
-    return None
+    if not base.startswith(WHITEOUT):
+        return None
+    name = base.removeprefix(WHITEOUT)
+    if name in ("", ".", ".."):
+        raise LayerError(f"whiteout {path!r} names no entry")
+    return f"{parent}/{name}".lstrip("/"), False
 
 
 def resolve(root: Path, path: str) -> Path:
@@ -69,7 +73,10 @@ def resolve(root: Path, path: str) -> Path:
 
 
 def apply_layer(layer: IO[bytes], root: Path) -> None:
-    """Applies one layer (a tar stream, gzip-compressed or not) to `root`."""
+    """Applies one layer (a seekable tar stream, gzip-compressed or not) to `root`."""
+    if layer.read(len(ZSTD_MAGIC)) == ZSTD_MAGIC:
+        raise LayerError("zstd-compressed layers are not supported (gzip or uncompressed tar)")
+    layer.seek(0)
     written: set[str] = set()
     try:
         with tarfile.open(fileobj=layer, mode="r|*") as archive:
@@ -80,11 +87,16 @@ def apply_layer(layer: IO[bytes], root: Path) -> None:
                     _delete(root, *deleted, keep=written)
                 elif path:
                     _extract(archive, member, root, path)
-                    written.add(path)
+                    written.update(_with_ancestors(path))
                 else:
                     _set_attributes(root, member)
     except (tarfile.TarError, EOFError, OSError) as error:
         raise LayerError(f"cannot apply the layer: {error}") from error
+
+
+def _with_ancestors(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:end]) for end in range(1, len(parts) + 1)]
 
 
 def _delete(root: Path, path: str, opaque: bool, keep: set[str]) -> None:

@@ -179,6 +179,7 @@ def test_whiteouts_delete_what_lower_layers_wrote(tmp_path):
         regular("app/.wh.drop.txt"),
         regular("app/.wh.gone"),
         regular("app/cache/fresh", b"fresh"),
+        regular("app/cache/new/inside", b"new"),
         regular("app/cache/.wh..wh..opq"),
     )
 
@@ -186,8 +187,25 @@ def test_whiteouts_delete_what_lower_layers_wrote(tmp_path):
         "app",
         "app/cache",
         "app/cache/fresh",
+        "app/cache/new",
+        "app/cache/new/inside",
         "app/keep.txt",
     ]
+
+
+@pytest.mark.parametrize("name", [".wh..", "app/.wh..", "app/.wh."])
+def test_a_whiteout_naming_no_entry_is_refused(tmp_path, name):
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    apply(root, regular("app/kept", b"kept"))
+    with pytest.raises(LayerError, match="names no entry"):
+        apply(root, regular(name))
+    assert (root / "app/kept").read_bytes() == b"kept"
+
+
+def test_zstd_layers_are_refused_by_name(tmp_path):
+    with pytest.raises(LayerError, match="zstd"):
+        apply_layer(io.BytesIO(b"\x28\xb5\x2f\xfd" + b"\0" * 64), tmp_path)
 
 
 def test_devices_are_skipped(tmp_path):
