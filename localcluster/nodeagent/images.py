@@ -167,7 +167,7 @@ def platform_manifest(index: dict[str, Any]) -> str:
     """The digest of the linux/amd64 manifest of an index (or manifest list); ValueError if it has none."""
     offered = []
     for descriptor in index.get("manifests") or []:
-        platform = descriptor.get("platform") or {}
+        platform = (descriptor.get("platform") if isinstance(descriptor, dict) else None) or {}
         if all(platform.get(key) == value for key, value in PLATFORM.items()):
             return str(descriptor["digest"])
         offered.append(f"{platform.get('os')}/{platform.get('architecture')}")
@@ -260,8 +260,10 @@ class ImageStore:
         document.setdefault("mediaType", media_type)
         return digest, document
 
-    def _blob(self, repository: Repository, descriptor: dict[str, Any]) -> Path:
+    def _blob(self, repository: Repository, descriptor: Any) -> Path:
         """The verified blob a descriptor names, downloaded unless already here."""
+        if not isinstance(descriptor, dict):
+            raise ValueError(f"a descriptor of the manifest is not a JSON object: {descriptor!r}")
         digest, size = str(descriptor.get("digest")), descriptor.get("size")
         if not _DIGEST.fullmatch(digest):
             raise ValueError(f"unsupported digest {digest!r} (sha256 only)")
