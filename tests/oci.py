@@ -71,10 +71,11 @@ def descriptor(media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
 
 
 class Pusher:
-    """Pushes blobs and manifests to the registry at `url` (http://host:port), with Basic `auth` if given."""
+    """Pushes blobs and manifests to the registry at `url` (http://host:port), with Basic `auth` or `headers`
+    (a Bearer token) if given."""
 
-    def __init__(self, url: str, auth: tuple[str, str] | None = None) -> None:
-        self.client = httpx.Client(base_url=url, auth=auth, timeout=30)
+    def __init__(self, url: str, auth: tuple[str, str] | None = None, headers: dict[str, str] | None = None) -> None:
+        self.client = httpx.Client(base_url=url, auth=auth, headers=headers, timeout=30)
 
     def blob(self, repository: str, data: bytes) -> str:
         started = self.client.post(f"/v2/{repository}/blobs/uploads/")

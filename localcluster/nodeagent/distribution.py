@@ -126,7 +126,11 @@ class Repository:
         except httpx.HTTPError as error:
             raise RegistryError(f"the token service of {self.host} is unreachable: {error}") from error
         if response.status_code in (401, 403):
-            raise RegistryError("unauthorized: the registry's token service refused the credentials")
+            raise RegistryError(
+                "unauthorized: the registry's token service refused the credentials"
+                if self.credentials
+                else "unauthorized: the registry's token service requires credentials and none were given"
+            )
         if response.status_code != 200:
             raise RegistryError(f"the token service of {self.host} answered {response.status_code}")
         try:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from localcluster.nodeagent.images import ImageStore, PullError, registry_credentials
-from tests.integration.registries import RegistryServer
+from tests.integration.registries import RegistryServer, TokenService, htpasswd_auth
 from tests.oci import Pusher, digest, directory, regular, tarball
 
 BASE = tarball(
@@ -134,7 +134,7 @@ def pull_secret(address, username, password):
 
 def test_a_registry_behind_authentication_needs_the_pull_secret(tmp_path, store):
     password = "s3cret-pull-password"
-    server = RegistryServer(tmp_path / "auth-registry", users={"puller": password})
+    server = RegistryServer(tmp_path / "auth-registry", auth=htpasswd_auth(tmp_path, {"puller": password}))
     server.start()
     try:
         pusher = Pusher(server.url, auth=("puller", password))
@@ -157,6 +157,35 @@ def test_a_registry_behind_authentication_needs_the_pull_secret(tmp_path, store)
         assert password not in str(anonymous.value)
     finally:
         server.stop()
+
+
+def test_a_registry_behind_a_token_service_is_pulled_from_with_a_token_for_the_pull_secret(tmp_path, store):
+    password = "token-service-password"
+    tokens = TokenService(tmp_path / "tokens", {"puller": password})
+    server = RegistryServer(tmp_path / "token-registry", auth=tokens.auth)
+    server.start()
+    try:
+        push_token = tokens.token("pusher", ["repository:private/app:pull,push"])
+        pusher = Pusher(server.url, headers={"Authorization": f"Bearer {push_token}"})
+        pushed, _ = pusher.image("private/app", [BASE], CONFIG, tag="v1")
+        reference = f"{server.address}/private/app:v1"
+
+        with pytest.raises(PullError, match="unauthorized"):
+            store.pull(reference, "IfNotPresent")
+        assert httpx.get(f"{server.url}/v2/private/app/manifests/v1").status_code == 401
+
+        image = store.pull(
+            reference, "IfNotPresent", registry_credentials([pull_secret(server.address, "puller", password)])
+        )
+        assert image.digest == pushed
+        assert (image.rootfs / "etc/motd").read_text() == "base\n"
+        assert tokens.requests[-1]["query"] == {
+            "scope": ["repository:private/app:pull"],
+            "service": [TokenService.SERVICE],
+        }
+    finally:
+        server.stop()
+        tokens.stop()
 
 
 def test_a_corrupted_blob_fails_the_pull_and_nothing_is_unpacked(registry, store):
