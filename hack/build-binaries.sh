@@ -18,9 +18,10 @@ etcd_dir=$cache/bin/etcd-$ETCD_VERSION
 helm_dir=$cache/bin/helm-$HELM_VERSION
 minio_dir=$cache/bin/minio-$MINIO_VERSION
 kueue_dir=$cache/bin/kueue-$KUEUE_VERSION
+registry_dir=$cache/bin/registry-$REGISTRY_VERSION
 
 if [[ ${1:-} == --path ]]; then
-  printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$minio_dir" "$kueue_dir"
+  printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$minio_dir" "$kueue_dir" "$registry_dir"
   exit 0
 fi
 
@@ -121,10 +122,19 @@ build_kueue() {
     -o "$out/kueue" sigs.k8s.io/kueue/cmd/kueue
 }
 
+build_registry() {
+  printf 'module kubescribe.local/registry-build\n\ngo 1.26.0\n\nrequire github.com/distribution/distribution/v3 %s\n' \
+    "$REGISTRY_VERSION" >go.mod
+  local p=github.com/distribution/distribution/v3/version
+  go build -trimpath -ldflags "-s -w -X $p.version=$REGISTRY_VERSION" \
+    -o "$out/registry" github.com/distribution/distribution/v3/cmd/registry
+}
+
 mkdir -p "$cache"
 build etcd "$etcd_dir" etcd -- build_etcd
 build helm "$helm_dir" helm -- build_helm
 build minio "$minio_dir" minio -- build_minio
 build kubernetes "$k8s_dir" kube-apiserver kube-controller-manager kube-scheduler kubectl -- build_kubernetes
 build kueue "$kueue_dir" kueue -- build_kueue
-printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$minio_dir" "$kueue_dir"
+build registry "$registry_dir" registry -- build_registry
+printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$minio_dir" "$kueue_dir" "$registry_dir"

@@ -1,5 +1,5 @@
-"""The local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, Kueue, MinIO and the
-local node agents, each a process on loopback, with their state under one directory."""
+"""The local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, Kueue, MinIO, an image
+registry and the local node agents, each a process on loopback, with their state under one directory."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from localcluster import kueue, pki, processes
+from localcluster import kueue, pki, processes, registry
 from localcluster.kubeconfig import kubeconfig, write_kubeconfig, write_private
 from localcluster.nodeagent.environment import NODE_VARIABLE
 
@@ -183,6 +183,10 @@ class LocalCluster:
     def s3_url(self, state: ClusterState) -> str:
         return f"http://127.0.0.1:{state.ports['minio']}"
 
+    def registry_address(self, state: ClusterState) -> str:
+        """host:port of the cluster's image registry, as image references name it."""
+        return f"127.0.0.1:{state.ports['registry']}"
+
     def env_exports(self, state: ClusterState) -> dict[str, str]:
         path = [str(p) for p in self.bin_path] + [os.environ.get("PATH", "")]
         return {
@@ -190,6 +194,7 @@ class LocalCluster:
             "AWS_ENDPOINT_URL": self.s3_url(state),
             "AWS_ACCESS_KEY_ID": state.minio_user,
             "AWS_SECRET_ACCESS_KEY": state.minio_password,
+            "KUBESCRIBE_REGISTRY": self.registry_address(state),
             "PATH": ":".join(path),
         }
 
@@ -205,7 +210,7 @@ class LocalCluster:
 
     def _keep_or_replace_ports(self, state: ClusterState) -> None:
         names = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kueue-health", "kueue-webhook")
-        for name in (*names, "minio", "minio-console"):
+        for name in (*names, "minio", "minio-console", "registry"):
             if not state.ports.get(name) or not _port_free(state.ports[name]):
                 state.ports[name] = free_port()
 
@@ -342,6 +347,8 @@ class LocalCluster:
             ready=lambda: _http_ok(f"{minio_url}/minio/health/ready"),
         )
 
+        self._start_registry(state)
+
         for node in NODES:
             node_kubeconfig = self._component_kubeconfig(ca, server, pki.node_identity(node))
             self._start(
@@ -358,6 +365,17 @@ class LocalCluster:
                 ],
                 ready=functools.partial(self._node_ready, node),
             )
+
+    def _start_registry(self, state: ClusterState) -> None:
+        config = self.root / "registry.yaml"
+        config.write_text(yaml.safe_dump(registry.registry_config(self.root / "registry", state.ports["registry"])))
+        self._start(
+            state,
+            "registry",
+            [self._binary("registry"), "serve", str(config)],
+            env=registry.ENVIRONMENT,
+            ready=lambda: _http_ok(f"http://{self.registry_address(state)}/v2/"),
+        )
 
     def _start_kueue(self, state: ClusterState, ca: pki.CertificateAuthority, server: str) -> None:
         """Installs Kueue's CRDs, RBAC and webhooks from its pinned module's manifests, then starts it."""

@@ -14,5 +14,7 @@ state directory (`python -m localcluster logs NAMESPACE/POD` shows them).
 - `pod`: one pod's lifecycle, from its init containers to its end or deletion, and its status;
 - `container`: one container's process: start, exit, termination message, restart back-off;
 - `environment`: what a container is given: directories, volumes, variables and a kubeconfig.
+- `images`: the node's images, pulled from their registries (`distribution`) with the pod's pull secrets,
+  each unpacked (`layers`) into a root filesystem kept by manifest digest.
 
 `python -m localcluster.nodeagent --node NAME --kubeconfig PATH --state-dir DIR` serves one node."""
