@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN_PATH = $(shell hack/build-binaries.sh --path | paste -sd:)
 LOCALCLUSTER = $(PY) -m localcluster --bin-path "$(BIN_PATH)"
-DEBIAN_PACKAGES := espeak-ng sox ffmpeg chromium
+DEBIAN_PACKAGES := espeak-ng sox ffmpeg chromium busybox-static
 IMAGE_PACKAGES := buildah mmdebstrap
 SPEAKER_ENCODER := resemblyzer==0.1.4
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -16,14 +16,15 @@ def _pod_logs(root: Path, pod: str, container: str | None) -> int:
     if not directories:
         print(f"no logs for pod {namespace}/{name} under {root / 'nodes'}", file=sys.stderr)
         return 1
-    logs = sorted((directories[-1] / "logs").glob(f"{container or '*'}.log"))
-    if not logs:
+    containers = sorted((directories[-1] / "logs").glob(container or "*"))
+    if not containers:
         print(f"pod {namespace}/{name} has no container {container!r}", file=sys.stderr)
         return 1
-    for path in logs:
-        if len(logs) > 1:
-            print(f"==> {path.stem} <==")
-        sys.stdout.write(path.read_text(errors="replace"))
+    for directory in containers:
+        if len(containers) > 1:
+            print(f"==> {directory.name} <==")
+        for path in sorted(directory.glob("*.log"), key=lambda path: int(path.stem)):
+            sys.stdout.write(path.read_text(errors="replace"))
     return 0
 
 

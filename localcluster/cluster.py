@@ -210,7 +210,7 @@ class LocalCluster:
 
     def _keep_or_replace_ports(self, state: ClusterState) -> None:
         names = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kueue-health", "kueue-webhook")
-        for name in (*names, "minio", "minio-console", "registry"):
+        for name in (*names, "minio", "minio-console", "registry", *(f"kubelet-{node}" for node in NODES)):
             if not state.ports.get(name) or not _port_free(state.ports[name]):
                 state.ports[name] = free_port()
 
@@ -230,6 +230,7 @@ class LocalCluster:
             ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
         )
         sa_private, sa_public = pki.ensure_signing_key(self.pki_dir)
+        kubelet_client_cert, kubelet_client_key = ca.issue_client(pki.KUBELET_CLIENT)
         server = self.api_url(state)
         admin_cert, admin_key = ca.issue_client(pki.ADMIN)
         write_kubeconfig(
@@ -281,6 +282,11 @@ class LocalCluster:
                 "--endpoint-reconciler-type=none",
                 # No kube-proxy: webhooks behind a Service are dialled at the address of its EndpointSlice.
                 "--enable-aggregator-routing=true",
+                # `kubectl logs`: the API server calls the node agents' kubelet API.
+                f"--kubelet-client-certificate={kubelet_client_cert}",
+                f"--kubelet-client-key={kubelet_client_key}",
+                f"--kubelet-certificate-authority={ca.cert_path}",
+                "--kubelet-preferred-address-types=InternalIP",
             ],
             ready=lambda: _http_ok(f"{server}/readyz", contains="ok", tls=(ca.cert_path, admin_cert, admin_key)),
             timeout=60,
@@ -351,6 +357,7 @@ class LocalCluster:
 
         for node in NODES:
             node_kubeconfig = self._component_kubeconfig(ca, server, pki.node_identity(node))
+            kubelet_cert, kubelet_key = ca.issue_server(f"kubelet-{node}", ("127.0.0.1",), (node,))
             self._start(
                 state,
                 f"{NODE_AGENT_PREFIX}{node}",
@@ -361,7 +368,12 @@ class LocalCluster:
                     f"--node={node}",
                     f"--kubeconfig={node_kubeconfig}",
                     f"--state-dir={self.root / 'nodes' / node}",
+                    f"--image-store={self.root / 'images'}",
                     f"--gpus={GPUS_PER_NODE}",
+                    f"--kubelet-port={state.ports[f'kubelet-{node}']}",
+                    f"--tls-cert-file={kubelet_cert}",
+                    f"--tls-private-key-file={kubelet_key}",
+                    f"--client-ca-file={ca.cert_path}",
                 ],
                 ready=functools.partial(self._node_ready, node),
             )

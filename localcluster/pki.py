@@ -32,6 +32,8 @@ ADMIN = Identity("kubescribe-admin", ("system:masters",))
 CONTROLLER_MANAGER = Identity("system:kube-controller-manager")
 SCHEDULER = Identity("system:kube-scheduler")
 KUEUE = Identity("kueue-controller-manager")
+KUBELET_CLIENT = Identity("kube-apiserver-kubelet-client")
+"""The API server, calling a node's kubelet API (for `kubectl logs`)."""
 
 
 def node_identity(node: str) -> Identity:

@@ -1,5 +1,5 @@
-"""One container of a pod as a local process: its start, its exit and termination message, its restart back-off,
-and its state as a containerStatus reports it."""
+"""One container of a pod as a local process (a host process, or the shim running it from its image): its start,
+its exit and termination message, its restart back-off, and its state as a containerStatus reports it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from kubescribe.api.timestamps import now_timestamp
 from localcluster import processes
-from localcluster.podspec import expand
+from localcluster.nodeagent.shim import START_ERROR_CODE
 
 MAX_MESSAGE_BYTES = 4096
 FALLBACK_LOG_LINES = 80
@@ -23,21 +23,26 @@ BACKOFF_START, BACKOFF_MAX = 10.0, 300.0
 class Container:
     """One container of a pod and its current process, if any."""
 
-    def __init__(self, spec: dict[str, Any], root: Path, log_path: Path) -> None:
+    def __init__(self, spec: dict[str, Any], root: Path, log_dir: Path) -> None:
         self.spec = spec
         self.name: str = spec["name"]
         self.root = root
-        self.log_path = log_path
+        self.log_dir = log_dir
+        """One log file per run of the container: `<restart count>.log`."""
+        self.termination_message_path = self._host_path(spec.get("terminationMessagePath", "/dev/termination-log"))
+        self.error_path: Path | None = None
+        """Where the shim writes why the container could not start; None for a host process."""
+        self.image_id = ""
+        self._main_pid: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.restart_count = 0
         self.state: dict[str, Any] = {"waiting": {"reason": "ContainerCreating"}}
         self.last_state: dict[str, Any] = {}
         self.next_start = 0.0
         self.backoff = BACKOFF_START
+        self.pull_backoff = BACKOFF_START
 
-    @property
-    def termination_message_path(self) -> Path:
-        path: str = self.spec.get("terminationMessagePath", "/dev/termination-log")
+    def _host_path(self, path: str) -> Path:
         return self.root / path.lstrip("/")
 
     @property
@@ -48,8 +53,8 @@ class Container:
         return {
             "name": self.name,
             "image": self.spec.get("image", ""),
-            "imageID": "",
-            "containerID": f"kubescribe://{self.process.pid}" if self.process else "",
+            "imageID": self.image_id,
+            "containerID": f"kubescribe://{self.main_pid()}" if self.process else "",
             "ready": "running" in self.state,
             "started": "running" in self.state,
             "restartCount": self.restart_count,
@@ -57,16 +62,15 @@ class Container:
             "lastState": self.last_state,
         }
 
-    def start(self, env: dict[str, str]) -> None:
-        command = [expand(part, env) for part in self.spec.get("command", []) + self.spec.get("args", [])]
-        workdir = self.root / self.spec.get("workingDir", "/").lstrip("/")
-        workdir.mkdir(parents=True, exist_ok=True)
+    def start(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+        """Starts `argv` (the container's command, or the shim with its plan) with its output to the log."""
+        cwd.mkdir(parents=True, exist_ok=True)
         self.termination_message_path.parent.mkdir(parents=True, exist_ok=True)
-        self.termination_message_path.unlink(missing_ok=True)
-        with self.log_path.open("ab") as out:
-            out.write(f"--- {now_timestamp()} start {self.name} (restart {self.restart_count})\n".encode())
+        self.termination_message_path.write_bytes(b"")
+        self.termination_message_path.chmod(0o666)  # whichever user the container runs as writes it
+        self._main_pid: int | None = None
         try:
-            self.process = processes.spawn(command, self.log_path, env, cwd=workdir)
+            self.process = processes.spawn(argv, self.log_path, env, cwd=cwd)
         except OSError as error:
             self.process = None
             self.state = {
@@ -89,18 +93,50 @@ class Container:
         if code is None:
             return False
         code = 128 - code if code < 0 else code  # killed by a signal: 128 + signal number
-        message = self._termination_message(code)
+        start_error = self._start_error(code)
+        message = start_error or self._termination_message(code)
         terminated = {
             "exitCode": code,
-            "reason": "Completed" if code == 0 else "Error",
+            "reason": "StartError" if start_error else "Completed" if code == 0 else "Error",
             "startedAt": self.state["running"]["startedAt"],
             "finishedAt": now_timestamp(),
-            "containerID": f"kubescribe://{self.process.pid}",
+            "containerID": f"kubescribe://{self.main_pid()}",
         }
         if message:
             terminated["message"] = message
         self.state = {"terminated": terminated}
         return True
+
+    def main_pid(self) -> int | None:
+        """The container's first process: the one started, or for a sandboxed container the shim's child (PID 1 of
+        its namespace), once forked."""
+        if self.process is None:
+            return None
+        if self.error_path is None:
+            return self.process.pid
+        if self._main_pid is None:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            with contextlib.suppress(OSError, IndexError):
+                self._main_pid = int(children.read_text().split()[0])
+        return self._main_pid or self.process.pid
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def log_path(self) -> Path:
+        """The log of the container's current (or last) run."""
+        return self.log_dir / f"{self.restart_count}.log"
+
+    def logs(self) -> list[Path]:
+        """The logs of the container's runs, the latest last."""
+        return sorted(self.log_dir.glob("*.log"), key=lambda path: int(path.stem))
+
+    def _start_error(self, code: int) -> str:
+        """Why the shim could not start the container, when that is why it exited."""
+        if code != START_ERROR_CODE or self.error_path is None or not self.error_path.exists():
+            return ""
+        return self.error_path.read_text(errors="replace")[-MAX_MESSAGE_BYTES:]
 
     def _termination_message(self, code: int) -> str:
         path = self.termination_message_path

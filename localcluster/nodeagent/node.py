@@ -25,6 +25,8 @@ from kubernetes.client.rest import ApiException
 from kubescribe.api.timestamps import now_timestamp
 from localcluster import processes
 from localcluster.nodeagent.environment import HOST_IP, NODE_VARIABLE, TOKEN_SECONDS
+from localcluster.nodeagent.images import Credentials, ImageStore, registry_credentials
+from localcluster.nodeagent.kubeletapi import LogSource
 from localcluster.nodeagent.pod import PodWorker
 from localcluster.podspec import ConfigError
 
@@ -38,8 +40,12 @@ OWN_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "ContainersReady",
 class NodeAgent:
     """One node of the local cluster and the workers of its pods."""
 
-    def __init__(self, node: str, kubeconfig_path: Path, state_dir: Path, gpus: int) -> None:
+    def __init__(
+        self, node: str, kubeconfig_path: Path, state_dir: Path, images: ImageStore, *, gpus: int, kubelet_port: int
+    ) -> None:
         self.node = node
+        self.images = images
+        self.kubelet_port = kubelet_port
         self.state_dir = state_dir
         self.gpus = gpus
         settings = yaml.safe_load(kubeconfig_path.read_text())
@@ -125,13 +131,13 @@ class NodeAgent:
                 "bootID": "",
                 "kernelVersion": platform.release(),
                 "osImage": "kubescribe local node",
-                "containerRuntimeVersion": "kubescribe-process://1",
+                "containerRuntimeVersion": "kubescribe-shim://1",
                 "kubeletVersion": self._server_version(),
                 "kubeProxyVersion": "",
                 "operatingSystem": "linux",
                 "architecture": "amd64",
             },
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
         }
         self.core.patch_node_status(self.node, {"status": status})
 
@@ -208,6 +214,23 @@ class NodeAgent:
             worker = PodWorker(self, pod)
             self.workers[uid] = worker
             worker.start()
+
+    def container_log(self, namespace: str, name: str, container: str, previous: bool) -> LogSource | str:
+        """A container's log for the kubelet API (its latest run's, or the one before), or why there is none."""
+        with self.lock:
+            worker = next((w for w in self.workers.values() if (w.namespace, w.pod_name) == (namespace, name)), None)
+        if worker is None:
+            return f'pod "{name}" in namespace "{namespace}" is not running on node {self.node}'
+        found = next((c for c in worker.init_containers + worker.containers if c.name == container), None)
+        if found is None:
+            return f"container {container} is not valid for pod {name}"
+        runs = found.logs()
+        if previous and len(runs) < 2:
+            return f'previous terminated container "{container}" in pod "{name}" not found'
+        if not runs:
+            return f'container "{container}" in pod "{name}" is waiting to start'
+        path = runs[-2] if previous else runs[-1]
+        return LogSource(path, running=lambda: not previous and found.log_path == path and found.is_running())
 
     def forget(self, uid: str) -> None:
         with self.lock:
@@ -305,6 +328,27 @@ class NodeAgent:
         except ApiException as error:
             raise ConfigError(f"token for ServiceAccount {account}: {error.status} {error.reason}") from error
         return str(response.status.token)
+
+    def pull_credentials(self, pod: dict[str, Any]) -> Credentials:
+        """The registry credentials of the pod's imagePullSecrets; a missing one is named in an event, as a kubelet
+        does, and the pull goes on without it."""
+        secrets = []
+        for reference in pod["spec"].get("imagePullSecrets", []):
+            try:
+                secret = self.core.read_namespaced_secret(reference["name"], pod["metadata"]["namespace"])
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                self.event(
+                    pod,
+                    "Warning",
+                    "FailedToRetrieveImagePullSecret",
+                    f"Unable to retrieve some image pull secrets ({reference['name']}); attempting to pull the image "
+                    "may not succeed.",
+                )
+                continue
+            secrets.append(self.api.sanitize_for_serialization(secret))
+        return registry_credentials(secrets)
 
     def object_data(self, namespace: str, kind: str, name: str) -> dict[str, str] | None:
         """The data of a Secret or ConfigMap, or None when it does not exist."""

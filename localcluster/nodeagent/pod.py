@@ -11,8 +11,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from kubescribe.api.timestamps import now_timestamp, parse_timestamp
-from localcluster.nodeagent.container import Container
+from localcluster.nodeagent.container import BACKOFF_MAX, BACKOFF_START, Container
 from localcluster.nodeagent.environment import HOST_IP, PodEnvironment
+from localcluster.nodeagent.images import Image, PullError
+from localcluster.nodeagent.sandbox import image_id, names_registry, pull_policy
 from localcluster.podspec import ConfigError, pod_phase
 
 if TYPE_CHECKING:
@@ -108,23 +110,52 @@ class PodWorker(threading.Thread):
             return
         if "waiting" in container.state and time.monotonic() >= container.next_start:
             try:
-                env = self.environment.variables(self.pod, container)
+                image = self._image(container)
+            except PullError as error:
+                self._back_off_pull(container, error)
+                return
+            try:
+                start = (
+                    self.environment.host_process(self.pod, container)
+                    if image is None
+                    else self.environment.sandboxed(self.pod, container, image)
+                )
             except ConfigError as error:
                 container.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(error)}}
                 container.next_start = time.monotonic() + 2
                 return
-            if not container.spec.get("command"):
-                container.state = {
-                    "waiting": {
-                        "reason": "CreateContainerError",
-                        "message": "the local node runs a container's command and cannot run an "
-                        "image's entrypoint: give the container a command",
-                    }
-                }
-                container.next_start = time.monotonic() + 30
-                return
-            container.start(env)
+            container.start(*start)
             self.agent.event(self.pod, "Normal", "Started", f"Started container {container.name}")
+
+    def _image(self, container: Container) -> Image | None:
+        """The container's image, pulled under its imagePullPolicy, or None for an image that names no registry (run
+        as a host process). Raises PullError while it cannot be pulled."""
+        reference = container.spec.get("image", "")
+        if not names_registry(reference):
+            return None
+        policy = pull_policy(container.spec)
+        image = self.agent.images.present(reference) if policy != "Always" else None
+        if image is None:
+            self.agent.event(self.pod, "Normal", "Pulling", f'Pulling image "{reference}"')
+            started = time.monotonic()
+            image = self.agent.images.pull(reference, policy, self.agent.pull_credentials(self.pod))
+            seconds = time.monotonic() - started
+            self.agent.event(self.pod, "Normal", "Pulled", f'Successfully pulled image "{reference}" in {seconds:.3f}s')
+        container.pull_backoff = BACKOFF_START
+        container.image_id = image_id(reference, image.digest)
+        return image
+
+    def _back_off_pull(self, container: Container, error: PullError) -> None:
+        """ErrImagePull, then ImagePullBackOff, trying again after a back-off that doubles up to its cap."""
+        reference = container.spec.get("image", "")
+        backing_off = container.state.get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff")
+        message = f'Back-off pulling image "{reference}": {error}' if backing_off else str(error)
+        container.state = {
+            "waiting": {"reason": "ImagePullBackOff" if backing_off else "ErrImagePull", "message": message}
+        }
+        container.next_start = time.monotonic() + container.pull_backoff
+        container.pull_backoff = min(container.pull_backoff * 2, BACKOFF_MAX)
+        self.agent.event(self.pod, "Warning", "Failed", f'Failed to pull image "{reference}": {error}')
 
     def _renew_token(self) -> None:
         """Replaces the token of a pod given one, once it is near its end; a refusal is tried again later."""

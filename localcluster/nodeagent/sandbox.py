@@ -150,6 +150,18 @@ def names_registry(reference: str) -> bool:
     return bool(slash) and ("." in first or ":" in first or first == "localhost")
 
 
+def pull_policy(container: Mapping[str, Any]) -> str:
+    """The container's imagePullPolicy, or the API server's default: Always for `:latest` or no tag, else
+    IfNotPresent."""
+    if container.get("imagePullPolicy"):
+        return str(container["imagePullPolicy"])
+    reference = str(container.get("image", ""))
+    if "@" in reference:
+        return "IfNotPresent"
+    last = reference.rsplit("/", 1)[-1]
+    return "Always" if ":" not in last or last.endswith(":latest") else "IfNotPresent"
+
+
 def image_id(reference: str, digest: str) -> str:
     """A containerStatus' imageID: the image's repository at the digest it was pulled at."""
     repository = reference.partition("@")[0]

@@ -88,7 +88,7 @@ def prepare_root(plan: dict[str, Any]) -> Path:
     options = f"lowerdir={plan['lower']},upperdir={plan['upper']},workdir={plan['work']}"
     mount("overlay", root, "overlay", 0, options)
     _make_dev(root)
-    for name in ("proc", "sys", "tmp", "etc"):
+    for name in ("proc", "sys"):
         inside(root, name).mkdir(exist_ok=True)
     mount("/sys", root / "sys", None, MS_BIND | MS_REC)
     mount("none", root / "sys", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC)

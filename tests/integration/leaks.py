@@ -77,7 +77,7 @@ def api_texts(kubectl: Kubectl, *scope: str) -> Iterator[tuple[str, str]]:
 def log_texts(root: Path) -> Iterator[tuple[str, str]]:
     """Every container's log the local nodes kept (the operator's, the gateway's, the runners'...) and the logs of
     the control plane, the store and the node agents."""
-    for path in sorted([*root.glob("nodes/*/pods/*/logs/*.log"), *root.glob("logs/*.log")]):
+    for path in sorted([*root.glob("nodes/*/pods/*/logs/*/*.log"), *root.glob("logs/*.log")]):
         yield str(path.relative_to(root)), path.read_text(errors="replace")
 
 

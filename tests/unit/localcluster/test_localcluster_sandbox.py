@@ -14,6 +14,7 @@ from localcluster.nodeagent.sandbox import (
     inside,
     names_registry,
     process_argv,
+    pull_policy,
     working_dir,
 )
 from localcluster.podspec import ConfigError
@@ -95,3 +96,11 @@ def test_image_references_that_name_a_registry_and_their_image_ids() -> None:
     assert not names_registry("library/python:3.11")
     assert image_id("127.0.0.1:5000/team/runner:0.1", "sha256:ab") == "127.0.0.1:5000/team/runner@sha256:ab"
     assert image_id("127.0.0.1:5000/runner@sha256:cd", "sha256:cd") == "127.0.0.1:5000/runner@sha256:cd"
+
+
+def test_the_pull_policy_defaults_as_the_api_server_defaults_it() -> None:
+    assert pull_policy({"image": "127.0.0.1:5000/runner:0.1"}) == "IfNotPresent"
+    assert pull_policy({"image": "127.0.0.1:5000/runner:latest"}) == "Always"
+    assert pull_policy({"image": "127.0.0.1:5000/runner"}) == "Always"
+    assert pull_policy({"image": "127.0.0.1:5000/runner@sha256:ab"}) == "IfNotPresent"
+    assert pull_policy({"image": "127.0.0.1:5000/runner:0.1", "imagePullPolicy": "Never"}) == "Never"

@@ -1,5 +1,5 @@
-"""A pod's ServiceAccount token on the local node: named by its kubeconfig's tokenFile, and replaced before it
-expires, as a kubelet replaces a projected token."""
+"""A pod's ServiceAccount token on the local node: in its service account volume (named by a host process's
+kubeconfig), and replaced before it expires, as a kubelet replaces a projected token."""
 
 import itertools
 from pathlib import Path
@@ -17,8 +17,8 @@ POD = {"metadata": {"name": "gateway-1", "namespace": "kubescribe", "uid": "u-1"
 class Agent(SimpleNamespace):
     """The node agent's part a pod's environment uses: each token it is asked for is a new one."""
 
-    def __init__(self) -> None:
-        super().__init__(node="node-1", server="https://127.0.0.1:6443", ca_file=Path("/ca.crt"))
+    def __init__(self, ca_file: Path) -> None:
+        super().__init__(node="node-1", server="https://127.0.0.1:6443", ca_file=ca_file)
         self.issued = (f"token-{n}" for n in itertools.count(1))
         self.accounts: list[str] = []
 
@@ -32,12 +32,16 @@ def test_a_pods_token_is_replaced_once_most_of_its_life_has_passed(
 ) -> None:
     now = [1000.0]
     monkeypatch.setattr(environment.time, "monotonic", lambda: now[0])
-    agent = Agent()
-    pod_environment = PodEnvironment(agent, tmp_path)
+    (tmp_path / "ca.crt").write_text("the cluster's CA")
+    agent = Agent(tmp_path / "ca.crt")
+    pod_environment = PodEnvironment(agent, tmp_path / "pod")
+    (tmp_path / "pod").mkdir()
     env = pod_environment.variables(POD, pod_environment.container({"name": "gateway"}))
     user = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())["users"][0]
     token = Path(user["user"]["tokenFile"])
-    assert (user["name"], token.read_text(), oct(token.stat().st_mode & 0o777)) == ("gw", "token-1", "0o600")
+    assert (user["name"], token.read_text(), oct(token.stat().st_mode & 0o777)) == ("gw", "token-1", "0o644")
+    assert (token.parent / "ca.crt").read_text() == "the cluster's CA"
+    assert (token.parent / "namespace").read_text() == "kubescribe"
 
     now[0] += TOKEN_SECONDS * TOKEN_RENEWAL_SHARE - 1
     pod_environment.renew_token(POD)
