@@ -4,6 +4,7 @@ included (through the operator's settings)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ def operator_env(documents: list[dict[str, Any]]) -> dict[str, str]:
 
 @pytest.mark.parametrize("values", [[], ["-f", str(GPU_POOL)]], ids=["defaults", "gpu-pool"])
 def test_the_chart_lints_strictly(values: list[str]) -> None:
-    result = subprocess.run([helm(), "lint", "--strict", str(CHART), *values], capture_output=True, text=True)
+    result = subprocess.run(
+        [helm(), "lint", "--strict", str(CHART), *values], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -194,8 +197,11 @@ def test_the_values_reference_lists_every_value_and_is_current() -> None:
     paths = leaf_paths(values)
     assert "runner.resources.requests.cpu" in paths
     for path in paths:
-        assert f"| `{path}` |" in reference, path
-    check = subprocess.run([REPO / ".venv/bin/python", REPO / "hack/chart-values.py", "--check"], capture_output=True)
+        parts = path.split(".")
+        # A map (a nodeSelector) is one row, its keys the user's; an empty object's values have rows of their own.
+        documented = [".".join(parts[:end]) for end in range(len(parts), 0, -1)]
+        assert any(f"| `{value}` |" in reference for value in documented) or f"| `{path}." in reference, path
+    check = subprocess.run([sys.executable, REPO / "hack/chart-values.py", "--check"], capture_output=True, check=False)
     assert check.returncode == 0, check.stderr
 
 
@@ -207,8 +213,8 @@ def test_the_reference_check_fails_on_a_stale_reference(tmp_path: Path) -> None:
     (tmp_path / "charts").symlink_to(REPO / "charts")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs/chart-values.md").write_text("# Chart values\n")
-    stale = subprocess.run([REPO / ".venv/bin/python", copy, "--check"], capture_output=True, text=True)
+    stale = subprocess.run([sys.executable, copy, "--check"], capture_output=True, text=True, check=False)
     assert stale.returncode == 1
     assert "out of date" in stale.stderr
-    subprocess.run([REPO / ".venv/bin/python", copy], check=True)
-    assert subprocess.run([REPO / ".venv/bin/python", copy, "--check"]).returncode == 0
+    subprocess.run([sys.executable, copy], check=True)
+    assert subprocess.run([sys.executable, copy, "--check"], check=False).returncode == 0
