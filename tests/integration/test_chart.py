@@ -20,12 +20,13 @@ from tests.integration.conftest import (
     scratch_namespace,
     wait_for,
 )
-from tests.integration.speech import SENTENCE, speak
+from tests.integration.speech import speak
 
 CHART = REPO / "charts/kubescribe"
 GPU_POOL = REPO / "examples/values-gpu-pool.yaml"
 CRD = "crd/transcriptionjobs.kubescribe.io"
 ADDED_COLUMN = "    - name: Attempts\n      type: integer\n      jsonPath: .status.attempts\n"
+SENTENCE = "The runner runs where the chart puts it."
 NEVER_SCHEDULED = {"gpu": 0, "nodeSelector": {"kubescribe.io/no-such-node": "true"}}
 
 
