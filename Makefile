@@ -51,9 +51,10 @@ binaries:
 	@hack/build-binaries.sh >/dev/null
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check kubescribe tests localcluster
+	$(VENV)/bin/ruff check kubescribe tests localcluster hack/chart-values.py
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) hack/chart-values.py --check
 
 unit: $(VENV)/.installed system-packages binaries
 	$(PY) -m pytest tests/unit -q

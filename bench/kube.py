@@ -17,9 +17,10 @@ RELEASE = "kubescribe"
 HELM_VALUES = {
     "operator.maxRunningJobs": "1000",
     "operator.maxGpusPerNamespace": "1000",
-    # The local nodes schedule by memory requests: 200 runner pods must fit where the 200 plain Jobs, which request
-    # nothing, do.
+    # The local nodes schedule by memory and CPU requests: 200 runner pods must fit where the 200 plain Jobs, which
+    # request nothing, do.
     "runner.memoryRequest": "64Mi",
+    "runner.resources.requests.cpu": "1m",
 }
 
 

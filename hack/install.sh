@@ -25,7 +25,10 @@ if [[ $(cat .local/kubescribe-installed 2>/dev/null) != "$fingerprint" ]]; then
   kubectl -n kubescribe create secret generic kubescribe-s3 --dry-run=client -o yaml \
     --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" |
     kubectl apply -f - >/dev/null
-  helm upgrade --install kubescribe charts/kubescribe -n kubescribe "${settings[@]}" --wait --timeout 3m >/dev/null
+  # --take-ownership: a cluster set up by an older chart holds a CRD that chart installed from crds/, untracked by
+  # the release; the release adopts it, and from then on upgrades it.
+  helm upgrade --install kubescribe charts/kubescribe -n kubescribe "${settings[@]}" --take-ownership \
+    --wait --timeout 3m >/dev/null
   echo "$fingerprint" >.local/kubescribe-installed
   echo "installed Kubescribe: the operator and the gateway (helm release kubescribe, namespace kubescribe)"
 fi

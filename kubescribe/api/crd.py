@@ -1,7 +1,7 @@
 """The TranscriptionJob CustomResourceDefinition, generated from the models in kubescribe.api.v1alpha1.
 
-python -m kubescribe.api.crd            write crds/transcriptionjobs.kubescribe.io.yaml
-python -m kubescribe.api.crd --check    exit 1 when that file differs from what would be written
+python -m kubescribe.api.crd            write crds/transcriptionjobs.kubescribe.io.yaml and the chart's template
+python -m kubescribe.api.crd --check    exit 1 when either differs from what would be written
 """
 
 from __future__ import annotations
@@ -18,12 +18,21 @@ import yaml
 from kubescribe.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, TranscriptionJob
 
 _REPO = Path(__file__).resolve().parents[2]
-# The plain manifest for `kubectl apply`, and the Helm chart's copy.
-CRD_PATHS = (
-    _REPO / "crds" / f"{PLURAL}.{GROUP}.yaml",
-    _REPO / "charts" / "kubescribe" / "crds" / f"{PLURAL}.{GROUP}.yaml",
-)
-_HEADER = "# Generated from kubescribe/api/v1alpha1.py by `python -m kubescribe.api.crd`; do not edit.\n"
+MANIFEST_PATH = _REPO / "crds" / f"{PLURAL}.{GROUP}.yaml"
+"""The plain manifest, for `kubectl apply`."""
+TEMPLATE_PATH = _REPO / "charts" / "kubescribe" / "templates" / "transcriptionjob-crd.yaml"
+"""The chart's template: a CRD in crds/ would never be upgraded by Helm."""
+_GENERATED = "Generated from kubescribe/api/v1alpha1.py by `python -m kubescribe.api.crd`; do not edit."
+_TEMPLATE_METADATA = """\
+  labels:
+    app.kubernetes.io/name: kubescribe
+    app.kubernetes.io/instance: {{ .Release.Name }}
+    app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+    helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+  annotations:
+    # Uninstalling the release keeps the CRD: deleting it would delete every TranscriptionJob.
+    helm.sh/resource-policy: keep
+"""
 
 _PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -117,21 +126,36 @@ def build_crd() -> dict[str, Any]:
 
 
 def crd_yaml() -> str:
-    """The CRD file's text."""
-    return _HEADER + yaml.safe_dump(build_crd(), sort_keys=False, width=120)
+    """The plain manifest's text."""
+    return f"# {_GENERATED}\n" + yaml.safe_dump(build_crd(), sort_keys=False, width=120)
+
+
+def crd_template() -> str:
+    """The chart template's text: the CRD with the release's labels, kept on uninstall, unless crds.install is
+    false."""
+    body = yaml.safe_dump(build_crd(), sort_keys=False, width=120)
+    if "{{" in body:
+        raise ValueError("the CRD holds `{{`, which Helm would read as a template action")
+    name = f"  name: {PLURAL}.{GROUP}\n"
+    body = body.replace(name, name + _TEMPLATE_METADATA, 1)
+    return f"{{{{- /* {_GENERATED} */}}}}\n{{{{- if .Values.crds.install }}}}\n{body}{{{{- end }}}}\n"
+
+
+def generated_files() -> dict[Path, str]:
+    return {MANIFEST_PATH: crd_yaml(), TEMPLATE_PATH: crd_template()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write or check the CRD files from the pydantic models.")
     parser.add_argument("--check", action="store_true", help="only check that the file is up to date")
     args = parser.parse_args(argv)
-    text = crd_yaml()
+    files = generated_files()
     if args.check:
-        stale = [path for path in CRD_PATHS if not path.is_file() or path.read_text() != text]
+        stale = [path for path, text in files.items() if not path.is_file() or path.read_text() != text]
         for path in stale:
             print(f"{path} is out of date: run python -m kubescribe.api.crd", file=sys.stderr)
         return 1 if stale else 0
-    for path in CRD_PATHS:
+    for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return 0

@@ -39,6 +39,7 @@ from kubescribe.contract import (
     StoreGrants,
     uploaded_source_key,
 )
+from kubescribe.operator.placement import pod_placement, raised_limits
 from kubescribe.operator.policy import within
 from kubescribe.operator.settings import OperatorSettings
 
@@ -300,14 +301,17 @@ def runner_memory_request(spec: TranscriptionJobSpec, settings: OperatorSettings
 
 
 def _container_resources(spec: TranscriptionJobSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """The settings' requests and limits with the job's: its memory and CPU requests, its GPUs and, with GPUs, the
+    settings' extended resources."""
     resources = spec.resources
-    requests = {"memory": runner_memory_request(spec, settings)}
+    requests: dict[str, str] = {**settings.runner_resource_requests, "memory": runner_memory_request(spec, settings)}
     if resources.cpu:
         requests["cpu"] = resources.cpu
-    limits = {"memory": runner_memory_limit(spec, settings)}
+    limits: dict[str, str] = {**settings.runner_resource_limits, "memory": runner_memory_limit(spec, settings)}
     if resources.gpu > 0:
+        limits.update(settings.runner_extra_resources)
         limits[GPU_RESOURCE] = str(resources.gpu)
-    return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
+    return {"requests": requests, "limits": raised_limits(limits, requests)}
 
 
 def _volumes(spec: TranscriptionJobSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
@@ -340,6 +344,7 @@ def _pod_spec(
     container = {
         "name": RUNNER_CONTAINER,
         "image": settings.runner_image,
+        **({"imagePullPolicy": settings.runner_image_pull_policy} if settings.runner_image_pull_policy else {}),
         "command": list(settings.runner_command),
         "workingDir": WORK_DIR,
         "env": [
@@ -370,15 +375,7 @@ def _pod_spec(
         "containers": [container],
         "volumes": _volumes(spec, settings),
     }
-    placement = spec.resources
-    if placement.node_selector:
-        pod["nodeSelector"] = dict(placement.node_selector)
-    if placement.tolerations:
-        pod["tolerations"] = [
-            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in placement.tolerations
-        ]
-    if placement.priority_class_name:
-        pod["priorityClassName"] = placement.priority_class_name
+    pod.update(pod_placement(spec, settings))
     return pod
 
 

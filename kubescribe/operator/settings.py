@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
-from pydantic import Field, IPvAnyNetwork, SecretStr
+from typing import Annotated, Literal
+
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kubescribe.api.v1alpha1 import WHISPER_MODELS
+from kubescribe.api.v1alpha1 import WHISPER_MODELS, Toleration
 from kubescribe.contract import RunnerLimits
 from kubescribe.operator.policy import StoragePolicy
+
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+Quantity = Annotated[str, Field(pattern=_QUANTITY)]
 
 
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KUBESCRIBE_")
 
     runner_image: str = "kubescribe:latest"
+    runner_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    runner_image_pull_secrets: list[str] = []
+    """Secrets in each job's namespace that the runner's image is pulled with."""
+    runner_node_selector: dict[str, str] = {}
+    """Node labels every runner pod with GPUs requires, besides its job's own."""
+    runner_tolerations: list[Toleration] = []
+    """Tolerations of every runner pod with GPUs, besides its job's own (JSON)."""
+    runner_runtime_class_name: str = ""
+    """The RuntimeClass of runner pods with GPUs (such as the NVIDIA container runtime's)."""
+    runner_priority_class_name: str = ""
+    """The PriorityClass of runner pods whose jobs name none."""
+    runner_extra_resources: dict[str, Quantity] = {}
+    """Extended resources (such as RDMA devices) that each runner pod with GPUs gets, as limits."""
+    runner_resource_requests: dict[str, Quantity] = {}
+    """What every runner container requests besides memory; a job's resources.cpu wins over the CPU."""
+    runner_resource_limits: dict[str, Quantity] = {}
+    """The runner container's limits besides memory and GPUs, raised to what it requests where that is more."""
     runner_command: list[str] = ["python", "-m", "kubescribe.runner"]
     s3_endpoint: str = "http://minio.kubescribe:9000"
     """The store jobs read from and write to unless their spec names another."""
@@ -67,3 +89,12 @@ class OperatorSettings(BaseSettings):
     """How long the finalizer tries to delete a job's objects in the store before it lets the job go without."""
     metrics_port: int = 9090
     liveness_port: int = 8080
+
+    @field_validator("runner_resource_requests", "runner_resource_limits")
+    @classmethod
+    def _besides_memory(cls, resources: dict[str, str]) -> dict[str, str]:
+        # Memory has settings of its own, GPUs come from each job and extended resources from runner_extra_resources.
+        unknown = set(resources) - {"cpu", "ephemeral-storage"}
+        if unknown:
+            raise ValueError(f"only cpu and ephemeral-storage, not {', '.join(sorted(unknown))}")
+        return resources

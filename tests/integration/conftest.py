@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import yaml
 from kubernetes import client, config
 from minio import Minio
 
@@ -191,10 +192,36 @@ def pod(name: str, namespace: str, script: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", **template}
 
 
+CRD_TEMPLATE = "templates/transcriptionjob-crd.yaml"
+
+
+def helm_owned(manifest: dict[str, Any], release: str, namespace: str) -> dict[str, Any]:
+    """`manifest` with the labels and annotations by which Helm knows an object as the release's own."""
+    metadata = manifest["metadata"]
+    metadata.setdefault("labels", {})["app.kubernetes.io/managed-by"] = "Helm"
+    metadata.setdefault("annotations", {}).update(
+        {"meta.helm.sh/release-name": release, "meta.helm.sh/release-namespace": namespace}
+    )
+    return manifest
+
+
 @pytest.fixture(scope="session")
 def crd(cluster: Cluster) -> str:
-    """The TranscriptionJob CRD, installed and established."""
-    cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    """The TranscriptionJob CRD, established, before any operator runs: the chart's template, applied as the chart's
+    release `kubescribe` applies it (server-side, Helm's field manager, the release's ownership), which then adopts
+    it as its own."""
+    rendered = cluster.run(
+        "helm",
+        "template",
+        Kubescribe.release,
+        str(REPO / "charts/kubescribe"),
+        "-n",
+        Kubescribe.namespace,
+        "--show-only",
+        CRD_TEMPLATE,
+    ).stdout
+    manifest = helm_owned(yaml.safe_load(rendered), Kubescribe.release, Kubescribe.namespace)
+    cluster.kubectl("apply", "--server-side", "--field-manager=helm", "-f", "-", input=json.dumps(manifest))
     cluster.kubectl("wait", "--for=condition=Established", "crd/transcriptionjobs.kubescribe.io", "--timeout=60s")
     return "transcriptionjobs.kubescribe.io"
 

@@ -108,6 +108,8 @@ def scratch_release(kubescribe: Kubescribe, cluster: Cluster) -> Iterator[tuple[
         "operator.ports.metrics": str(free_port()),
         "gateway.enabled": "false",
         "storage.admissionPolicy": "false",
+        # The CRD is the shared release's.
+        "crds.install": "false",
     }
     settings = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
     cluster.run("helm", "install", release, str(REPO / "charts/kubescribe"), "-n", release, *settings, "--wait")

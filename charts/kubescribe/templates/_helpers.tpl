@@ -1,6 +1,39 @@
-{{/* The image of the operator and the gateway, and of the runner unless runner.image names another. */}}
+{{/* An image reference from (dict "image" <image values> "Chart" .Chart): repository@digest, else repository:tag. */}}
+{{- define "kubescribe.imageRef" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository (default .Chart.AppVersion .image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The image of the operator, the gateway and the uninstall hook. */}}
 {{- define "kubescribe.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- include "kubescribe.imageRef" (dict "image" .Values.image "Chart" .Chart) -}}
+{{- end -}}
+
+{{/* The runner's image, which the operator gives the runner Jobs. */}}
+{{- define "kubescribe.runner.image" -}}
+{{- include "kubescribe.imageRef" (dict "image" .Values.runner.image "Chart" .Chart) -}}
+{{- end -}}
+
+{{/* A pod spec's image pull secrets, affinity and priority class, from a component's values and the chart's. */}}
+{{- define "kubescribe.podPlacement" -}}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- end -}}
 
 {{/* The name of the operator's Deployment, ServiceAccount, ClusterRole and ClusterRoleBinding. */}}
@@ -90,4 +123,18 @@ app.kubernetes.io/component: runner
 {{- else -}}
 {{- eq (toString .Values.kueue.enabled) "true" -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The names of a list of image pull secrets ([{name: ...}]), as a JSON list. */}}
+{{- define "kubescribe.secretNames" -}}
+{{- $names := list -}}
+{{- range . -}}{{- $names = append $names .name -}}{{- end -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{/* A map of resource quantities as JSON, every quantity a string (YAML reads `1` as a number). */}}
+{{- define "kubescribe.quantities" -}}
+{{- $quantities := dict -}}
+{{- range $name, $quantity := . -}}{{- $_ := set $quantities $name (toString $quantity) -}}{{- end -}}
+{{- toJson $quantities -}}
 {{- end -}}

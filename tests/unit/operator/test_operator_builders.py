@@ -429,3 +429,104 @@ def test_every_emptydir_is_bounded_by_what_it_holds() -> None:
     assert 0 < limits["tmp"] <= 1 << 30
     small_cap = OperatorSettings(max_model_bytes=1 << 30)
     assert size_limits(build_runner_job(tj(model="large-v3"), small_cap, EGRESS))["model-cache"] > 3 << 30
+
+
+GPU_POOL = OperatorSettings(
+    runner_image="registry.example/kubescribe-runner@sha256:" + "ab" * 32,
+    runner_image_pull_policy="Always",
+    runner_image_pull_secrets=["registry-credentials"],
+    runner_node_selector={"cloud.example/pool": "gpu-a100", "nvidia.com/gpu.present": "true"},
+    runner_tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    runner_runtime_class_name="nvidia",
+    runner_priority_class_name="transcription",
+    runner_extra_resources={"rdma/rdma_shared_device_a": "1"},
+    runner_resource_requests={"cpu": "2", "ephemeral-storage": "1Gi"},
+    runner_resource_limits={"cpu": "4"},
+)
+
+
+def pod_of(job: dict[str, Any]) -> dict[str, Any]:
+    pod: dict[str, Any] = job["spec"]["template"]["spec"]
+    return pod
+
+
+def test_runner_pods_with_gpus_go_where_the_settings_place_them() -> None:
+    job = build_runner_job(tj(), GPU_POOL, EGRESS)
+    pod = pod_of(job)
+    assert pod["nodeSelector"] == {"cloud.example/pool": "gpu-a100", "nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["runtimeClassName"] == "nvidia"
+    assert pod["priorityClassName"] == "transcription"
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert container(job)["image"] == GPU_POOL.runner_image
+    assert container(job)["imagePullPolicy"] == "Always"
+    resources = container(job)["resources"]
+    assert resources["requests"] == {"cpu": "2", "ephemeral-storage": "1Gi", "memory": "2Gi"}
+    assert resources["limits"]["cpu"] == "4"
+    assert resources["limits"]["rdma/rdma_shared_device_a"] == "1"
+    assert resources["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_a_jobs_own_placement_adds_to_the_settings_and_wins() -> None:
+    own = {
+        "gpu": 2,
+        "cpu": "8",
+        "nodeSelector": {"cloud.example/pool": "gpu-h100", "zone": "b"},
+        "tolerations": [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+            {"key": "spot", "operator": "Exists"},
+        ],
+        "priorityClassName": "urgent",
+    }
+    job = build_runner_job(tj(resources=own), GPU_POOL, EGRESS)
+    pod = pod_of(job)
+    assert pod["nodeSelector"] == {"cloud.example/pool": "gpu-h100", "nvidia.com/gpu.present": "true", "zone": "b"}
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "spot", "operator": "Exists"},
+    ]
+    assert pod["priorityClassName"] == "urgent"
+    resources = container(job)["resources"]
+    assert resources["requests"]["cpu"] == "8"
+    assert resources["limits"]["cpu"] == "8"  # raised to the job's request, which the API server would refuse above
+    assert resources["limits"]["nvidia.com/gpu"] == "2"
+
+
+def test_runner_pods_without_gpus_stay_off_the_gpu_pool() -> None:
+    job = build_runner_job(tj(resources={"gpu": 0}), GPU_POOL, EGRESS)
+    pod = pod_of(job)
+    assert not {"nodeSelector", "tolerations", "runtimeClassName"} & set(pod)
+    assert pod["priorityClassName"] == "transcription"
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    limits = container(job)["resources"]["limits"]
+    assert set(limits) == {"cpu", "memory"}
+
+
+def test_settings_read_the_runner_pods_placement_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBESCRIBE_RUNNER_NODE_SELECTOR", '{"cloud.example/pool": "gpu"}')
+    monkeypatch.setenv("KUBESCRIBE_RUNNER_TOLERATIONS", '[{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]')
+    monkeypatch.setenv("KUBESCRIBE_RUNNER_EXTRA_RESOURCES", '{"rdma/hca": "1"}')
+    monkeypatch.setenv("KUBESCRIBE_RUNNER_RESOURCE_REQUESTS", '{"cpu": "500m"}')
+    monkeypatch.setenv("KUBESCRIBE_RUNNER_IMAGE_PULL_SECRETS", '["registry-credentials"]')
+    pod = pod_of(build_runner_job(tj(), OperatorSettings(), EGRESS))
+    assert pod["nodeSelector"] == {"cloud.example/pool": "gpu"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert pod["containers"][0]["resources"]["limits"]["rdma/hca"] == "1"
+    assert pod["containers"][0]["resources"]["requests"]["cpu"] == "500m"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("KUBESCRIBE_RUNNER_RESOURCE_REQUESTS", '{"memory": "1Gi"}'),
+        ("KUBESCRIBE_RUNNER_EXTRA_RESOURCES", '{"rdma/hca": "one"}'),
+        ("KUBESCRIBE_RUNNER_IMAGE_PULL_POLICY", "Sometimes"),
+    ],
+)
+def test_settings_refuse_runner_resources_kubernetes_would_not_take(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable.removeprefix("KUBESCRIBE_").lower()):
+        OperatorSettings()
