@@ -11,9 +11,11 @@ DEBIAN_PACKAGES := espeak-ng sox ffmpeg chromium busybox-static
 IMAGE_PACKAGES := buildah mmdebstrap
 SPEAKER_ENCODER := resemblyzer==0.1.4
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The images the local cluster runs: CPU only, with the offline models the demo and the tests use.
+LOCAL_IMAGE_ARGS := --build-arg GPU=false --build-arg MODELS="tiny.en base"
 
 .PHONY: help test lint unit integration up down clean logs demo bench chaos binaries system-packages images \
-	test-images image-tools
+	test-images image-tools local-images
 
 help:
 	@echo "make demo     bring the local cluster up and run the main job"
@@ -59,12 +61,12 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed system-packages binaries
 	$(PY) -m pytest tests/unit -q
 
-integration: $(VENV)/.installed system-packages binaries
+integration: $(VENV)/.installed system-packages binaries local-images
 	KUBESCRIBE_BIN_PATH="$(BIN_PATH)" $(PY) -m pytest tests/integration -q
 
 test: lint unit integration
 
-up: $(VENV)/.installed binaries
+up: $(VENV)/.installed binaries local-images
 	@$(LOCALCLUSTER) up
 	@hack/install.sh
 
@@ -80,14 +82,18 @@ logs: $(VENV)/.installed
 demo: up system-packages
 	@hack/demo.sh
 
-bench: $(VENV)/.installed system-packages binaries
+bench: $(VENV)/.installed system-packages binaries local-images
 	KUBESCRIBE_BIN_PATH="$(BIN_PATH)" $(PY) -m bench
 
-chaos: $(VENV)/.installed system-packages binaries
+chaos: $(VENV)/.installed system-packages binaries local-images
 	KUBESCRIBE_BIN_PATH="$(BIN_PATH)" $(PY) -m bench.chaos $(CHAOS_ARGS)
 
 images: image-tools
 	hack/build-images.sh $(IMAGE_ARGS)
+
+local-images: image-tools
+	@mkdir -p .local && echo "building the images (CPU, models tiny.en and base); log: .local/images.log"
+	@hack/build-images.sh $(LOCAL_IMAGE_ARGS) >.local/images.log 2>&1 || { tail -n 40 .local/images.log; exit 1; }
 
 test-images: $(VENV)/.installed system-packages images
 	$(PY) -m pytest tests/images -q

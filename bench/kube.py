@@ -10,6 +10,7 @@ from pathlib import Path
 from kubernetes import client, config
 
 from localcluster.cluster import ClusterState, LocalCluster, free_port
+from localcluster.registry import push_images
 
 REPO = Path(__file__).resolve().parents[1]
 OPERATOR_NAMESPACE = "kubescribe"
@@ -55,10 +56,15 @@ def install_operator(
         f"--from-literal=AWS_ACCESS_KEY_ID={state.minio_user}",
         f"--from-literal=AWS_SECRET_ACCESS_KEY={state.minio_password}",
     )
-    # The node agent runs pods as host processes: the operator's health and metrics ports and the gateway's port
+    # The node agent runs pods on the host's network: the operator's health and metrics ports and the gateway's port
     # are moved off 8080, 9090 and 8000, which another local cluster on this machine may hold.
     ports = {"operator.ports.health": free_port(), "operator.ports.metrics": free_port(), "gateway.port": free_port()}
-    values = {"s3.endpoint": cluster.s3_url(state), **limits, **{k: str(v) for k, v in ports.items()}}
+    values = {
+        "s3.endpoint": cluster.s3_url(state),
+        **push_images(env),
+        **limits,
+        **{k: str(v) for k, v in ports.items()},
+    }
     sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
     run(env, "helm", "upgrade", "--install", RELEASE, str(REPO / "charts/kubescribe"), "-n", OPERATOR_NAMESPACE, *sets)
     deployment = f"deployment/{RELEASE}-operator"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs Kubescribe (operator and gateway) into the local cluster with its Helm chart, creates a
-# development API key once, and adds KUBESCRIBE_GATEWAY_URL and KUBESCRIBE_API_KEY to .local/env.
-# Does nothing when the same chart and settings are installed already.
+# Installs Kubescribe (operator and gateway) into the local cluster with its Helm chart, from the images `make images`
+# built, pushed to the cluster's registry; creates a development API key once, and adds KUBESCRIBE_GATEWAY_URL and
+# KUBESCRIBE_API_KEY to .local/env. Does nothing when the same chart, images and settings are installed already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .local/env
@@ -17,6 +17,7 @@ settings=(
   --set "s3.endpoint=$AWS_ENDPOINT_URL" --set "operator.ports.health=$health"
   --set "operator.ports.metrics=$metrics" --set "gateway.port=$gateway" --set "gateway.metricsPort=$gateway_metrics"
 )
+while read -r image; do settings+=(--set "$image"); done < <(hack/push-images.sh)
 fingerprint=$( (find charts/kubescribe -type f -print0 | sort -z | xargs -0 sha256sum; echo "${settings[*]}") | sha256sum)
 if [[ $(cat .local/kubescribe-installed 2>/dev/null) != "$fingerprint" ]]; then
   kubectl create namespace kubescribe --dry-run=client -o yaml | kubectl apply -f - >/dev/null

@@ -1,9 +1,13 @@
-"""The configuration of CNCF distribution's registry, from which the node agents pull images."""
+"""The local cluster's image registry (CNCF distribution): its configuration, and the project's images pushed to it."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
 
 ENVIRONMENT = {"OTEL_TRACES_EXPORTER": "none"}
 """The registry's variables: without this its tracing sends spans to an OTLP collector on localhost."""
@@ -22,3 +26,14 @@ def registry_config(root: Path, port: int) -> dict[str, Any]:
         },
         "http": {"addr": f"127.0.0.1:{port}"},
     }
+
+
+def push_images(env: Mapping[str, str]) -> dict[str, str]:
+    """Pushes the images `make images` built to the registry `env` names (KUBESCRIBE_REGISTRY); returns the chart
+    values that install them by digest."""
+    pushed = subprocess.run(
+        [str(REPO / "hack" / "push-images.sh")], env=dict(env), capture_output=True, text=True, check=False
+    )
+    if pushed.returncode != 0:
+        raise RuntimeError(f"pushing the images failed: {pushed.stderr.strip()}")
+    return dict(line.split("=", 1) for line in pushed.stdout.splitlines())

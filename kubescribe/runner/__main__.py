@@ -3,12 +3,17 @@ contract's exit code and termination message."""
 
 from __future__ import annotations
 
+import signal
+import sys
+
+# The runner is its container's PID 1, which ignores SIGTERM until it handles it: until main() takes over, SIGTERM
+# ends it at once, as it would end any other process, rather than while the imports below load.
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
 import json
 import logging
 import os
 import shutil
-import signal
-import sys
 from pathlib import Path
 from types import FrameType
 from typing import Any

@@ -147,9 +147,14 @@ class Container:
         return message
 
     def signal(self, sig: signal.Signals) -> None:
+        """`sig` to the container: to its process group, except that the shim of a sandboxed container is the one
+        to pass on a signal its process may handle (the process, in the same group, would otherwise get it twice)."""
         if self.process and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
+                if self.error_path is not None and sig != signal.SIGKILL:
+                    os.kill(self.process.pid, sig)
+                else:
+                    os.killpg(self.process.pid, sig)
 
     def schedule_restart(self) -> None:
         self.last_state = self.state

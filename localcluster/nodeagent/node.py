@@ -351,7 +351,8 @@ class NodeAgent:
         return registry_credentials(secrets)
 
     def object_data(self, namespace: str, kind: str, name: str) -> dict[str, str] | None:
-        """The data of a Secret or ConfigMap, or None when it does not exist."""
+        """The data of a Secret or ConfigMap, or None when it does not exist. Raises ConfigError while the API server
+        refuses it: the Node authorizer learns of a new pod's Secrets a moment after the pod is bound."""
         try:
             if kind == "Secret":
                 secret = self.core.read_namespaced_secret(name, namespace)
@@ -360,6 +361,8 @@ class NodeAgent:
         except ApiException as error:
             if error.status == 404:
                 return None
+            if error.status == 403:
+                raise ConfigError(f'{kind.lower()} "{name}" is not yet readable by node {self.node}') from None
             raise
 
     def event(self, pod: dict[str, Any], kind: str, reason: str, message: str) -> None:

@@ -22,6 +22,7 @@ from minio import Minio
 
 from kubescribe.gateway.access.keys import create_key
 from localcluster.cluster import LocalCluster, free_port, host_address
+from localcluster.registry import push_images
 from tests.integration.leaks import LeakWatch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -236,7 +237,7 @@ class Kubescribe:
     max_duration_seconds = 600
     """The runner's limits: far above every test's audio, small enough to pass cheaply."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, images: dict[str, str]) -> None:
         self.cluster = cluster
         self.s3 = cluster.s3()
         # The local node runs pods on the host's network: ports of their own.
@@ -260,6 +261,7 @@ class Kubescribe:
             "operator.grantGraceSeconds": str(self.grant_grace_seconds),
             "runner.maxSourceBytes": str(self.max_source_bytes),
             "runner.maxDurationSeconds": str(self.max_duration_seconds),
+            **images,
         }
         """The chart values of every install; `install` may override some for one install."""
 
@@ -343,9 +345,15 @@ class Kubescribe:
 
 
 @pytest.fixture(scope="session")
-def kubescribe(cluster: Cluster, crd: str) -> Kubescribe:
-    """The operator, installed by Helm and running as a pod with its chart's RBAC."""
-    kubescribe = Kubescribe(cluster)
+def images(cluster: Cluster) -> dict[str, str]:
+    """The chart values that name the images `make images` built, pushed to the cluster's registry, by digest."""
+    return push_images(cluster.env)
+
+
+@pytest.fixture(scope="session")
+def kubescribe(cluster: Cluster, crd: str, images: dict[str, str]) -> Kubescribe:
+    """The operator, installed by Helm from the project's images and running as a pod with its chart's RBAC."""
+    kubescribe = Kubescribe(cluster, images)
     create_restricted_namespace(cluster, kubescribe.namespace)
     cluster.kubectl(
         "create",
