@@ -68,7 +68,7 @@ class Container:
         self.termination_message_path.parent.mkdir(parents=True, exist_ok=True)
         self.termination_message_path.write_bytes(b"")
         self.termination_message_path.chmod(0o666)  # whichever user the container runs as writes it
-        self._main_pid: int | None = None
+        self._main_pid = None
         try:
             self.process = processes.spawn(argv, self.log_path, env, cwd=cwd)
         except OSError as error:
