@@ -45,10 +45,11 @@ def whiteout(path: str) -> tuple[str, bool] | None:
     return f"{parent}/{name}".lstrip("/"), False
 
 
-def resolve(root: Path, path: str) -> Path:
+def resolve(root: Path, path: str, *, follow_last: bool = False) -> Path:
     """Where `path` lands in `root` when every symlink on the way to its last component is followed as if
-    `root` were `/`: absolute targets start again at `root`, `..` stops at it. The last component is not
-    followed (an entry replaces a symlink, it does not write through it)."""
+    `root` were `/`: absolute targets start again at `root`, `..` stops at it. The last component is followed only
+    with `follow_last` (an entry replaces a symlink, it does not write through it; a mount point is reached
+    through one)."""
     pending = [part for part in reversed(path.split("/")) if part not in ("", ".")]
     resolved: list[str] = []
     followed = 0
@@ -59,7 +60,7 @@ def resolve(root: Path, path: str) -> Path:
                 resolved.pop()
             continue
         candidate = root.joinpath(*resolved, part)
-        if pending and candidate.is_symlink():
+        if (pending or follow_last) and candidate.is_symlink():
             followed += 1
             if followed > MAX_SYMLINKS:
                 raise LayerError(f"too many symlinks on the way to {path!r}")

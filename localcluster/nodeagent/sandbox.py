@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localcluster.nodeagent.layers import LayerError, resolve
 from localcluster.podspec import ConfigError, expand
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-MAX_SYMLINKS = 40
 
 
 @dataclass(frozen=True)
@@ -119,29 +119,12 @@ def working_dir(container: Mapping[str, Any], image: Mapping[str, Any]) -> str:
 
 
 def inside(root: Path, path: str) -> Path:
-    """The host path of `path` as seen from a process chrooted at `root`: symlinks are followed within `root`
-    (an absolute link target or `..` never leads out of it), as a runtime resolves a mount point."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    followed = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        if candidate.is_symlink():
-            followed += 1
-            if followed > MAX_SYMLINKS:
-                raise ConfigError(f"too many levels of symbolic links in {path}")
-            target = str(candidate.readlink())
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
+    """The host path of `path` as seen from a process chrooted at `root`: symlinks are followed within `root` (an
+    absolute link target or `..` never leads out of it), as a runtime resolves a mount point."""
+    try:
+        return resolve(root, path, follow_last=True)
+    except LayerError as error:
+        raise ConfigError(str(error)) from None
 
 
 def names_registry(reference: str) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from localcluster.nodeagent.sandbox import inside
+from localcluster.podspec import ConfigError
 
 START_ERROR_CODE = 128
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWPID = 0x00020000, 0x04000000, 0x20000000
@@ -134,7 +135,7 @@ def main(plan_path: str) -> NoReturn:
         _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID), "unshare")
         _check(_libc.sethostname(plan["hostname"].encode(), len(plan["hostname"].encode())), "sethostname")
         root = prepare_root(plan)
-    except OSError as error:
+    except (OSError, ConfigError) as error:
         _fail(error_fd, f"failed to create the container's root filesystem: {error}")
     pid = os.fork()
     if pid == 0:

@@ -76,13 +76,19 @@ def busybox_pod(namespace: str, image: str, **container: Any) -> dict[str, Any]:
     }
 
 
-def finished(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
-    def terminated() -> dict[str, Any] | None:
-        found = cluster.try_get("pod", name, "-n", namespace)
-        statuses = (found or {}).get("status", {}).get("containerStatuses", [])
-        return statuses[0]["state"].get("terminated") if statuses else None
+def container_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    """The status of the pod's first container, {} until it has one."""
+    found = cluster.try_get("pod", name, "-n", namespace)
+    statuses = (found or {}).get("status", {}).get("containerStatuses", [])
+    return statuses[0] if statuses else {}
 
-    state: dict[str, Any] = wait_for(terminated, 90, f"pod {name} to finish")
+
+def finished(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    state: dict[str, Any] = wait_for(
+        lambda: container_status(cluster, namespace, name).get("state", {}).get("terminated"),
+        90,
+        f"pod {name} to finish",
+    )
     return state
 
 
@@ -113,7 +119,7 @@ def test_a_container_runs_from_its_image_as_its_user_with_its_variables(
         "pid 1",
         "ls: /work: No such file or directory",
     ]
-    status = cluster.get("pod", name, "-n", namespace)["status"]["containerStatuses"][0]
+    status = container_status(cluster, namespace, name)
     assert status["imageID"].startswith(busybox.rsplit(":", 1)[0] + "@sha256:")
 
 
@@ -176,8 +182,7 @@ def test_run_as_non_root_refuses_an_image_user_it_cannot_verify(cluster: Cluster
     name = pod["metadata"]["name"]
 
     def waiting() -> dict[str, Any] | None:
-        statuses = cluster.get("pod", name, "-n", namespace).get("status", {}).get("containerStatuses", [])
-        state = statuses[0]["state"].get("waiting", {}) if statuses else {}
+        state = container_status(cluster, namespace, name).get("state", {}).get("waiting", {})
         return state if state.get("reason") == "CreateContainerConfigError" else None
 
     assert "cannot verify user is non-root" in wait_for(waiting, 60, "the refusal")["message"]
@@ -191,9 +196,8 @@ def test_a_missing_image_backs_off_as_a_kubelet_does(cluster: Cluster, namespace
     reasons: set[str] = set()
 
     def backing_off() -> bool:
-        statuses = cluster.get("pod", name, "-n", namespace).get("status", {}).get("containerStatuses", [])
-        reason = statuses[0]["state"].get("waiting", {}).get("reason") if statuses else None
-        reasons.add(reason or "")
+        reason = container_status(cluster, namespace, name).get("state", {}).get("waiting", {}).get("reason", "")
+        reasons.add(reason)
         return reason == "ImagePullBackOff"
 
     wait_for(backing_off, 90, "ImagePullBackOff")
@@ -217,8 +221,8 @@ def test_kubectl_logs_reads_the_current_and_the_previous_run_and_follows(
     name = pod["metadata"]["name"]
 
     def second_run() -> bool:
-        statuses = cluster.get("pod", name, "-n", namespace).get("status", {}).get("containerStatuses", [])
-        return bool(statuses) and statuses[0]["restartCount"] == 1 and "running" in statuses[0]["state"]
+        status = container_status(cluster, namespace, name)
+        return status.get("restartCount") == 1 and "running" in status["state"]
 
     wait_for(second_run, 60, "the container's second run")
     assert logs(cluster, namespace, name, "--previous") == "first run\n"
