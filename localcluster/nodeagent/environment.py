@@ -109,8 +109,8 @@ class PodEnvironment:
         (files / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{HOST_IP}\t{name}\n")
         shutil.copyfile("/etc/resolv.conf", files / "resolv.conf")
         mounts = [
-            {"source": str(files / name), "target": f"/etc/{name}", "readOnly": True}
-            for name in ("hostname", "hosts", "resolv.conf")
+            {"source": str(files / file), "target": f"/etc/{file}", "readOnly": True}
+            for file in ("hostname", "hosts", "resolv.conf")
         ]
         mounts.append(
             {
