@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs Kubescribe (operator and gateway) into the local cluster with its Helm chart, from the images `make images`
-# built, pushed to the cluster's registry; creates a development API key once, and adds KUBESCRIBE_GATEWAY_URL and
+# Installs Kubescribe (operator and gateway) into the local cluster with its Helm chart, both the chart and the images
+# `make images` built pushed to the cluster's registry first; creates a development API key once, and adds KUBESCRIBE_GATEWAY_URL and
 # KUBESCRIBE_API_KEY to .local/env. Does nothing when the same chart, images and settings are installed already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +28,14 @@ if [[ $(cat .local/kubescribe-installed 2>/dev/null) != "$fingerprint" ]]; then
     kubectl apply -f - >/dev/null
   # --take-ownership: a cluster set up by an older chart holds a CRD that chart installed from crds/, untracked by
   # the release; the release adopts it, and from then on upgrades it.
-  helm upgrade --install kubescribe charts/kubescribe -n kubescribe "${settings[@]}" --take-ownership \
-    --wait --timeout 3m >/dev/null
+  # The chart as a user gets it: packaged, pushed to the cluster's registry and installed from there (OCI).
+  package=$(mktemp -d)
+  helm package charts/kubescribe -d "$package" >/dev/null
+  helm push "$package"/kubescribe-*.tgz "oci://$KUBESCRIBE_REGISTRY/charts" --plain-http >/dev/null 2>&1
+  version=$(sed -n 's/^version: *//p' charts/kubescribe/Chart.yaml)
+  rm -rf "$package"
+  helm upgrade --install kubescribe "oci://$KUBESCRIBE_REGISTRY/charts/kubescribe" --version "$version" --plain-http \
+    -n kubescribe "${settings[@]}" --take-ownership --wait --timeout 3m >/dev/null
   echo "$fingerprint" >.local/kubescribe-installed
   echo "installed Kubescribe: the operator and the gateway (helm release kubescribe, namespace kubescribe)"
 fi
