@@ -4,6 +4,7 @@ agents) shared by every integration test of a session."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client, config
@@ -425,6 +427,19 @@ class Gateway:
 
         wait_for(ready, 120, "the gateway to be ready")
 
+    def accepts(self, key: str) -> bool:
+        return httpx.get(f"{self.url}/v1/jobs", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+    def log_of(self, response: httpx.Response) -> str:
+        """The gateway's log lines about a request (by its x-request-id): what a failed assertion shows of an
+        internal error."""
+        request_id = response.headers.get("x-request-id", "")
+        selector = "app.kubernetes.io/component=gateway"
+        logs = self.kubescribe.cluster.kubectl(
+            "logs", "-n", self.kubescribe.namespace, "-l", selector, "--tail=-1", check=False
+        ).stdout
+        return "\n".join(line for line in logs.splitlines() if request_id and request_id in line)
+
     def create_key(self, namespace: str, name: str) -> str:
         api = client.CoreV1Api(config.new_client_from_config(str(self.kubescribe.cluster.local.admin_kubeconfig)))
         key = create_key(api, self.kubescribe.namespace, "kubescribe-api-keys", namespace, name)
@@ -441,4 +456,7 @@ def gateway(kubescribe: Kubescribe, cluster: Cluster) -> Gateway:
     for namespace in ("gw-a", "gw-b", "gw-c"):
         create_restricted_namespace(cluster, namespace)
         gateway.keys[namespace] = gateway.create_key(namespace, "tester")
+    for key in gateway.keys.values():
+        # The gateway learns of new keys through a watch of their Secret, a moment after they are made.
+        wait_for(functools.partial(gateway.accepts, key), 30, "the gateway to accept a new key")
     return gateway

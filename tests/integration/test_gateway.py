@@ -342,7 +342,7 @@ def test_hostile_file_names_are_kept_only_as_sanitized_names(
     }
     for raw, expected in names.items():
         response = submit(client, sentence, raw)
-        assert response.status_code == 202, (raw[:40], response.text)
+        assert response.status_code == 202, (raw[:40], response.text, gateway.log_of(response))
         job_id = response.json()["id"]
         assert response.json()["filename"] == expected
         tj = kubescribe.job("gw-b", job_id)
