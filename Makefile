@@ -27,6 +27,7 @@ help:
 	@echo "make logs POD=namespace/name [CONTAINER=name]   a pod's container logs"
 	@echo "make clean    stop the cluster and delete .local"
 	@echo "make images   build the operator's and the runner's images with buildah (IMAGE_ARGS=\"--build-arg GPU=false\")"
+	@echo "make local-images   the images the local cluster runs (CPU, models tiny.en and base); make up builds them"
 	@echo "make test-images   build the images and check them in a chroot of each"
 
 $(VENV)/.installed: pyproject.toml Makefile
