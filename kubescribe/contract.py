@@ -22,8 +22,9 @@ ENV_EGRESS_RULES: Final = "KUBESCRIBE_EGRESS_RULES"
 """`EgressRules` as JSON: where the source URL may lead (unset: public addresses only)."""
 ENV_LIMITS: Final = "KUBESCRIBE_LIMITS"
 """`RunnerLimits` as JSON: the most the runner downloads and decodes for one job (unset: the defaults)."""
-ENV_CONTAINER_ROOT: Final = "KUBESCRIBE_CONTAINER_ROOT"
-"""Set by a node whose containers share the host's filesystem: the directory that stands for the container's root."""
+ENV_TERMINATION_MESSAGE_PATH: Final = "KUBESCRIBE_TERMINATION_MESSAGE_PATH"
+"""Where the runner writes its termination message instead of TERMINATION_MESSAGE_PATH: for a runner run outside a
+pod."""
 # A job whose spec names its own store credentials (source.s3.secretName) uses the standard variables
 # AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kubescribe.contract import ENV_CONTAINER_ROOT, EXIT_BAD_INPUT, TERMINATION_MESSAGE_PATH
+from kubescribe.contract import ENV_TERMINATION_MESSAGE_PATH, EXIT_BAD_INPUT, TERMINATION_MESSAGE_PATH
 
 
 class RunnerFailure(Exception):
@@ -27,5 +27,4 @@ def bad_audio(message: str) -> RunnerFailure:
 
 
 def termination_message_path() -> Path:
-    root = os.environ.get(ENV_CONTAINER_ROOT)
-    return Path(root + TERMINATION_MESSAGE_PATH) if root else Path(TERMINATION_MESSAGE_PATH)
+    return Path(os.environ.get(ENV_TERMINATION_MESSAGE_PATH) or TERMINATION_MESSAGE_PATH)

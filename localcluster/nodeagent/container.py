@@ -1,5 +1,5 @@
-"""One container of a pod as a local process (a host process, or the shim running it from its image): its start,
-its exit and termination message, its restart back-off, and its state as a containerStatus reports it."""
+"""One container of a pod, run from its image by the shim: its start, its exit and termination message, its restart
+back-off, and its state as a containerStatus reports it."""
 
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ class Container:
         self.root = root
         self.log_dir = log_dir
         """One log file per run of the container: `<restart count>.log`."""
-        self.termination_message_path = self._host_path(spec.get("terminationMessagePath", "/dev/termination-log"))
+        self.termination_message_path = root / "termination-log"
+        """The file the container sees at its terminationMessagePath."""
         self.error_path: Path | None = None
-        """Where the shim writes why the container could not start; None for a host process."""
+        """Where the shim of the current run writes why the container could not start."""
         self.image_id = ""
         self._main_pid: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -41,9 +42,6 @@ class Container:
         self.next_start = 0.0
         self.backoff = BACKOFF_START
         self.pull_backoff = BACKOFF_START
-
-    def _host_path(self, path: str) -> Path:
-        return self.root / path.lstrip("/")
 
     @property
     def exit_code(self) -> int | None:
@@ -63,7 +61,7 @@ class Container:
         }
 
     def start(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
-        """Starts `argv` (the container's command, or the shim with its plan) with its output to the log."""
+        """Starts `argv` (the shim with its plan) with its output to the log."""
         cwd.mkdir(parents=True, exist_ok=True)
         self.termination_message_path.parent.mkdir(parents=True, exist_ok=True)
         self.termination_message_path.write_bytes(b"")
@@ -108,12 +106,10 @@ class Container:
         return True
 
     def main_pid(self) -> int | None:
-        """The container's first process: the one started, or for a sandboxed container the shim's child (PID 1 of
-        its namespace), once forked."""
+        """The container's first process: the shim's child (PID 1 of its namespace) once forked, until then the
+        shim."""
         if self.process is None:
             return None
-        if self.error_path is None:
-            return self.process.pid
         if self._main_pid is None:
             children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
             with contextlib.suppress(OSError, IndexError):
@@ -147,11 +143,11 @@ class Container:
         return message
 
     def signal(self, sig: signal.Signals) -> None:
-        """`sig` to the container: to its process group, except that the shim of a sandboxed container is the one
-        to pass on a signal its process may handle (the process, in the same group, would otherwise get it twice)."""
+        """`sig` to the container: SIGKILL to its whole process group, any other signal to the shim, which passes
+        it on to its process (the process, in the same group, would otherwise get it twice)."""
         if self.process and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                if self.error_path is not None and sig != signal.SIGKILL:
+                if sig != signal.SIGKILL:
                     os.kill(self.process.pid, sig)
                 else:
                     os.killpg(self.process.pid, sig)

@@ -1,11 +1,6 @@
 """What a container is given on the local node: its volumes, its variables, its pod's files (/etc/hosts,
 /etc/hostname, /etc/resolv.conf) and a token of its pod's ServiceAccount, replaced before it expires as a kubelet
-replaces a projected token; and how it is started.
-
-A container whose image names a registry runs from that image: the shim (localcluster.nodeagent.shim) is given a
-plan with the image's root filesystem, the mounts and the process. An image named without a registry (the
-chart's own default) runs as a host process: it sees its volume mounts and its terminationMessagePath under its
-own root directory, exported as KUBESCRIBE_CONTAINER_ROOT, and a kubeconfig in KUBECONFIG."""
+replaces a projected token; and the plan by which the shim (localcluster.nodeagent.shim) runs it from its image."""
 
 from __future__ import annotations
 
@@ -18,9 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from kubescribe.contract import ENV_CONTAINER_ROOT
 from localcluster import processes
-from localcluster.kubeconfig import kubeconfig, write_kubeconfig, write_private
+from localcluster.kubeconfig import write_private
 from localcluster.nodeagent import sandbox
 from localcluster.nodeagent.container import Container
 from localcluster.nodeagent.images import Image
@@ -53,13 +47,7 @@ class PodEnvironment:
         """A container of the pod, with its root directory and its logs' directory."""
         return Container(spec, self.directory / "containers" / spec["name"], self.directory / "logs" / spec["name"])
 
-    def host_process(self, pod: dict[str, Any], container: Container) -> tuple[list[str], dict[str, str], Path]:
-        """The argv, variables and working directory of a container run as a host process."""
-        env = self.variables(pod, container)
-        argv = sandbox.process_argv(container.spec, {}, env)
-        return argv, env, container.root / container.spec.get("workingDir", "/").lstrip("/")
-
-    def sandboxed(
+    def shim_command(
         self, pod: dict[str, Any], container: Container, image: Image
     ) -> tuple[list[str], dict[str, str], Path]:
         """The argv, variables and working directory of the shim that runs a container from its image; writes the
@@ -73,7 +61,6 @@ class PodEnvironment:
         shutil.rmtree(container.root, ignore_errors=True)
         for name in ("upper", "work", "root"):
             (run / name).mkdir(parents=True)
-        container.termination_message_path = container.root / "termination-log"
         container.error_path = run / "start-error"
         plan = {
             "lower": str(image.rootfs),
@@ -120,7 +107,7 @@ class PodEnvironment:
         )
         for mount in container.spec.get("volumeMounts", []):
             source = (
-                self._account_directory(pod)
+                self.service_account_directory(pod)
                 if mount["name"].startswith(TOKEN_VOLUME_PREFIX)
                 else self.directory / "volumes" / mount["name"]
             )
@@ -146,7 +133,7 @@ class PodEnvironment:
         return env
 
     def prepare(self, pod: dict[str, Any], containers: list[Container]) -> None:
-        """Creates the pod's volumes, and each container's root with its volume mounts in it."""
+        """Creates the pod's volumes, and each container's logs' directory."""
         volumes = self.directory / "volumes"
         for volume in pod["spec"].get("volumes", []):
             (volumes / volume["name"]).mkdir(parents=True, exist_ok=True)
@@ -160,43 +147,9 @@ class PodEnvironment:
                     "the local node supports emptyDir volumes only",
                 )
         for container in containers:
-            container.root.mkdir(parents=True, exist_ok=True)
             container.log_dir.mkdir(parents=True, exist_ok=True)
-            for mount in container.spec.get("volumeMounts", []):
-                link = container.root / mount["mountPath"].lstrip("/")
-                link.parent.mkdir(parents=True, exist_ok=True)
-                if not link.is_symlink():
-                    link.symlink_to(volumes / mount["name"])
 
-    def variables(self, pod: dict[str, Any], container: Container) -> dict[str, str]:
-        """The container's environment; raises ConfigError while a Secret, ConfigMap or token it needs is missing."""
-        env = {
-            "PATH": f"{Path(sys.executable).parent}:{BASE_PATH}",
-            "HOME": str(container.root),
-            "HOSTNAME": pod["metadata"]["name"],
-            "LANG": "C.UTF-8",
-            ENV_CONTAINER_ROOT: str(container.root),
-            NODE_VARIABLE: self.agent.node,
-            processes.MARKER_VARIABLE: os.environ.get(processes.MARKER_VARIABLE, ""),
-        }
-        if pod["spec"].get("automountServiceAccountToken", True):
-            env["KUBECONFIG"] = str(self._kubeconfig(pod))
-
-        def data(kind: str, name: str) -> dict[str, str] | None:
-            return self.agent.object_data(pod["metadata"]["namespace"], kind, name)
-
-        env.update(container_env(pod, container.spec, data))
-        return env
-
-    def _kubeconfig(self, pod: dict[str, Any]) -> Path:
-        path = self.directory / "kubeconfig"
-        token_file = self._account_directory(pod) / "token"
-        if not path.exists():
-            settings = kubeconfig(self.agent.server, self.agent.ca_file, user=_account(pod), token_file=token_file)
-            write_kubeconfig(path, settings)
-        return path
-
-    def _account_directory(self, pod: dict[str, Any]) -> Path:
+    def service_account_directory(self, pod: dict[str, Any]) -> Path:
         """The pod's service account volume (token, ca.crt, namespace), as a kube-api-access volume holds it."""
         directory = self.directory / "serviceaccount"
         if self.token_renewal is None:

@@ -14,7 +14,7 @@ from kubescribe.api.timestamps import now_timestamp, parse_timestamp
 from localcluster.nodeagent.container import BACKOFF_MAX, BACKOFF_START, Container
 from localcluster.nodeagent.environment import HOST_IP, PodEnvironment
 from localcluster.nodeagent.images import Image, PullError
-from localcluster.nodeagent.sandbox import image_id, names_registry, pull_policy
+from localcluster.nodeagent.sandbox import image_id, pull_policy
 from localcluster.podspec import ConfigError, pod_phase
 
 if TYPE_CHECKING:
@@ -115,11 +115,7 @@ class PodWorker(threading.Thread):
                 self._back_off_pull(container, error)
                 return
             try:
-                start = (
-                    self.environment.host_process(self.pod, container)
-                    if image is None
-                    else self.environment.sandboxed(self.pod, container, image)
-                )
+                start = self.environment.shim_command(self.pod, container, image)
             except ConfigError as error:
                 container.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(error)}}
                 container.next_start = time.monotonic() + 2
@@ -127,12 +123,9 @@ class PodWorker(threading.Thread):
             container.start(*start)
             self.agent.event(self.pod, "Normal", "Started", f"Started container {container.name}")
 
-    def _image(self, container: Container) -> Image | None:
-        """The container's image, pulled under its imagePullPolicy, or None for an image that names no registry (run
-        as a host process). Raises PullError while it cannot be pulled."""
+    def _image(self, container: Container) -> Image:
+        """The container's image, pulled under its imagePullPolicy; raises PullError while it cannot be pulled."""
         reference = container.spec.get("image", "")
-        if not names_registry(reference):
-            return None
         policy = pull_policy(container.spec)
         image = self.agent.images.present(reference) if policy != "Always" else None
         if image is None:

@@ -127,12 +127,6 @@ def inside(root: Path, path: str) -> Path:
         raise ConfigError(str(error)) from None
 
 
-def names_registry(reference: str) -> bool:
-    """Whether an image reference starts with a registry host (`host.domain/`, `host:port/`, `localhost/`)."""
-    first, slash, _ = reference.partition("/")
-    return bool(slash) and ("." in first or ":" in first or first == "localhost")
-
-
 def pull_policy(container: Mapping[str, Any]) -> str:
     """The container's imagePullPolicy, or the API server's default: Always for `:latest` or no tag, else
     IfNotPresent."""

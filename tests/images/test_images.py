@@ -20,7 +20,14 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from kubescribe.contract import ENV_EGRESS_RULES, ENV_STORE_GRANTS, EgressRules, Grant, StoreGrants
+from kubescribe.contract import (
+    ENV_EGRESS_RULES,
+    ENV_STORE_GRANTS,
+    ENV_TERMINATION_MESSAGE_PATH,
+    EgressRules,
+    Grant,
+    StoreGrants,
+)
 from kubescribe.operator.settings import OperatorSettings
 from tests.integration.speech import INTERVIEW, PASSAGE, conversation, speak, word_error_rate
 
@@ -265,7 +272,7 @@ def _transcribe(image: Image, store: str, wav: Path, options: dict[str, object])
         ENV_STORE_GRANTS: StoreGrants(expires="2099-01-01T00:00:00Z", outputs={"txt": grant}).model_dump_json(),
         ENV_EGRESS_RULES: EgressRules.model_validate({"allowed_private_ranges": ["127.0.0.1/32"]}).model_dump_json(),
         "KUBESCRIBE_MODEL_CACHE": "/tmp/models",
-        "KUBESCRIBE_CONTAINER_ROOT": f"/tmp/{wav.stem}",
+        ENV_TERMINATION_MESSAGE_PATH: f"/tmp/{wav.stem}/dev/termination-log",
         "HF_HUB_OFFLINE": "1",
     }
     runner = image.run(image.config["Cmd"], env)

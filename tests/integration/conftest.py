@@ -72,6 +72,10 @@ _CAN_I_ROW = re.compile(r"^(?P<resource>\S+)\s+\[\]\s+\[(?P<names>[^]]*)\]\s+\[(
 """A resource's row of `kubectl auth can-i --list`: Resources, Non-Resource URLs ([]), Resource Names, Verbs."""
 
 
+RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
 class Cluster:
     def __init__(self, local: LocalCluster) -> None:
         self.local = local
@@ -124,6 +128,49 @@ class Cluster:
         endpoint = self.local.s3_url(self.state).removeprefix("http://")
         return Minio(endpoint, self.state.minio_user, self.state.minio_password, secure=False)
 
+    def create_store_secret(self, namespace: str) -> None:
+        """The Secret `kubescribe-s3` in `namespace`: the store's credentials, which a release of the chart reads."""
+        self.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "kubescribe-s3",
+            "-n",
+            namespace,
+            f"--from-literal=AWS_ACCESS_KEY_ID={self.state.minio_user}",
+            f"--from-literal=AWS_SECRET_ACCESS_KEY={self.state.minio_password}",
+        )
+
+    @functools.cached_property
+    def images(self) -> dict[str, str]:
+        """The chart values that name the images `make images` built, pushed to this cluster's registry, by digest."""
+        return push_images(self.env)
+
+    def pod_template(self, script: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+        """A pod template whose one container runs `python -c script` in the operator's image (Python with the
+        project's dependencies), within the `restricted` profile."""
+        container = {
+            "name": "main",
+            "image": f"{self.images['image.repository']}@{self.images['image.digest']}",
+            "command": ["python", "-c", script],
+            "securityContext": RESTRICTED_CONTAINER_SECURITY,
+        }
+        container.update(spec.pop("container", {}))
+        return {
+            "metadata": {"labels": labels or {}},
+            "spec": {
+                "restartPolicy": "Never",
+                "securityContext": RESTRICTED_POD_SECURITY,
+                "containers": [container],
+                **spec,
+            },
+        }
+
+    def pod(self, name: str, namespace: str, script: str, **spec: Any) -> dict[str, Any]:
+        template = self.pod_template(script, **spec)
+        template["metadata"].update(name=name, namespace=namespace)
+        return {"apiVersion": "v1", "kind": "Pod", **template}
+
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
@@ -162,37 +209,6 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     """A namespace of its own for the test."""
     with scratch_namespace(cluster) as name:
         yield name
-
-
-RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}}
-RESTRICTED_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-
-
-def pod_template(script: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
-    """A pod template whose one container runs `python -c script` (the local node runs commands as processes),
-    within the `restricted` profile."""
-    container = {
-        "name": "main",
-        "image": "kubescribe",
-        "command": ["python", "-c", script],
-        "securityContext": RESTRICTED_CONTAINER_SECURITY,
-    }
-    container.update(spec.pop("container", {}))
-    return {
-        "metadata": {"labels": labels or {}},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": RESTRICTED_POD_SECURITY,
-            "containers": [container],
-            **spec,
-        },
-    }
-
-
-def pod(name: str, namespace: str, script: str, **spec: Any) -> dict[str, Any]:
-    template = pod_template(script, **spec)
-    template["metadata"].update(name=name, namespace=namespace)
-    return {"apiVersion": "v1", "kind": "Pod", **template}
 
 
 CRD_TEMPLATE = "templates/transcriptionjob-crd.yaml"
@@ -239,7 +255,7 @@ class Kubescribe:
     max_duration_seconds = 600
     """The runner's limits: far above every test's audio, small enough to pass cheaply."""
 
-    def __init__(self, cluster: Cluster, images: dict[str, str]) -> None:
+    def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.s3 = cluster.s3()
         # The local node runs pods on the host's network: ports of their own.
@@ -263,7 +279,7 @@ class Kubescribe:
             "operator.grantGraceSeconds": str(self.grant_grace_seconds),
             "runner.maxSourceBytes": str(self.max_source_bytes),
             "runner.maxDurationSeconds": str(self.max_duration_seconds),
-            **images,
+            **cluster.images,
         }
         """The chart values of every install; `install` may override some for one install."""
 
@@ -347,26 +363,11 @@ class Kubescribe:
 
 
 @pytest.fixture(scope="session")
-def images(cluster: Cluster) -> dict[str, str]:
-    """The chart values that name the images `make images` built, pushed to the cluster's registry, by digest."""
-    return push_images(cluster.env)
-
-
-@pytest.fixture(scope="session")
-def kubescribe(cluster: Cluster, crd: str, images: dict[str, str]) -> Kubescribe:
+def kubescribe(cluster: Cluster, crd: str) -> Kubescribe:
     """The operator, installed by Helm from the project's images and running as a pod with its chart's RBAC."""
-    kubescribe = Kubescribe(cluster, images)
+    kubescribe = Kubescribe(cluster)
     create_restricted_namespace(cluster, kubescribe.namespace)
-    cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "kubescribe-s3",
-        "-n",
-        kubescribe.namespace,
-        f"--from-literal=AWS_ACCESS_KEY_ID={cluster.state.minio_user}",
-        f"--from-literal=AWS_SECRET_ACCESS_KEY={cluster.state.minio_password}",
-    )
+    cluster.create_store_secret(kubescribe.namespace)
     for bucket in ("audio", "transcripts"):
         kubescribe.s3.make_bucket(bucket)
     kubescribe.install()

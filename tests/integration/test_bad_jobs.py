@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kubernetes.utils import parse_quantity
 
-from tests.integration.conftest import Kubescribe, pod_template, scratch_namespace, wait_for
+from tests.integration.conftest import Kubescribe, scratch_namespace, wait_for
 from tests.integration.speech import speak
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
@@ -67,7 +67,7 @@ def tolerations_refused(kubescribe: Kubescribe, namespace: str) -> Iterator[None
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": "probe", "namespace": namespace},
-        "spec": {"template": pod_template("pass", tolerations=[{"operator": "Exists"}])},
+        "spec": {"template": cluster.pod_template("pass", tolerations=[{"operator": "Exists"}])},
     }
 
     def refusing() -> bool:

@@ -94,16 +94,7 @@ def release_namespace(kubescribe: Kubescribe) -> Iterator[str]:
     """A namespace for a second release, with the store's credentials."""
     cluster = kubescribe.cluster
     with scratch_namespace(cluster, "chart") as name:
-        cluster.kubectl(
-            "create",
-            "secret",
-            "generic",
-            "kubescribe-s3",
-            "-n",
-            name,
-            f"--from-literal=AWS_ACCESS_KEY_ID={cluster.state.minio_user}",
-            f"--from-literal=AWS_SECRET_ACCESS_KEY={cluster.state.minio_password}",
-        )
+        cluster.create_store_secret(name)
         yield name
 
 

@@ -7,7 +7,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from tests.integration.conftest import Cluster, pinned_versions, pod, pod_template, running_pid, wait_for
+from tests.integration.conftest import Cluster, pinned_versions, running_pid, wait_for
 
 
 def phase(cluster: Cluster, namespace: str, name: str) -> str | None:
@@ -75,7 +75,7 @@ def test_a_job_writes_an_object_to_minio(cluster: Cluster, namespace: str) -> No
         "metadata": {"name": "writer", "namespace": namespace},
         "spec": {
             "backoffLimit": 0,
-            "template": pod_template(
+            "template": cluster.pod_template(
                 script,
                 container={
                     "env": [
@@ -99,8 +99,8 @@ def test_gpu_requests_beyond_a_node_stay_pending(cluster: Cluster, namespace: st
         return {"resources": {"limits": {"nvidia.com/gpu": count}}}
 
     cluster.apply(
-        pod("three-gpus", namespace, "print('never')", container=gpus(3)),
-        pod("two-gpus", namespace, "print('ran')", container=gpus(2)),
+        cluster.pod("three-gpus", namespace, "print('never')", container=gpus(3)),
+        cluster.pod("two-gpus", namespace, "print('ran')", container=gpus(2)),
     )
     wait_for(lambda: phase(cluster, namespace, "two-gpus") == "Succeeded", 60, "the 2-GPU pod to succeed")
 
@@ -115,15 +115,16 @@ def test_gpu_requests_beyond_a_node_stay_pending(cluster: Cluster, namespace: st
 
 def test_exit_code_and_termination_message_are_reported(cluster: Cluster, namespace: str) -> None:
     writes_message = textwrap.dedent("""
-        import os, pathlib
-        # Inside a container this file is /dev/termination-log; the local node keeps it under the container's root.
-        pathlib.Path(os.environ["KUBESCRIBE_CONTAINER_ROOT"], "dev/termination-log").write_text("the audio is empty")
+        import pathlib
+        pathlib.Path("/dev/termination-log").write_text("the audio is empty")
         raise SystemExit(3)
     """)
     falls_back_to_logs = "import sys; print('decoder said no', file=sys.stderr); sys.exit(4)"
     cluster.apply(
-        pod("message", namespace, writes_message),
-        pod("fallback", namespace, falls_back_to_logs, container={"terminationMessagePolicy": "FallbackToLogsOnError"}),
+        cluster.pod("message", namespace, writes_message),
+        cluster.pod(
+            "fallback", namespace, falls_back_to_logs, container={"terminationMessagePolicy": "FallbackToLogsOnError"}
+        ),
     )
     state = wait_for(lambda: terminated(cluster, namespace, "message"), 60, "the container to exit")
     assert state["exitCode"] == 3
@@ -136,7 +137,7 @@ def test_exit_code_and_termination_message_are_reported(cluster: Cluster, namesp
 
 
 def test_a_job_with_backoff_limit_one_runs_twice_then_fails(cluster: Cluster, namespace: str) -> None:
-    template = pod_template("raise SystemExit(1)")
+    template = cluster.pod_template("raise SystemExit(1)")
     cluster.apply(
         {
             "apiVersion": "batch/v1",
@@ -155,13 +156,13 @@ def test_a_job_with_backoff_limit_one_runs_twice_then_fails(cluster: Cluster, na
 
 
 def test_active_deadline_fails_the_pod(cluster: Cluster, namespace: str) -> None:
-    cluster.apply(pod("slow", namespace, "import time; time.sleep(600)", activeDeadlineSeconds=3))
+    cluster.apply(cluster.pod("slow", namespace, "import time; time.sleep(600)", activeDeadlineSeconds=3))
     wait_for(lambda: phase(cluster, namespace, "slow") == "Failed", 60, "the pod to fail")
     assert cluster.get("pod", "slow", "-n", namespace)["status"]["reason"] == "DeadlineExceeded"
 
 
 def test_deleting_an_owner_deletes_its_pods_and_stops_their_processes(cluster: Cluster, namespace: str) -> None:
-    template = pod_template("import time; time.sleep(3600)", labels={"app": "sleeper"}, restartPolicy="Always")
+    template = cluster.pod_template("import time; time.sleep(3600)", labels={"app": "sleeper"}, restartPolicy="Always")
     cluster.apply(
         {
             "apiVersion": "apps/v1",
@@ -194,8 +195,8 @@ def test_a_service_account_acts_with_its_own_rbac(cluster: Cluster, namespace: s
         import os, pathlib
         from kubernetes import client, config
         from kubernetes.client.rest import ApiException
-        config.load_kube_config()
-        message = pathlib.Path(os.environ["KUBESCRIBE_CONTAINER_ROOT"], "dev/termination-log")
+        config.load_incluster_config()
+        message = pathlib.Path("/dev/termination-log")
         try:
             pods = client.CoreV1Api().list_namespaced_pod(os.environ["NAMESPACE"])
         except ApiException as error:
@@ -205,7 +206,7 @@ def test_a_service_account_acts_with_its_own_rbac(cluster: Cluster, namespace: s
     """)
 
     def run(name: str) -> dict:
-        spec = pod(
+        spec = cluster.pod(
             name,
             namespace,
             lists_pods,

@@ -90,16 +90,7 @@ def scratch_release(kubescribe: Kubescribe, cluster: Cluster) -> Iterator[tuple[
         create_restricted_namespace(cluster, name)
     limited = {"networkPolicy.apiServer.cidrs": "{127.0.0.1/32}"}
     kubescribe.install(**limited, **{"operator.namespaces": f"{{{elsewhere}}}"})
-    cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "kubescribe-s3",
-        "-n",
-        release,
-        f"--from-literal=AWS_ACCESS_KEY_ID={cluster.state.minio_user}",
-        f"--from-literal=AWS_SECRET_ACCESS_KEY={cluster.state.minio_password}",
-    )
+    cluster.create_store_secret(release)
     values = {
         **kubescribe.values,
         **limited,

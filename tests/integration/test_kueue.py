@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from localcluster import kueue, pki
-from tests.integration.conftest import Cluster, pod_template, wait_for
+from tests.integration.conftest import Cluster, wait_for
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 KUEUE_API = "kueue.x-k8s.io/v1beta2"
@@ -69,7 +69,7 @@ def local_queue(cluster: Cluster, namespace: str) -> Iterator[str]:
         yield "gpus"
 
 
-def gpu_job(name: str, namespace: str, queue: str, *, suspend: bool) -> dict[str, Any]:
+def gpu_job(cluster: Cluster, name: str, namespace: str, queue: str, *, suspend: bool) -> dict[str, Any]:
     """A Job in `queue` whose one pod asks one GPU and runs for a moment."""
     resources = {"cpu": "100m", "memory": "64Mi", "nvidia.com/gpu": "1"}
     return {
@@ -79,7 +79,7 @@ def gpu_job(name: str, namespace: str, queue: str, *, suspend: bool) -> dict[str
         "spec": {
             "suspend": suspend,
             "backoffLimit": 0,
-            "template": pod_template(
+            "template": cluster.pod_template(
                 "import time; time.sleep(2)",
                 container={"resources": {"requests": resources, "limits": {"nvidia.com/gpu": "1"}}},
             ),
@@ -103,7 +103,7 @@ def test_two_jobs_share_one_gpu_of_quota_one_after_the_other(
     cluster: Cluster, namespace: str, local_queue: str
 ) -> None:
     names = ("first", "second")
-    cluster.apply(*(gpu_job(name, namespace, local_queue, suspend=True) for name in names))
+    cluster.apply(*(gpu_job(cluster, name, namespace, local_queue, suspend=True) for name in names))
 
     jobs: dict[str, dict[str, Any]] = {}
     running_order: list[str] = []
@@ -131,7 +131,7 @@ def test_two_jobs_share_one_gpu_of_quota_one_after_the_other(
 def test_kueues_webhook_suspends_a_labelled_job_created_running(
     cluster: Cluster, namespace: str, local_queue: str
 ) -> None:
-    job = json.dumps(gpu_job("eager", namespace, local_queue, suspend=False))
+    job = json.dumps(gpu_job(cluster, "eager", namespace, local_queue, suspend=False))
     # The object as created, after admission: Kueue's controller unsuspends it as soon as it is admitted.
     created = json.loads(cluster.kubectl("create", "-f", "-", "-o", "json", input=job).stdout)
     assert created["spec"]["suspend"] is True
@@ -139,7 +139,7 @@ def test_kueues_webhook_suspends_a_labelled_job_created_running(
 
 
 def test_a_job_without_the_queue_label_is_left_alone(cluster: Cluster, namespace: str) -> None:
-    job = gpu_job("unqueued", namespace, "none", suspend=False)
+    job = gpu_job(cluster, "unqueued", namespace, "none", suspend=False)
     del job["metadata"]["labels"][QUEUE_LABEL]
     created = json.loads(cluster.kubectl("create", "-f", "-", "-o", "json", input=json.dumps(job)).stdout)
     assert created["spec"]["suspend"] is False

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from localcluster import processes
 from localcluster.cluster import LocalCluster
-from tests.integration.conftest import Cluster, bin_path, pod, running_pid, wait_for
+from tests.integration.conftest import Cluster, bin_path, running_pid, wait_for
 
 
 def launcher(root: Path, command: str) -> subprocess.CompletedProcess[str]:
@@ -24,6 +24,11 @@ def launcher(root: Path, command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def parent(pid: int) -> int:
+    # /proc/<pid>/stat: "pid (command) state ppid ...", where the command may hold spaces and parentheses.
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
 def listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -31,7 +36,7 @@ def listening(port: int) -> bool:
 
 def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path, cluster: Cluster, namespace: str) -> None:
     # A pod of the session's cluster, which must live through this second cluster's life on the same machine.
-    cluster.apply(pod("neighbour", namespace, "import time; time.sleep(3600)"))
+    cluster.apply(cluster.pod("neighbour", namespace, "import time; time.sleep(3600)"))
     neighbour = wait_for(
         lambda: running_pid(cluster.try_get("pod", "neighbour", "-n", namespace)), 60, "the neighbour pod to run"
     )
@@ -52,13 +57,13 @@ def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path, cluster: Cl
     assert again.stdout.startswith("already up")
     assert local.load_state() == state
 
-    # A running pod: its process is a grandchild of the launcher, started by a node agent.
+    # A running pod: its process is the child of a shim the cluster's node agent started.
     own = Cluster(local)
-    own.apply(pod("sleeper", "default", "import time; time.sleep(3600)"))
+    own.apply(own.pod("sleeper", "default", "import time; time.sleep(3600)"))
 
     pod_pid = wait_for(lambda: running_pid(own.try_get("pod", "sleeper")), 60, "the pod to run")
     marked = processes.marked_processes({processes.MARKER_VARIABLE: state.cluster_id})
-    assert pod_pid in marked
+    assert parent(pod_pid) in marked
     assert set(state.pids.values()) <= set(marked)
 
     down = launcher(root, "down")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.integration.conftest import RESTRICTED, Cluster, Gateway, Kubescribe, pod
+from tests.integration.conftest import RESTRICTED, Cluster, Gateway, Kubescribe
 
 
 def labelled_restricted(cluster: Cluster, namespace: str) -> bool:
@@ -14,8 +14,8 @@ def labelled_restricted(cluster: Cluster, namespace: str) -> bool:
 
 
 def test_a_pod_short_of_the_restricted_profile_is_refused(cluster: Cluster, namespace: str) -> None:
-    compliant = pod("compliant", namespace, "print('ok')")
-    loose = pod("loose", namespace, "print('ok')")
+    compliant = cluster.pod("compliant", namespace, "print('ok')")
+    loose = cluster.pod("loose", namespace, "print('ok')")
     del loose["spec"]["securityContext"]
     created = cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(compliant), check=False)
     refused = cluster.kubectl("create", "-f", "-", input=json.dumps(loose), check=False)

@@ -1,12 +1,11 @@
-"""A pod's ServiceAccount token on the local node: in its service account volume (named by a host process's
-kubeconfig), and replaced before it expires, as a kubelet replaces a projected token."""
+"""A pod's ServiceAccount token on the local node: in its service account volume, and replaced before it expires, as
+a kubelet replaces a projected token."""
 
 import itertools
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 
 from localcluster.nodeagent import environment
 from localcluster.nodeagent.environment import TOKEN_RENEWAL_SHARE, TOKEN_SECONDS, PodEnvironment
@@ -36,20 +35,18 @@ def test_a_pods_token_is_replaced_once_most_of_its_life_has_passed(
     agent = Agent(tmp_path / "ca.crt")
     pod_environment = PodEnvironment(agent, tmp_path / "pod")
     (tmp_path / "pod").mkdir()
-    env = pod_environment.variables(POD, pod_environment.container({"name": "gateway"}))
-    user = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())["users"][0]
-    token = Path(user["user"]["tokenFile"])
-    assert (user["name"], token.read_text(), oct(token.stat().st_mode & 0o777)) == ("gw", "token-1", "0o644")
-    assert (token.parent / "ca.crt").read_text() == "the cluster's CA"
-    assert (token.parent / "namespace").read_text() == "kubescribe"
+    volume = pod_environment.service_account_directory(POD)
+    token = volume / "token"
+    assert (token.read_text(), oct(token.stat().st_mode & 0o777)) == ("token-1", "0o644")
+    assert (volume / "ca.crt").read_text() == "the cluster's CA"
+    assert (volume / "namespace").read_text() == "kubescribe"
 
     now[0] += TOKEN_SECONDS * TOKEN_RENEWAL_SHARE - 1
     pod_environment.renew_token(POD)
-    pod_environment.variables(POD, pod_environment.container({"name": "sidecar"}))
+    assert pod_environment.service_account_directory(POD) == volume
     assert token.read_text() == "token-1"
 
     now[0] += 1
     pod_environment.renew_token(POD)
     assert token.read_text() == "token-2"
     assert agent.accounts == ["gw", "gw"]
-    assert yaml.safe_load(Path(env["KUBECONFIG"]).read_text())["users"][0] == user
