@@ -5,6 +5,9 @@ activity detection and decodes several of those chunks at once: on a two-core CP
 about seven times faster than sequential decoding of long speech, and on a GPU it keeps the device
 busy. The cutting needs the VAD, so a spec that turns VAD off gets the sequential
 `WhisperModel.transcribe`, which walks the audio in 30-second windows instead.
+
+Both yield their segments as they decode, a batch or a window at a time (the batched pipeline after finding the
+speech and computing its features in all the audio), so that progress is reported as decoding goes.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ def transcribe(
     spec: TranscriptionJobSpec,
     on_progress: Callable[[float], None] = lambda _: None,
 ) -> Transcript:
-    """Transcribe the samples as the spec asks, calling `on_progress` with each segment's end in seconds."""
+    """Transcribe the samples as the spec asks, calling `on_progress` with the end in seconds of each batch of
+    segments as it is decoded."""
     options = spec.options
     arguments: dict[str, Any] = {
         "language": spec.language,
@@ -57,22 +61,34 @@ def transcribe(
         batch_size = GPU_BATCH_SIZE if _on_gpu() else CPU_BATCH_SIZE
         found, info = BatchedInferencePipeline(model).transcribe(audio, batch_size=batch_size, **arguments)
     else:
+        # A window's segments come out together, and how many varies: each is reported.
+        batch_size = 1
         found, info = model.transcribe(audio, **arguments)
     return Transcript(
         language=info.language,
         language_probability=round(float(info.language_probability), 4),
         duration=round(len(audio) / SAMPLE_RATE, 3),
-        segments=list(_segments(found, on_progress)),
+        segments=list(_segments(found, batch_size, on_progress)),
     )
 
 
-def _segments(found: Iterable[Any], on_progress: Callable[[float], None]) -> Iterable[Segment]:
+def _segments(found: Iterable[Any], batch_size: int, on_progress: Callable[[float], None]) -> Iterable[Segment]:
+    """The segments found, calling `on_progress` with the end of every `batch_size`th one and of the last.
+
+    The batched pipeline yields the segments of a whole batch at once, one per chunk (it decodes without timestamps
+    inside a chunk), so a batch ends at every `batch_size`th segment. Reporting each segment instead would send
+    only a batch's first one: the rest come within the reporter's pace limit."""
+    number, end = 0, 0.0
     for number, segment in enumerate(found, start=1):
         words = None
         if segment.words is not None:
             words = [_word(word) for word in segment.words]
         yield Segment(number, segment.start, segment.end, segment.text, words)
-        on_progress(segment.end)
+        end = segment.end
+        if number % batch_size == 0:
+            on_progress(end)
+    if number % batch_size:
+        on_progress(end)
 
 
 def _word(word: Any) -> Word:

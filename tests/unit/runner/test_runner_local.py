@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -12,10 +13,12 @@ from faster_whisper import WhisperModel
 
 from kubescribe.api.v1alpha1 import TranscriptionJobSpec
 from kubescribe.contract import EXIT_BAD_INPUT, RunnerLimits
+from kubescribe.runner import transcribe as transcribe_module
 from kubescribe.runner.errors import RunnerFailure
 from kubescribe.runner.models import resolve_model
 from kubescribe.runner.source import SAMPLE_RATE, load_audio
 from kubescribe.runner.transcribe import load_model, transcribe
+from tests.integration.speech import PASSAGE, speak
 
 ENGLISH = "The quick brown fox jumps over the lazy dog. Please send the report to the office before noon on Friday."
 GERMAN = "Guten Morgen. Heute ist das Wetter sehr schön, und wir gehen in den Park."
@@ -69,6 +72,40 @@ def test_transcribes_english_speech(english: Path, tiny_en: WhisperModel, option
     assert 0 < progress[-1] <= transcript.duration + 0.1
     words = transcript.segments[0].words
     assert (words is not None) == bool(options.get("wordTimestamps"))
+
+
+@pytest.fixture(scope="module")
+def passage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About two minutes of speech: five chunks for the batched pipeline, four windows for sequential decoding."""
+    return speak(tmp_path_factory.mktemp("passage"), "passage", PASSAGE, repeat=3)
+
+
+@pytest.mark.parametrize("vad", [True, False])
+def test_progress_grows_while_the_audio_is_decoded(
+    passage: Path, tiny_en: WhisperModel, monkeypatch: pytest.MonkeyPatch, vad: bool
+) -> None:
+    monkeypatch.setattr(transcribe_module, "CPU_BATCH_SIZE", 2)
+    monkeypatch.setattr(transcribe_module, "GPU_BATCH_SIZE", 2)
+    audio = load_audio(passage, MAX_SECONDS)
+    reports: list[tuple[float, float]] = []
+    started = time.monotonic()
+    transcript = transcribe(
+        tiny_en,
+        audio,
+        _spec(language="en", options={"vad": vad}),
+        lambda seconds: reports.append((time.monotonic() - started, seconds)),
+    )
+    took = time.monotonic() - started
+
+    progress = [seconds for _, seconds in reports]
+    assert progress == sorted(set(progress))
+    assert len(progress) >= 3
+    assert all(0 < seconds < transcript.duration for seconds in progress[:-1])
+    assert progress[-1] == transcript.segments[-1].end
+    assert reports[-1][0] - reports[0][0] > took / 4  # as the decoding goes, not all at its end
+    if vad:  # one report a batch of two chunks, at its end, rather than one a segment
+        segments = transcript.segments
+        assert set(progress) == {segment.end for segment in segments[1::2]} | {segments[-1].end}
 
 
 def _write_silent_wav(path: Path) -> None:
