@@ -13,6 +13,7 @@ state directory (`python -m localcluster logs NAMESPACE/POD` shows them).
   and the calls its pods make (pod status, events, ServiceAccount tokens, Secrets and ConfigMaps);
 - `pod`: one pod's lifecycle, from its init containers to its end or deletion, and its status;
 - `container`: one container's process: start, exit, termination message, restart back-off;
+- `probes`: a container's startup, liveness and readiness probes, each on a thread of its own;
 - `environment`: what a container is given: directories, volumes, variables and a kubeconfig.
 - `images`: the node's images, pulled from their registries (`distribution`) with the pod's pull secrets,
   each unpacked (`layers`) into a root filesystem kept by manifest digest.

@@ -33,6 +33,14 @@ class Container:
         """The file the container sees at its terminationMessagePath."""
         self.error_path: Path | None = None
         """Where the shim of the current run writes why the container could not start."""
+        self.plan: Path | None = None
+        """The shim's plan of the current run."""
+        self.env: dict[str, str] = {}
+        self.cwd = root
+        """The variables and working directory the current run was started with (its shim's)."""
+        self.started = False
+        self.ready = False
+        """Whether the current run has passed its startup probe, and its readiness probe: set by its Prober."""
         self.image_id = ""
         self._main_pid: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -53,8 +61,8 @@ class Container:
             "image": self.spec.get("image", ""),
             "imageID": self.image_id,
             "containerID": f"kubescribe://{self.main_pid()}" if self.process else "",
-            "ready": "running" in self.state,
-            "started": "running" in self.state,
+            "ready": "running" in self.state and self.ready,
+            "started": "running" in self.state and self.started,
             "restartCount": self.restart_count,
             "state": self.state,
             "lastState": self.last_state,
@@ -67,6 +75,7 @@ class Container:
         self.termination_message_path.write_bytes(b"")
         self.termination_message_path.chmod(0o666)  # whichever user the container runs as writes it
         self._main_pid = None
+        self.env, self.cwd = env, cwd
         try:
             self.process = processes.spawn(argv, self.log_path, env, cwd=cwd)
         except OSError as error:

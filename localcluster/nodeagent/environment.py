@@ -32,6 +32,7 @@ TOKEN_RENEWAL_SHARE = 0.8
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TOKEN_VOLUME_PREFIX = "kube-api-access-"  # noqa: S105 - a volume's name
 REPO = Path(__file__).resolve().parents[2]
+SHIM = [sys.executable, "-m", "localcluster.nodeagent.shim"]
 
 
 class PodEnvironment:
@@ -62,6 +63,7 @@ class PodEnvironment:
         for name in ("upper", "work", "root"):
             (run / name).mkdir(parents=True)
         container.error_path = run / "start-error"
+        container.plan = run / "plan.json"
         plan = {
             "lower": str(image.rootfs),
             "upper": str(run / "upper"),
@@ -78,14 +80,14 @@ class PodEnvironment:
             "groups": list(identity.groups),
             "errorFile": str(container.error_path),
         }
-        write_private(run / "plan.json", json.dumps(plan))
+        write_private(container.plan, json.dumps(plan))
         shim_env = {
             "PATH": BASE_PATH,
             "PYTHONPATH": str(REPO),
             NODE_VARIABLE: self.agent.node,
             processes.MARKER_VARIABLE: os.environ.get(processes.MARKER_VARIABLE, ""),
         }
-        return [sys.executable, "-m", "localcluster.nodeagent.shim", str(run / "plan.json")], shim_env, run
+        return [*SHIM, str(container.plan)], shim_env, run
 
     def _mounts(self, pod: dict[str, Any], container: Container) -> list[dict[str, Any]]:
         """The container's volume mounts, its termination log and its pod's files, host source to container path."""
@@ -170,6 +172,12 @@ class PodEnvironment:
         staged.chmod(0o644)
         staged.replace(token)
         self.token_renewal = time.monotonic() + TOKEN_SECONDS * TOKEN_RENEWAL_SHARE
+
+
+def command_argv(container: Container, command: list[str]) -> list[str]:
+    """The argv that runs `command` in the running container (an exec probe's): the shim entering the container, to
+    be started with the shim's variables and working directory."""
+    return [*SHIM, "enter", str(container.plan), str(container.main_pid()), *command]
 
 
 def _account(pod: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ status reported as a kubelet reports it."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -14,6 +15,7 @@ from kubescribe.api.timestamps import now_timestamp, parse_timestamp
 from localcluster.nodeagent.container import BACKOFF_MAX, BACKOFF_START, Container
 from localcluster.nodeagent.environment import HOST_IP, PodEnvironment
 from localcluster.nodeagent.images import Image, PullError
+from localcluster.nodeagent.probes import Prober
 from localcluster.nodeagent.sandbox import image_id, pull_policy
 from localcluster.podspec import ConfigError, pod_phase
 
@@ -48,6 +50,8 @@ class PodWorker(threading.Thread):
         self.reason: str | None = None
         self.message: str | None = None
         self.transitions: dict[str, tuple[str, str]] = {}
+        self.probers: dict[str, Prober] = {}
+        """The probes of each running container, by its name."""
         self.sent: dict[str, Any] | None = None
 
     # -- main loop ---------------------------------------------------------------------------------
@@ -98,6 +102,7 @@ class PodWorker(threading.Thread):
 
     def _drive(self, container: Container) -> None:
         if container.reap():
+            self.probers.pop(container.name).stop()
             code = container.exit_code
             self.agent.event(
                 self.pod,
@@ -121,6 +126,11 @@ class PodWorker(threading.Thread):
                 container.next_start = time.monotonic() + 2
                 return
             container.start(*start)
+            if "running" in container.state:
+                prober = self.probers[container.name] = Prober(
+                    container, self.pod, functools.partial(self.agent.event, self.pod)
+                )
+                prober.start()
             self.agent.event(self.pod, "Normal", "Started", f"Started container {container.name}")
 
     def _image(self, container: Container) -> Image:
@@ -175,6 +185,8 @@ class PodWorker(threading.Thread):
 
     def _kill_all(self, grace: float) -> None:
         everything = self.init_containers + self.containers
+        for prober in self.probers.values():
+            prober.stop()
         for container in everything:
             container.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
@@ -212,7 +224,8 @@ class PodWorker(threading.Thread):
 
     def _push_status(self, phase: str) -> None:
         initialized = all(c.exit_code == 0 for c in self.init_containers)
-        ready = phase == "Running" and all("running" in c.state for c in self.containers)
+        statuses = [c.status() for c in self.containers]
+        ready = phase == "Running" and all(s["ready"] for s in statuses)
         status: dict[str, Any] = {
             "phase": phase,
             "hostIP": HOST_IP,
@@ -226,7 +239,7 @@ class PodWorker(threading.Thread):
                 self._condition("ContainersReady", ready),
                 self._condition("Ready", ready),
             ],
-            "containerStatuses": [c.status() for c in self.containers],
+            "containerStatuses": statuses,
         }
         if self.init_containers:
             status["initContainerStatuses"] = [c.status() for c in self.init_containers]

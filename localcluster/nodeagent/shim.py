@@ -8,7 +8,11 @@ its namespace. The shim stays as that process's parent: it forwards signals to i
 (128 + signal number when it was killed). The network is the host's, as for every pod of the local node.
 
 When the container cannot be started, the reason goes to the plan's error file and the shim exits with
-START_ERROR_CODE: the node agent reports StartError."""
+START_ERROR_CODE: the node agent reports StartError.
+
+`python -m localcluster.nodeagent.shim enter PLAN PID COMMAND...` runs a command in the running container whose
+first process is PID (an exec probe's), as that process runs: in its namespaces and root, in its working directory,
+as its user with `no_new_privs`, with its variables; it exits with the command's status."""
 
 from __future__ import annotations
 
@@ -107,11 +111,7 @@ def run_process(plan: dict[str, Any], root: Path) -> NoReturn:
     cwd = plan["cwd"]
     Path(cwd).mkdir(parents=True, exist_ok=True)
     os.chdir(cwd)
-    os.setgroups(plan["groups"])
-    os.setgid(plan["gid"])
-    os.setuid(plan["uid"])
-    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")  # setuid cleared it
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
+    _become_user(plan)
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_DFL)
     argv = plan["argv"]
@@ -121,6 +121,14 @@ def run_process(plan: dict[str, Any], root: Path) -> NoReturn:
         raise OSError(f'exec: "{argv[0]}": executable file not found in $PATH') from None
     except PermissionError:
         raise OSError(f'exec: "{argv[0]}": permission denied') from None
+
+
+def _become_user(plan: dict[str, Any]) -> None:
+    os.setgroups(plan["groups"])
+    os.setgid(plan["gid"])
+    os.setuid(plan["uid"])
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")  # setuid cleared it
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
 
 
 def _fail(error_fd: int, message: str) -> NoReturn:
@@ -145,6 +153,11 @@ def main(plan_path: str) -> NoReturn:
             _fail(error_fd, str(error))
     for sig in FORWARDED:
         signal.signal(sig, lambda number, _frame: os.kill(pid, number))
+    _exit_as(pid)
+
+
+def _exit_as(pid: int) -> NoReturn:
+    """Waits for child `pid` and exits with its status (128 + signal number when it was killed)."""
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -155,5 +168,29 @@ def main(plan_path: str) -> NoReturn:
     os._exit(128 - code if code < 0 else code)
 
 
+def enter(plan_path: str, pid: int, argv: list[str]) -> NoReturn:
+    plan = json.loads(Path(plan_path).read_text())
+    root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY)
+    if os.path.samestat(os.fstat(root), Path("/").stat()):
+        sys.exit("the container's process has not started yet")  # the shim has not yet chrooted it
+    namespaces = [os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY) for name in ("uts", "pid", "mnt")]
+    for namespace in namespaces:
+        _check(_libc.setns(namespace, 0), "setns")
+    os.fchdir(root)
+    os.chroot(".")
+    os.chdir(plan["cwd"])
+    _become_user(plan)
+    child = os.fork()  # only a child of this process is in the container's PID namespace
+    if child == 0:
+        try:
+            os.execvpe(argv[0], argv, plan["env"])  # noqa: S606 - the probe's own command
+        except OSError as error:
+            print(f'exec: "{argv[0]}": {error.strerror}', file=sys.stderr)
+            os._exit(127)
+    _exit_as(child)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "enter":
+        enter(sys.argv[2], int(sys.argv[3]), sys.argv[4:])
     main(sys.argv[1])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import textwrap
+import urllib.request
 import uuid
 from pathlib import Path
 
+from localcluster.cluster import free_port
 from tests.integration.conftest import Cluster, pinned_versions, running_pid, wait_for
 
 
@@ -226,3 +228,165 @@ def test_a_service_account_acts_with_its_own_rbac(cluster: Cluster, namespace: s
     allowed = run("after-binding")
     assert allowed["exitCode"] == 0
     assert allowed["message"].startswith("listed ")
+
+
+FLAGS_SERVER = textwrap.dedent("""
+    import http.server, sys
+    flags = set()
+    class Flags(http.server.BaseHTTPRequestHandler):
+        # GET /<flag> answers 200 while the flag is set, else 503; PUT /<flag> sets it, DELETE clears it.
+        def do_GET(self):
+            self.answer(200 if self.path in flags else 503)
+        def do_PUT(self):
+            flags.add(self.path)
+            self.answer(204)
+        def do_DELETE(self):
+            flags.discard(self.path)
+            self.answer(204)
+        def answer(self, code):
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        def log_message(self, *args):
+            pass
+    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Flags).serve_forever()
+""")
+
+
+def flags_pod(cluster: Cluster, name: str, namespace: str, port: int, **probes: dict) -> dict:
+    """A pod serving FLAGS_SERVER on `port` (its container port `http`; pods share the host's network)."""
+    spec = cluster.pod(
+        name, namespace, FLAGS_SERVER, container={"ports": [{"name": "http", "containerPort": port}], **probes}
+    )
+    spec["spec"]["containers"][0]["command"].append(str(port))
+    return spec
+
+
+def flag(port: int, method: str, name: str) -> None:
+    def sent() -> bool:
+        try:
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/{name}", method=method), timeout=5)
+        except OSError:
+            return False
+        return True
+
+    wait_for(sent, 60, f"{method} /{name} to reach the pod")
+
+
+def http_probe(path: str, **fields: int) -> dict:
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": 1, **fields}
+
+
+def container_status(cluster: Cluster, namespace: str, name: str) -> dict:
+    found = cluster.try_get("pod", name, "-n", namespace)
+    statuses = (found or {}).get("status", {}).get("containerStatuses", [])
+    return statuses[0] if statuses else {}
+
+
+def pod_ready(cluster: Cluster, namespace: str, name: str) -> bool:
+    conditions = cluster.get("pod", name, "-n", namespace)["status"].get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def event_messages(cluster: Cluster, namespace: str, name: str, reason: str) -> list[str]:
+    selector = f"involvedObject.name={name},reason={reason}"
+    return [e["message"] for e in cluster.get("events", "-n", namespace, "--field-selector", selector)["items"]]
+
+
+def test_a_readiness_probe_decides_when_the_pod_is_ready(cluster: Cluster, namespace: str) -> None:
+    port = free_port()
+    cluster.apply(
+        flags_pod(cluster, "server", namespace, port, readinessProbe=http_probe("/ready", failureThreshold=1))
+    )
+    failed = "Readiness probe failed: HTTP probe failed with statuscode: 503"
+    wait_for(
+        lambda: failed in event_messages(cluster, namespace, "server", "Unhealthy"), 60, "a failed readiness probe"
+    )
+    status = container_status(cluster, namespace, "server")
+    assert "running" in status["state"]
+    assert (status["started"], status["ready"]) == (True, False)
+    assert not pod_ready(cluster, namespace, "server")
+
+    flag(port, "PUT", "ready")
+    cluster.kubectl("wait", "-n", namespace, "pod/server", "--for=condition=Ready", "--timeout=30s")
+    assert container_status(cluster, namespace, "server")["ready"]
+    flag(port, "DELETE", "ready")
+    cluster.kubectl("wait", "-n", namespace, "pod/server", "--for=condition=Ready=false", "--timeout=30s")
+    assert cluster.get("pod", "server", "-n", namespace)["status"]["phase"] == "Running"
+
+
+def test_a_container_that_fails_its_liveness_probe_is_restarted(cluster: Cluster, namespace: str) -> None:
+    # The exec probe runs in the container: with its variables, and its files (the emptyDir at /scratch).
+    script = (
+        "import pathlib, time; alive = pathlib.Path('/scratch/alive'); alive.touch(); time.sleep(3); alive.unlink()"
+    )
+    check = "import os, sys; sys.exit(0 if os.path.exists('/scratch/alive') else 1)"
+    liveness = {
+        "exec": {"command": ["python", "-c", check]},
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+        "terminationGracePeriodSeconds": 2,
+    }
+    cluster.apply(
+        cluster.pod(
+            "forgetful",
+            namespace,
+            script + "; time.sleep(3600)",
+            restartPolicy="Always",
+            volumes=[{"name": "scratch", "emptyDir": {}}],
+            container={"livenessProbe": liveness, "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]},
+        )
+    )
+    status = wait_for(
+        lambda: (s := container_status(cluster, namespace, "forgetful")).get("restartCount", 0) >= 1 and s,
+        90,
+        "the container to be restarted",
+    )
+    # SIGTERM, or SIGKILL after the probe's grace period where the process is PID 1 of its namespace (which
+    # ignores a SIGTERM it does not handle)
+    assert status["lastState"]["terminated"]["exitCode"] in (128 + 15, 128 + 9)
+    killing = event_messages(cluster, namespace, "forgetful", "Killing")
+    assert killing == ["Container main failed liveness probe, will be restarted"]
+    assert "Liveness probe failed: command exited with 1" in event_messages(
+        cluster, namespace, "forgetful", "Unhealthy"
+    )
+    wait_for(
+        lambda: "running" in container_status(cluster, namespace, "forgetful").get("state", {}),
+        90,
+        "the container to run again after its back-off",
+    )
+
+
+def test_a_startup_probe_holds_back_the_other_probes_until_it_succeeds(cluster: Cluster, namespace: str) -> None:
+    port = free_port()
+    never_alive = {
+        "exec": {"command": ["python", "-c", "raise SystemExit(1)"]},
+        "periodSeconds": 1,
+        "failureThreshold": 1000,
+    }
+    cluster.apply(
+        flags_pod(
+            cluster,
+            "slow-start",
+            namespace,
+            port,
+            startupProbe=http_probe("/started", failureThreshold=120),
+            readinessProbe={"tcpSocket": {"port": port}, "periodSeconds": 1},
+            livenessProbe=never_alive,
+        )
+    )
+
+    def unhealthy() -> list[str]:
+        return event_messages(cluster, namespace, "slow-start", "Unhealthy")
+
+    wait_for(lambda: len([m for m in unhealthy() if m.startswith("Startup probe failed")]) >= 3, 60, "startup probes")
+    status = container_status(cluster, namespace, "slow-start")
+    assert "running" in status["state"]
+    assert (status["started"], status["ready"], status["restartCount"]) == (False, False, 0)
+    assert not pod_ready(cluster, namespace, "slow-start")
+    assert not [m for m in unhealthy() if m.startswith("Liveness")]
+
+    flag(port, "PUT", "started")
+    cluster.kubectl("wait", "-n", namespace, "pod/slow-start", "--for=condition=Ready", "--timeout=30s")
+    assert container_status(cluster, namespace, "slow-start")["started"]
+    wait_for(lambda: [m for m in unhealthy() if m.startswith("Liveness probe failed")], 30, "the liveness probe to run")

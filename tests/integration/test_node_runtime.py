@@ -123,6 +123,23 @@ def test_a_container_runs_from_its_image_as_its_user_with_its_variables(
     assert status["imageID"].startswith(busybox.rsplit(":", 1)[0] + "@sha256:")
 
 
+def test_an_exec_probe_runs_in_the_container_as_its_user(cluster: Cluster, namespace: str, busybox: str) -> None:
+    inside = (
+        'echo "$(id -u) $(pwd) $GREETING $(hostname) $$"; test "$(id -u)" = 65532 && test "$(pwd)" = /srv/app'
+        ' && test "$GREETING" = "from the image" && test -f marker && test "$(hostname)" = "$HOSTNAME"'
+        ' && test -d /proc/$$ && test "$(cat /proc/1/comm)" = sleep'
+    )
+    probe = {"exec": {"command": ["sh", "-c", inside]}, "periodSeconds": 1}
+    pod = busybox_pod(namespace, busybox, command=["sleep", "600"], readinessProbe=probe)
+    cluster.apply(pod)
+    name = pod["metadata"]["name"]
+    ready = cluster.kubectl(
+        "wait", "-n", namespace, f"pod/{name}", "--for=condition=Ready", "--timeout=60s", check=False
+    )
+    events = cluster.get("events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"]
+    assert ready.returncode == 0, [event["message"] for event in events]
+
+
 def test_the_images_command_runs_when_the_pod_names_none(cluster: Cluster, namespace: str, busybox: str) -> None:
     pod = busybox_pod(namespace, busybox)
     cluster.apply(pod)
