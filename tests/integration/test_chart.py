@@ -136,6 +136,7 @@ def test_a_packaged_release_upgrades_its_crd_and_leaves_it_and_the_jobs_when_uni
         "networkPolicy.apiServer.cidrs": "{127.0.0.1/32}",
         "gateway.enabled": "false",
         "storage.admissionPolicy": "false",
+        **cluster.images,
     }
     flags = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
     crd_uid = cluster.get(CRD)["metadata"]["uid"]
