@@ -1,7 +1,8 @@
-"""The TranscriptionJob CustomResourceDefinition, generated from the models in kubescribe.api.v1alpha1.
+"""The CustomResourceDefinitions (TranscriptionJob, RunnerPool, RunnerAssignment), generated from the models in
+kubescribe.api.v1alpha1 and kubescribe.api.pools.
 
-python -m kubescribe.api.crd            write crds/transcriptionjobs.kubescribe.io.yaml and the chart's template
-python -m kubescribe.api.crd --check    exit 1 when either differs from what would be written
+python -m kubescribe.api.crd            write crds/<plural>.kubescribe.io.yaml and the chart's templates
+python -m kubescribe.api.crd --check    exit 1 when any differs from what would be written
 """
 
 from __future__ import annotations
@@ -10,19 +11,25 @@ import argparse
 import copy
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
+from kubescribe.api.pools import (
+    ASSIGNMENT_KIND,
+    ASSIGNMENT_PLURAL,
+    POOL_KIND,
+    POOL_PLURAL,
+    RunnerAssignment,
+    RunnerPool,
+)
 from kubescribe.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, TranscriptionJob
 
 _REPO = Path(__file__).resolve().parents[2]
-MANIFEST_PATH = _REPO / "crds" / f"{PLURAL}.{GROUP}.yaml"
-"""The plain manifest, for `kubectl apply`."""
-TEMPLATE_PATH = _REPO / "charts" / "kubescribe" / "templates" / "transcriptionjob-crd.yaml"
-"""The chart's template: a CRD in crds/ would never be upgraded by Helm."""
-_GENERATED = "Generated from kubescribe/api/v1alpha1.py by `python -m kubescribe.api.crd`; do not edit."
+_GENERATED = "Generated from kubescribe/api/ by `python -m kubescribe.api.crd`; do not edit."
 _TEMPLATE_METADATA = """\
   labels:
     app.kubernetes.io/name: kubescribe
@@ -30,11 +37,11 @@ _TEMPLATE_METADATA = """\
     app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
     helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   annotations:
-    # Uninstalling the release keeps the CRD: deleting it would delete every TranscriptionJob.
+    # Uninstalling the release keeps the CRD: deleting it would delete every object of its kind.
     helm.sh/resource-policy: keep
 """
 
-_PRINTER_COLUMNS = [
+_JOB_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {
         "name": "Position",
@@ -55,6 +62,58 @@ _PRINTER_COLUMNS = [
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
 ]
+
+
+_POOL_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
+    {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
+    {"name": "Running", "type": "integer", "jsonPath": ".status.running", "description": "Jobs running."},
+    {"name": "Waiting", "type": "integer", "jsonPath": ".status.waiting", "description": "Jobs waiting for room."},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+_ASSIGNMENT_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Pool", "type": "string", "jsonPath": ".spec.pool"},
+    {"name": "Job", "type": "string", "jsonPath": ".spec.job.name"},
+    {"name": "Attempt", "type": "integer", "jsonPath": ".spec.attempt"},
+    {"name": "Worker", "type": "string", "jsonPath": ".status.worker"},
+    {"name": "Progress", "type": "number", "jsonPath": ".status.progress.percent"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A custom resource of the group and where its generated CRD goes."""
+
+    kind: str
+    plural: str
+    model: type[BaseModel]
+    short_names: list[str]
+    columns: list[dict[str, Any]]
+    template: str
+    """The chart template's file name: a CRD in the chart's crds/ would never be upgraded by Helm."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+    @property
+    def manifest_path(self) -> Path:
+        """The plain manifest, for `kubectl apply`."""
+        return _REPO / "crds" / f"{self.name}.yaml"
+
+    @property
+    def template_path(self) -> Path:
+        return _REPO / "charts" / "kubescribe" / "templates" / self.template
+
+
+RESOURCES = (
+    Resource(KIND, PLURAL, TranscriptionJob, ["tj", "tjob"], _JOB_COLUMNS, "transcriptionjob-crd.yaml"),
+    Resource(POOL_KIND, POOL_PLURAL, RunnerPool, ["rp"], _POOL_COLUMNS, "runnerpool-crd.yaml"),
+    Resource(
+        ASSIGNMENT_KIND, ASSIGNMENT_PLURAL, RunnerAssignment, ["ra"], _ASSIGNMENT_COLUMNS, "runnerassignment-crd.yaml"
+    ),
+)
 
 
 def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -87,27 +146,27 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
-def build_crd() -> dict[str, Any]:
-    """The CustomResourceDefinition of TranscriptionJob, as a plain dict."""
-    json_schema = TranscriptionJob.model_json_schema(by_alias=True)
+def build_crd(resource: Resource = RESOURCES[0]) -> dict[str, Any]:
+    """The CustomResourceDefinition of `resource` (TranscriptionJob unless told), as a plain dict."""
+    json_schema = resource.model.model_json_schema(by_alias=True)
     schema = _structural(json_schema, json_schema.pop("$defs"))
     schema["properties"].update(
         apiVersion={"type": "string", "description": "Versioned schema of this object: kubescribe.io/v1alpha1."},
-        kind={"type": "string", "description": "Kind of this object: TranscriptionJob."},
+        kind={"type": "string", "description": f"Kind of this object: {resource.kind}."},
         metadata={"type": "object"},
     )
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "metadata": {"name": resource.name},
         "spec": {
             "group": GROUP,
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": ["tj", "tjob"],
+                "kind": resource.kind,
+                "listKind": f"{resource.kind}List",
+                "plural": resource.plural,
+                "singular": resource.kind.lower(),
+                "shortNames": resource.short_names,
                 "categories": ["kubescribe"],
             },
             "scope": "Namespaced",
@@ -118,31 +177,35 @@ def build_crd() -> dict[str, Any]:
                     "storage": True,
                     "schema": {"openAPIV3Schema": schema},
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": _PRINTER_COLUMNS,
+                    "additionalPrinterColumns": resource.columns,
                 }
             ],
         },
     }
 
 
-def crd_yaml() -> str:
+def crd_yaml(resource: Resource = RESOURCES[0]) -> str:
     """The plain manifest's text."""
-    return f"# {_GENERATED}\n" + yaml.safe_dump(build_crd(), sort_keys=False, width=120)
+    return f"# {_GENERATED}\n" + yaml.safe_dump(build_crd(resource), sort_keys=False, width=120)
 
 
-def crd_template() -> str:
+def crd_template(resource: Resource = RESOURCES[0]) -> str:
     """The chart template's text: the CRD with the release's labels, kept on uninstall, unless crds.install is
     false."""
-    body = yaml.safe_dump(build_crd(), sort_keys=False, width=120)
+    body = yaml.safe_dump(build_crd(resource), sort_keys=False, width=120)
     if "{{" in body:
         raise ValueError("the CRD holds `{{`, which Helm would read as a template action")
-    name = f"  name: {PLURAL}.{GROUP}\n"
+    name = f"  name: {resource.name}\n"
     body = body.replace(name, name + _TEMPLATE_METADATA, 1)
     return f"{{{{- /* {_GENERATED} */}}}}\n{{{{- if .Values.crds.install }}}}\n{body}{{{{- end }}}}\n"
 
 
 def generated_files() -> dict[Path, str]:
-    return {MANIFEST_PATH: crd_yaml(), TEMPLATE_PATH: crd_template()}
+    files = {}
+    for resource in RESOURCES:
+        files[resource.manifest_path] = crd_yaml(resource)
+        files[resource.template_path] = crd_template(resource)
+    return files
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,6 +49,9 @@ WHISPER_MODELS = (
 
 Format = Literal["json", "txt", "srt", "vtt", "tsv"]
 Task = Literal["transcribe", "translate"]
+Execution = Literal["Auto", "Isolated", "Pooled"]
+"""Where a job runs. Isolated: a runner pod of its own, always. Pooled: a RunnerPool's worker only (it waits while no
+pool that serves it has room). Auto: a pool that serves its model and namespace and has room, else its own pod."""
 Phase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled"]
 """Pending: created, not yet admitted. Queued: waiting for its turn or for GPUs. Running: its runner Job was made.
 Succeeded, Failed, Cancelled: finished, for good."""
@@ -382,6 +385,11 @@ class TranscriptionJobSpec(_Model):
     options: Options = _defaulted(Options, "Decoding options.")
     resources: Resources = _defaulted(Resources, "Resources and placement of the runner pod.")
     priority: int = Field(0, ge=-1000, le=1000, description="Admission priority: higher runs first when queued.")
+    execution: Execution = Field(
+        "Auto",
+        description="Where the job runs: Isolated (a runner pod of its own), Pooled (a RunnerPool's warm worker "
+        "only) or Auto (a pool that serves its model and namespace and has room, else a pod of its own).",
+    )
     backoff_limit: int = Field(2, ge=0, le=10, description="Retries of a failed runner pod before the job fails.")
     active_deadline_seconds: int = Field(
         3600,

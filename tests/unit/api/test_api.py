@@ -213,21 +213,22 @@ def test_status_parses_as_the_operator_writes_it():
 
 
 def test_the_crd_files_are_generated_from_the_models():
-    assert yaml.safe_load(crd_module.MANIFEST_PATH.read_text()) == build_crd()
+    for resource in crd_module.RESOURCES:
+        assert yaml.safe_load(resource.manifest_path.read_text()) == build_crd(resource)
     assert crd_module.main(["--check"]) == 0
 
 
 def test_check_fails_on_a_stale_file_and_passes_once_written(tmp_path: Path, monkeypatch, capsys):
-    manifest, template = tmp_path / "crd.yaml", tmp_path / "templates" / "crd.yaml"
-    manifest.write_text("stale\n")
-    monkeypatch.setattr(crd_module, "MANIFEST_PATH", manifest)
-    monkeypatch.setattr(crd_module, "TEMPLATE_PATH", template)
+    monkeypatch.setattr(crd_module, "_REPO", tmp_path)
+    jobs = crd_module.RESOURCES[0]
+    jobs.manifest_path.parent.mkdir()
+    jobs.manifest_path.write_text("stale\n")
     assert crd_module.main(["--check"]) == 1
-    assert str(manifest) in capsys.readouterr().err
+    assert str(jobs.manifest_path) in capsys.readouterr().err
     assert crd_module.main([]) == 0
     assert crd_module.main(["--check"]) == 0
-    assert manifest.read_text() == crd_module.crd_yaml()
-    assert template.read_text() == crd_module.crd_template()
+    assert jobs.manifest_path.read_text() == crd_module.crd_yaml()
+    assert jobs.template_path.read_text() == crd_module.crd_template()
 
 
 def test_the_crd_names_scope_subresource_and_version():
