@@ -28,6 +28,21 @@ pod."""
 # A job whose spec names its own store credentials (source.s3.secretName) uses the standard variables
 # AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead.
 
+# Environment of a pool's worker container (`python -m kubescribe.runner.worker`). Each job it claims brings the
+# runner's variables above in its RunnerAssignment; a worker never holds store credentials.
+ENV_POOL: Final = "KUBESCRIBE_POOL"
+"""The RunnerPool whose assignments (labelled kubescribe.io/pool=<pool>) the worker claims."""
+ENV_POOL_NAMESPACE: Final = "KUBESCRIBE_POOL_NAMESPACE"
+"""The pool's namespace: where its assignments and their Leases are."""
+ENV_POOL_MODEL: Final = "KUBESCRIBE_POOL_MODEL"
+"""The model the worker loads once and keeps."""
+ENV_POOL_CONCURRENCY: Final = "KUBESCRIBE_POOL_CONCURRENCY"
+"""Jobs the worker runs at once."""
+ENV_WORKER: Final = "KUBESCRIBE_WORKER"
+"""The worker's pod: the holder of the Leases it takes."""
+ENV_WORKER_PORT: Final = "KUBESCRIBE_WORKER_PORT"
+"""Where the worker serves HTTP: /readyz (200 once the model is loaded and while not draining), /healthz."""
+
 # Exit codes. Bad input is not worth retrying: the Job's podFailurePolicy fails the job at once on these.
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1

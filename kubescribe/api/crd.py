@@ -52,6 +52,12 @@ _JOB_COLUMNS: list[dict[str, Any]] = [
     {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
     {"name": "Progress", "type": "number", "jsonPath": ".status.progress.percent", "description": "Percent done."},
     {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
+    {
+        "name": "Pool",
+        "type": "string",
+        "jsonPath": ".status.pool",
+        "description": "The RunnerPool that runs the job; empty for a pod of its own.",
+    },
     {"name": "Language", "type": "string", "jsonPath": ".status.result.language"},
     {
         "name": "Duration",

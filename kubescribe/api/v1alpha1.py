@@ -53,8 +53,8 @@ Execution = Literal["Auto", "Isolated", "Pooled"]
 """Where a job runs. Isolated: a runner pod of its own, always. Pooled: a RunnerPool's worker only (it waits while no
 pool that serves it has room). Auto: a pool that serves its model and namespace and has room, else its own pod."""
 Phase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled"]
-"""Pending: created, not yet admitted. Queued: waiting for its turn or for GPUs. Running: its runner Job was made.
-Succeeded, Failed, Cancelled: finished, for good."""
+"""Pending: created, not yet admitted. Queued: waiting for its turn, for GPUs or for room in a pool. Running: its
+runner Job, or its pool assignment, was made. Succeeded, Failed, Cancelled: finished, for good."""
 PHASES: Final[tuple[Phase, ...]] = get_args(Phase)
 FINISHED_PHASES: Final[frozenset[Phase]] = frozenset({"Succeeded", "Failed", "Cancelled"})
 WAITING_PHASES: Final[frozenset[Phase]] = frozenset({"Pending", "Queued"})
@@ -510,6 +510,8 @@ class TranscriptionJobStatus(_Model):
     message: str | None = Field(None, description="Human-readable details of the current phase.")
     observed_generation: int | None = Field(None, ge=0, description="metadata.generation the status reflects.")
     job_name: str | None = Field(None, description="Name of the batch/v1 Job that runs the runner pod.")
+    pool: str | None = Field(None, description="The RunnerPool whose worker runs the job; none for a pod of its own.")
+    assignment: str | None = Field(None, description="The RunnerAssignment of the job's current attempt in its pool.")
     webhook: WebhookDelivery | None = Field(None, description="Delivery of the completion webhook, when one is set.")
 
 

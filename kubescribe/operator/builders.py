@@ -90,7 +90,7 @@ _MAX_LENGTH = 63
 _HASH_LENGTH = 8
 
 
-def _shortened(text: str, original: str) -> str:
+def shortened(text: str, original: str) -> str:
     """`text` cut to fit 63 characters with a hash of `original` appended, so that distinct originals stay distinct."""
     digest = hashlib.sha256(original.encode()).hexdigest()[:_HASH_LENGTH]
     return f"{text[: _MAX_LENGTH - _HASH_LENGTH - 1].rstrip('-.')}-{digest}"
@@ -102,13 +102,13 @@ def child_name(tj: Mapping[str, Any]) -> str:
     readable = f"transcribe-{name}"
     if len(readable) <= _MAX_LENGTH and "." not in readable:
         return readable
-    return _shortened(readable.replace(".", "-"), name)
+    return shortened(readable.replace(".", "-"), name)
 
 
 def job_label_value(tj: Mapping[str, Any]) -> str:
     """The job's name as a label value (63 characters at most)."""
     name: str = tj["metadata"]["name"]
-    return name if len(name) <= _MAX_LENGTH else _shortened(name, name)
+    return name if len(name) <= _MAX_LENGTH else shortened(name, name)
 
 
 def pod_selector(tj: Mapping[str, Any]) -> str:
@@ -326,7 +326,7 @@ def _volumes(spec: TranscriptionJobSpec, settings: OperatorSettings) -> list[dic
     return [{"name": name, "emptyDir": {"sizeLimit": size}} for name, size in size_limits.items()]
 
 
-def _writable_places_env(settings: OperatorSettings) -> list[dict[str, str]]:
+def writable_places_env(settings: OperatorSettings) -> list[dict[str, str]]:
     """Points everything the runner and its libraries write (home, temporary files, Hugging Face's cache) into the
     pod's emptyDirs: the root filesystem is read-only."""
     return [
@@ -337,10 +337,24 @@ def _writable_places_env(settings: OperatorSettings) -> list[dict[str, str]]:
     ]
 
 
+def job_variables(
+    tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: OperatorSettings, rules: EgressRules
+) -> dict[str, str]:
+    """The runner's variables that describe its job, the same in a runner pod and in a pool's assignment: the
+    resolved spec, the job's name and namespace, the egress rules and the limits."""
+    metadata = tj["metadata"]
+    return {
+        ENV_SPEC: spec.model_dump_json(by_alias=True, exclude_none=True),
+        ENV_JOB_NAME: metadata["name"],
+        ENV_JOB_NAMESPACE: metadata["namespace"],
+        ENV_EGRESS_RULES: rules.model_dump_json(),
+        ENV_LIMITS: runner_limits(settings).model_dump_json(),
+    }
+
+
 def _pod_spec(
     tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: OperatorSettings, rules: EgressRules
 ) -> dict[str, Any]:
-    metadata = tj["metadata"]
     container = {
         "name": RUNNER_CONTAINER,
         "image": settings.runner_image,
@@ -348,13 +362,9 @@ def _pod_spec(
         "command": list(settings.runner_command),
         "workingDir": WORK_DIR,
         "env": [
-            {"name": ENV_SPEC, "value": spec.model_dump_json(by_alias=True, exclude_none=True)},
-            {"name": ENV_JOB_NAME, "value": metadata["name"]},
-            {"name": ENV_JOB_NAMESPACE, "value": metadata["namespace"]},
+            *({"name": name, "value": value} for name, value in job_variables(tj, spec, settings, rules).items()),
             {"name": ENV_MODEL_CACHE, "value": settings.model_cache_dir},
-            {"name": ENV_EGRESS_RULES, "value": rules.model_dump_json()},
-            {"name": ENV_LIMITS, "value": runner_limits(settings).model_dump_json()},
-            *_writable_places_env(settings),
+            *writable_places_env(settings),
             *_store_env(tj, spec, settings),
         ],
         "resources": _container_resources(spec, settings),

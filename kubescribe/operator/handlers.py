@@ -1,26 +1,32 @@
-"""kopf wiring. kopf watches TranscriptionJobs and the runner Jobs and pods; any change wakes the reconcile loop
+"""kopf wiring. kopf watches TranscriptionJobs and the runner Jobs and pods, and threads of the operator's own watch
+the pools' objects in its namespace (RunnerPools, their assignments and Deployments; kopf watches every namespace
+or the jobs' ones, where the operator may not read those); any change wakes the reconcile loop
 (kubescribe.operator.reconciler), which also runs on a timer. The operator's liveness probe fails once the loop has
-not finished a pass for `stall_seconds`. A TranscriptionJob being deleted is cancelled and its objects in S3
-removed before kopf lets it go (kubescribe.operator.cleanup)."""
+not finished a pass for `stall_seconds`. A TranscriptionJob being deleted is cancelled (its runner Job or its
+assignments deleted) and its objects in S3 removed before kopf lets it go (kubescribe.operator.cleanup)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 from prometheus_client import start_http_server
 
+from kubescribe.api.pools import ASSIGNMENT_PLURAL, POOL_LABEL, POOL_PLURAL
 from kubescribe.api.timestamps import now_timestamp
 from kubescribe.api.v1alpha1 import GROUP, PLURAL, VERSION, is_finished
 from kubescribe.contract import CLEANUP_FINALIZER
-from kubescribe.operator import builders, cleanup, clients, metrics
+from kubescribe.operator import builders, cleanup, clients, metrics, pools
 from kubescribe.operator.reconciler import RUNNER_SELECTOR, Reconciler
 from kubescribe.operator.settings import OperatorSettings
 
@@ -28,6 +34,9 @@ log = logging.getLogger("kubescribe.operator")
 
 RUNNER_LABELS = dict(pair.split("=") for pair in RUNNER_SELECTOR.split(","))
 BURST_SECONDS = 0.2
+WATCH_SECONDS = 300
+"""How long one of the pool watches runs before it is made again."""
+WATCH_RETRY_SECONDS = 5
 
 
 @kopf.on.startup()
@@ -49,6 +58,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.wake = asyncio.Event()
     memo.last_pass = time.monotonic()
     memo.loop = asyncio.create_task(_reconcile_forever(Reconciler(operator_settings, memo.api, memo.store), memo))
+    loop = asyncio.get_running_loop()
+    _watch_pools(memo.api, operator_settings.operator_namespace, lambda: loop.call_soon_threadsafe(memo.wake.set))
     start_http_server(operator_settings.metrics_port)
 
 
@@ -90,6 +101,31 @@ async def _reconcile_forever(reconciler: Reconciler, memo: kopf.Memo) -> None:
             timeout = min(resync_seconds, next_expiry)
 
 
+def _watch_pools(api: client.ApiClient, namespace: str, wake: Callable[[], object]) -> None:
+    """Starts a thread for each kind of the pools' objects that calls `wake` on every change of one in
+    `namespace`. Leases are not watched: their renewals are no news, and the loop looks again when one runs out."""
+    custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
+    lists = {
+        POOL_PLURAL: functools.partial(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, POOL_PLURAL),
+        ASSIGNMENT_PLURAL: functools.partial(
+            custom.list_namespaced_custom_object, GROUP, VERSION, namespace, ASSIGNMENT_PLURAL
+        ),
+        "deployments": functools.partial(apps.list_namespaced_deployment, namespace, label_selector=POOL_LABEL),
+    }
+    for kind, list_objects in lists.items():
+        threading.Thread(target=_wake_on_changes, args=(kind, list_objects, wake), name=kind, daemon=True).start()
+
+
+def _wake_on_changes(kind: str, list_objects: Callable[..., Any], wake: Callable[[], object]) -> None:
+    while True:
+        try:
+            for _ in watch.Watch().stream(list_objects, timeout_seconds=WATCH_SECONDS):
+                wake()
+        except Exception as error:  # the API server restarting, a CRD not installed yet: watch again
+            log.warning("watching %s failed (%s); watching again in %d s", kind, error, WATCH_RETRY_SECONDS)
+            time.sleep(WATCH_RETRY_SECONDS)
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 @kopf.on.event("batch", "v1", "jobs", labels=RUNNER_LABELS)
 @kopf.on.event("", "v1", "pods", labels=RUNNER_LABELS)
@@ -102,7 +138,7 @@ async def deleted(body: kopf.Body, memo: kopf.Memo, retry: int, runtime: datetim
     """Stops the job and deletes its objects; tries again while the store fails, until `cleanup_timeout_seconds`
     have passed since the first try: then lets the job go, with a Warning Event."""
     tj = dict(body)
-    await asyncio.to_thread(_cancel, tj, memo.api)
+    await asyncio.to_thread(_cancel, tj, memo.api, memo.settings.operator_namespace)
     left = await asyncio.to_thread(cleanup.delete_objects, tj, memo.settings, memo.store)
     if left is None:
         return
@@ -119,13 +155,25 @@ async def deleted(body: kopf.Body, memo: kopf.Memo, retry: int, runtime: datetim
     await asyncio.to_thread(clients.post_event, core, tj, "Warning", cleanup.ABANDONED, message, now=now)
 
 
-def _cancel(tj: dict[str, Any], api: client.ApiClient) -> None:
-    """Stops the runner (deleting its Job stops its pods) and records the cancellation of an unfinished job."""
+def _cancel(tj: dict[str, Any], api: client.ApiClient, pools_namespace: str) -> None:
+    """Stops the runner (deleting its Job stops its pods; deleting its assignments, their workers' work) and records
+    the cancellation of an unfinished job."""
     metadata, status = tj["metadata"], tj.get("status") or {}
     with contextlib.suppress(ApiException):
         client.BatchV1Api(api).delete_namespaced_job(
             builders.child_name(tj), metadata["namespace"], propagation_policy="Background"
         )
+    custom = client.CustomObjectsApi(api)
+    with contextlib.suppress(ApiException):
+        selector = f"{pools.JOB_UID_LABEL}={metadata['uid']}"
+        listing = custom.list_namespaced_custom_object(
+            GROUP, VERSION, pools_namespace, ASSIGNMENT_PLURAL, label_selector=selector
+        )
+        for assignment in listing["items"]:
+            with contextlib.suppress(ApiException):
+                custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, pools_namespace, ASSIGNMENT_PLURAL, assignment["metadata"]["name"]
+                )
     if not is_finished(status):
         patch = {
             "status": {
@@ -136,6 +184,6 @@ def _cancel(tj: dict[str, Any], api: client.ApiClient) -> None:
             }
         }
         with contextlib.suppress(ApiException):
-            client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+            custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, metadata["namespace"], PLURAL, metadata["name"], patch
             )

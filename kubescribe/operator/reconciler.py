@@ -1,9 +1,11 @@
 """The operator's one decision loop. Each pass reads what the API server holds now (every TranscriptionJob, every
 runner Job and pod, and Kueue's LocalQueues and Workloads when Kueue is on), admits what the queue allows (jobs
 handed to Kueue skip it: their children are created at once, the runner Job suspended for Kueue to admit), creates
-the children of admitted jobs, writes each job's status as computed from its children, and deletes finished jobs
-whose TTL ran out. Nothing is remembered between passes, so an operator restarted at any moment carries on where
-the cluster stands; creation is idempotent (deterministic names, AlreadyExists is success)."""
+the children of admitted jobs, or sends them to a RunnerPool (`pools.assign`) with a RunnerAssignment, writes each
+job's status as computed from its children or assignments, keeps each pool's workers (a Deployment) sized to its
+jobs, and deletes finished jobs whose TTL ran out. Nothing is remembered between passes, so an operator restarted
+at any moment carries on where the cluster stands; creation is idempotent (deterministic names, AlreadyExists is
+success)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import datetime
 import itertools
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -24,6 +26,7 @@ from minio import Minio
 from minio.error import S3Error
 from pydantic import ValidationError
 
+from kubescribe.api.pools import ASSIGNMENT_PLURAL, POOL_LABEL, POOL_PLURAL, RunnerPool
 from kubescribe.api.timestamps import format_timestamp, parse_timestamp
 from kubescribe.api.v1alpha1 import (
     GROUP,
@@ -35,16 +38,18 @@ from kubescribe.api.v1alpha1 import (
     transcript_uris,
 )
 from kubescribe.contract import StoreGrants
-from kubescribe.operator import builders, clients, grants, kueue, metrics, policy, webhook
+from kubescribe.operator import builders, clients, grants, kueue, metrics, policy, pools, webhook
 from kubescribe.operator.kueue import KueueState
 from kubescribe.operator.queue import plan_admission, queue_entry
 from kubescribe.operator.settings import OperatorSettings
 from kubescribe.operator.status import (
     EXCEEDS_GPU_QUOTA,
     INVALID_SPEC,
+    compute_pooled_status,
     compute_status,
     has_condition,
     merge_patch,
+    pooled_attempts,
     transitions,
 )
 
@@ -54,6 +59,9 @@ RUNNER_SELECTOR = "app.kubernetes.io/name=kubescribe,app.kubernetes.io/component
 STRANDED_AFTER_SECONDS = 60
 """How long past its grace period a runner pod may stay terminating before its node counts as gone."""
 STRANDED_POD_DELETED = "StrandedPodDeleted"
+LEASE_CHECK_MARGIN_SECONDS = 1.0
+"""How long after a Lease should have been renewed the operator looks at it again."""
+_NO_POOL_CAPACITY = (pools.NO_POOL_CAPACITY, "execution Pooled: waiting for room in a RunnerPool that serves the job")
 Key = tuple[str, str]
 
 
@@ -79,6 +87,8 @@ class Reconciler:
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.coordination = client.CoordinationV1Api(api)
         self.now = now
         self.egress = builders.egress_rules(settings, api.configuration.host)
         self.webhooks = webhook.Deliverer(
@@ -97,21 +107,60 @@ class Reconciler:
         for pod in self._list(self.core.list_pod_for_all_namespaces, self.core.list_namespaced_pod):
             pods_by_tj[_key(pod)].append(pod)
         tjs = self._list_transcription_jobs()
+        pooled = self._read_pools()  # after the jobs: an assignment listed has its job listed, unless it is gone
         live = [tj for tj in tjs if not tj["metadata"].get("deletionTimestamp")]
+        self._delete_orphans(pooled, {tj["metadata"]["uid"] for tj in live})
         judged = {(tj["metadata"]["namespace"], tj["metadata"]["name"]): self._judge(tj, jobs_by_tj) for tj in live}
         rejections = {key: rejection for key, (_, rejection) in judged.items() if rejection is not None}
         kueue_states = self._kueue_states(live, jobs_by_tj)
+        unplaced = {
+            key: tj
+            for tj in live
+            if (key := (tj["metadata"]["namespace"], tj["metadata"]["name"])) not in rejections
+            and _label_key(tj) not in jobs_by_tj
+            and not pooled.assignments.get(tj["metadata"]["uid"])
+            and not is_finished(tj.get("status"))
+        }
+        pool_jobs = {key: self._pool_job(tj, key in kueue_states) for key, tj in unplaced.items()}
+        rejections.update(
+            {
+                key: refused
+                for key, job in pool_jobs.items()
+                if not has_condition(unplaced[key].get("status"), "Admitted")
+                and (refused := pools.refusal(job)) is not None
+            }
+        )
+        rooms = pooled.rooms()
+        waiting = {
+            key
+            for key, job in pool_jobs.items()
+            if job.execution == "Pooled"
+            and key not in rejections
+            and not any(room.room > 0 and pools.qualifies(job, room) for room in rooms)
+        }
         plan = plan_admission(
             [
                 queue_entry(tj, jobs_by_tj.get(_label_key(tj)))
                 for tj in live
                 if (key := (tj["metadata"]["namespace"], tj["metadata"]["name"])) not in rejections
                 and key not in kueue_states
+                and key not in waiting
             ],
             max_running=self.settings.max_running_jobs,
             max_gpus_per_namespace=self.settings.max_gpus_per_namespace,
         )
         admit = {entry.key for entry in plan.admit}
+        admitted_before = [key for key, tj in unplaced.items() if has_condition(tj.get("status"), "Admitted")]
+        placements = pools.assign(
+            [
+                pool_jobs[key]
+                for key in [entry.key for entry in plan.admit] + admitted_before
+                if key not in kueue_states and key not in rejections
+            ],
+            rooms,
+        )
+        waiting |= {key for key, placement in placements.items() if placement is None}
+        admit -= waiting
         now = self.now()
         expiries: list[float] = []
         # Queued jobs last: after a burst of new jobs, the pass writes each one's status, and the jobs it admits or
@@ -119,6 +168,8 @@ class Reconciler:
         for tj in sorted(live, key=lambda tj: (tj["metadata"]["namespace"], tj["metadata"]["name"]) in plan.positions):
             key = (tj["metadata"]["namespace"], tj["metadata"]["name"])
             label_key = _label_key(tj)
+            assignments = pooled.assignments.get(tj["metadata"]["uid"], [])
+            pool_name = max(assignments, key=_attempt)["spec"]["pool"] if assignments else placements.get(key)
             observed = Observed(
                 job=jobs_by_tj.get(label_key),
                 pods=pods_by_tj.get(label_key, []),
@@ -127,6 +178,10 @@ class Reconciler:
                 outputs=judged[key][0],
                 rejection=rejections.get(key) or _quota_rejection(plan.rejected.get(key)),
                 kueue=kueue_states.get(key),
+                assignments=assignments,
+                leases=pooled.leases,
+                pool=pooled.runner_pools.get(pool_name or ""),
+                waiting=_NO_POOL_CAPACITY if key in waiting else None,
             )
             try:
                 expiry = self._reconcile_job(tj, observed, now)
@@ -136,18 +191,35 @@ class Reconciler:
                 continue
             if expiry is not None:
                 expiries.append(expiry)
+        placed = Counter(placement for placement in placements.values() if placement not in (None, pools.POD))
+        waiting_for = Counter(pools.waiting_pool(pool_jobs[key], rooms) for key in waiting if key in pool_jobs)
+        for name, pool in pooled.runner_pools.items():
+            try:
+                self._keep_pool(
+                    pool, pooled.deployments.get(name), pooled.running[name] + placed[name], waiting_for[name]
+                )
+            except Exception:  # one pool's fault is that pool's
+                metrics.reconcile_errors.inc()
+                log.exception("keeping pool %s failed", name)
         queues = {key: state.local_queue for key, state in kueue_states.items()}
         metrics.observe_pass(live, plan, queues)
         return min(expiries, default=None)
 
     def _reconcile_job(self, tj: dict[str, Any], observed: Observed, now: datetime.datetime) -> float | None:
-        """Creates an admitted job's children and writes its status; returns the seconds until a finished job's TTL
-        runs out."""
+        """Creates an admitted job's children, or its assignment in the pool it is sent to, and writes its status;
+        returns the seconds until a finished job's TTL runs out, or until a pooled job's Lease or deadline does."""
+        if observed.assignments:
+            return self._reconcile_pooled(tj, observed.assignments, observed, now)
         for pod in stranded_pods(observed.pods, now):
             self._release(tj, pod, now)
         status = self._status(tj, observed, now)
         admitted = status.get("phase") in ("Pending", "Running") and has_condition(status, "Admitted")
-        if observed.job is None and (admitted or (observed.kueue is not None and status.get("phase") == "Queued")):
+        if observed.job is None and admitted and observed.pool is not None:
+            created, refused = self._assign(tj, observed.pool, attempt=1)
+            if refused is None:
+                return self._reconcile_pooled(tj, [created], observed, now)
+            status = self._status(tj, dataclasses.replace(observed, rejection=refused), now)
+        elif observed.job is None and (admitted or (observed.kueue is not None and status.get("phase") == "Queued")):
             try:
                 refused = self._create_children(tj, observed.kueue)
             except ApiException:
@@ -158,6 +230,26 @@ class Reconciler:
         if observed.kueue is not None and observed.job is not None:
             self._follow_kueue(tj, status)
         self._write_status(tj, status)
+        return self._finish(tj, status, now)
+
+    def _reconcile_pooled(
+        self, tj: dict[str, Any], assignments: list[dict[str, Any]], observed: Observed, now: datetime.datetime
+    ) -> float | None:
+        """Runs a pooled job's next attempt when its last one failed or was lost, deletes lost assignments (after
+        the next one is made: their number counts the losses), and writes its status."""
+        attempts = pooled_attempts(tj, assignments, observed.leases, now)
+        if attempts.retry is not None and observed.pool is not None:
+            self._assign(tj, observed.pool, attempts.retry)
+        for name in attempts.doomed:
+            self._delete_assignment(name)
+        status = compute_pooled_status(tj, attempts, now=now, expected_outputs=observed.outputs)
+        self._write_status(tj, status)
+        if attempts.next_check is not None:
+            return (attempts.next_check - now).total_seconds() + LEASE_CHECK_MARGIN_SECONDS
+        return self._finish(tj, status, now)
+
+    def _finish(self, tj: dict[str, Any], status: dict[str, Any], now: datetime.datetime) -> float | None:
+        """Delivers a finished job's webhook and deletes it once its TTL ran out; returns the seconds left."""
         if not is_finished(status):
             return None
         finished = {**tj, "status": {**(tj.get("status") or {}), **status}}
@@ -176,6 +268,7 @@ class Reconciler:
             expected_outputs=observed.outputs,
             rejection=observed.rejection,
             kueue=observed.kueue,
+            waiting=observed.waiting,
         )
 
     def _judge(
@@ -195,7 +288,41 @@ class Reconciler:
             return outputs, None
         return outputs, policy.refusal(spec, namespace, self.settings.storage, self.settings.allowed_models)
 
+    def _pool_job(self, tj: Mapping[str, Any], kueue_job: bool) -> pools.PoolJob:
+        return pools.pool_job(tj, builders.runner_spec(tj, self.settings), kueue=kueue_job)
+
     # -- reads -------------------------------------------------------------------------------------
+
+    def _read_pools(self) -> PoolObjects:
+        """The RunnerPools of the operator's namespace, their Deployments, assignments and Leases."""
+        namespace = self.settings.operator_namespace
+        listed = {plural: self._pool_objects(plural) for plural in (POOL_PLURAL, ASSIGNMENT_PLURAL)}
+        deployments = _json(
+            self.apps.list_namespaced_deployment(namespace, label_selector=POOL_LABEL, _preload_content=False)
+        )["items"]
+        leases = _json(self.coordination.list_namespaced_lease(namespace, _preload_content=False))["items"]
+        assignments: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for assignment in listed[ASSIGNMENT_PLURAL]:
+            assignments[assignment["spec"]["job"]["uid"]].append(assignment)
+        return PoolObjects(
+            runner_pools={pool["metadata"]["name"]: pool for pool in listed[POOL_PLURAL]},
+            deployments={d["metadata"]["labels"][POOL_LABEL]: d for d in deployments},
+            assignments=dict(assignments),
+            leases={lease["metadata"]["name"]: lease for lease in leases},
+        )
+
+    def _pool_objects(self, plural: str) -> list[dict[str, Any]]:
+        """RunnerPools or RunnerAssignments; none where their CRD is not installed."""
+        try:
+            listing = self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, self.settings.operator_namespace, plural
+            )
+        except ApiException as error:
+            if error.status == HTTPStatus.NOT_FOUND:
+                return []
+            raise
+        items: list[dict[str, Any]] = listing["items"]
+        return items
 
     def _list(self, everywhere: Callable[..., Any], in_namespace: Callable[..., Any]) -> list[dict[str, Any]]:
         """Runner objects of every namespace, or of the operator's namespaces when it has some."""
@@ -284,6 +411,61 @@ class Reconciler:
         job = builders.build_runner_job(tj, self.settings, self.egress, kueue_labels)
         creations.append((self.batch.create_namespaced_job, job))
         return self._create(tj, creations)
+
+    def _assign(
+        self, tj: dict[str, Any], pool: Mapping[str, Any], attempt: int
+    ) -> tuple[dict[str, Any], policy.Refusal | None]:
+        """Creates the job's assignment of `attempt` in `pool`, with presigned URLs valid from now."""
+        environment = pools.assignment_environment(tj, self.settings, self.egress, self._grants(tj))
+        assignment = pools.build_assignment(tj, pool, attempt, environment)
+
+        def create(_: str, body: dict[str, Any]) -> None:
+            namespace = body["metadata"]["namespace"]
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, ASSIGNMENT_PLURAL, body)
+
+        return assignment, self._create(tj, [(create, assignment)])
+
+    def _delete_assignment(self, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, self.settings.operator_namespace, ASSIGNMENT_PLURAL, name
+            )
+        except ApiException as error:
+            if error.status != HTTPStatus.NOT_FOUND:
+                raise
+
+    def _delete_orphans(self, pooled: PoolObjects, live_uids: set[str]) -> None:
+        """Deletes the assignments of jobs that are gone or going: their workers abandon them."""
+        for uid, assignments in pooled.assignments.items():
+            if uid not in live_uids:
+                for assignment in assignments:
+                    self._delete_assignment(assignment["metadata"]["name"])
+
+    def _keep_pool(self, pool: dict[str, Any], deployment: dict[str, Any] | None, running: int, waiting: int) -> None:
+        """Sizes the pool's workers to its jobs (running and waiting ones), rolls out what the operator builds for
+        them, and writes the pool's status."""
+        parsed = RunnerPool.model_validate(pool)
+        replicas = pools.worker_replicas(parsed, running + waiting)
+        wanted = pools.build_worker_deployment(pool, self.settings, replicas)
+        namespace = pool["metadata"]["namespace"]
+        if deployment is None:
+            try:
+                self.apps.create_namespaced_deployment(namespace, wanted)
+            except ApiException as error:
+                if error.status != HTTPStatus.CONFLICT:
+                    raise
+        elif (patch := pools.deployment_patch(deployment, wanted)) is not None:
+            self.apps.patch_namespaced_deployment(
+                wanted["metadata"]["name"], namespace, patch, _content_type="application/merge-patch+json"
+            )
+        status = pools.pool_status(
+            replicas=replicas, ready=pools.ready_workers(deployment), running=running, waiting=waiting
+        )
+        changed = merge_patch(pool.get("status") or {}, status)
+        if changed:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, POOL_PLURAL, pool["metadata"]["name"], {"status": changed}
+            )
 
     def _follow_kueue(self, tj: dict[str, Any], status: Mapping[str, Any]) -> None:
         """Gives a job Kueue has just admitted its grants (presigned URLs valid from now, however long it waited),
@@ -433,6 +615,39 @@ def stranded_pods(pods: list[dict[str, Any]], now: datetime.datetime) -> list[di
 
 
 @dataclass(frozen=True)
+class PoolObjects:
+    """What one pass read of the pools, in the operator's namespace."""
+
+    runner_pools: dict[str, dict[str, Any]]
+    """By name."""
+    deployments: dict[str, dict[str, Any]]
+    """The workers of each pool, by the pool's name."""
+    assignments: dict[str, list[dict[str, Any]]]
+    """By the uid of their job."""
+    leases: dict[str, dict[str, Any]]
+    """By name: an assignment's Lease has its name."""
+
+    @property
+    def running(self) -> Counter[str]:
+        """The unfinished assignments of each pool."""
+        return Counter(
+            assignment["spec"]["pool"]
+            for assignments in self.assignments.values()
+            for assignment in assignments
+            if not pools.is_finished(assignment)
+        )
+
+    def rooms(self) -> list[pools.PoolRoom]:
+        running = self.running
+        return [
+            pools.pool_room(
+                RunnerPool.model_validate(pool), pools.ready_workers(self.deployments.get(name)), running[name]
+            )
+            for name, pool in self.runner_pools.items()
+        ]
+
+
+@dataclass(frozen=True)
 class Observed:
     """What one pass saw of a job and decided for it."""
 
@@ -445,6 +660,19 @@ class Observed:
     rejection: policy.Refusal | None
     kueue: KueueState | None = None
     """Kueue's decisions for a job that is Kueue's; None for the operator's own queue."""
+    assignments: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """The job's RunnerAssignments, when a pool runs it."""
+    leases: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """The Leases of the pools' namespace, by name."""
+    pool: Mapping[str, Any] | None = None
+    """The RunnerPool that runs the job, or that it is sent to now."""
+    waiting: tuple[str, str] | None = None
+    """Why the job waits though the queue would admit it: no pool has room for it."""
+
+
+def _attempt(assignment: Mapping[str, Any]) -> int:
+    attempt: int = assignment["spec"]["attempt"]
+    return attempt
 
 
 def _invalid_spec_message(error: ValidationError) -> str:

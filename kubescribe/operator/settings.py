@@ -37,6 +37,16 @@ class OperatorSettings(BaseSettings):
     runner_resource_limits: dict[str, Quantity] = {}
     """The runner container's limits besides memory and GPUs, raised to what it requests where that is more."""
     runner_command: list[str] = ["python", "-m", "kubescribe.runner"]
+    worker_command: list[str] = ["python", "-m", "kubescribe.runner.worker"]
+    """The command of a RunnerPool's workers, in the runner's image."""
+    worker_port: int = 8080
+    """Where a worker serves its readiness and liveness endpoints."""
+    worker_drain_seconds: int = Field(3600, ge=0)
+    """How long a worker that is stopped (a rollout, a scale-down) has to finish the jobs it holds."""
+    worker_service_account: str = "kubescribe-worker"
+    """The ServiceAccount of pool workers, in the operator's namespace."""
+    operator_namespace: str = "kubescribe"
+    """The operator's own namespace: where RunnerPools, their workers and their assignments are."""
     s3_endpoint: str = "http://minio.kubescribe:9000"
     """The store jobs read from and write to unless their spec names another."""
     s3_access_key: SecretStr = Field(SecretStr(""), validation_alias="AWS_ACCESS_KEY_ID")

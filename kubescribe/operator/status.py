@@ -1,7 +1,8 @@
 """A TranscriptionJob's status as a pure function of what is observed now: its batch/v1 Job, the Job's runner
 pods and the admission queue's decision, or Kueue's for a job handed to Kueue. Nothing is remembered between
 calls except what the status itself records: admission (the Admitted condition), the first start time, and a
-finished status once the job has no Job left to say otherwise.
+finished status once the job has no Job left to say otherwise. A job a RunnerPool runs has RunnerAssignments instead
+of a Job, one per attempt, and their Leases instead of pods (`pooled_attempts`, `compute_pooled_status`).
 
 The runner's ServiceAccount may patch the whole status, so nothing the status says is believed where the cluster
 can tell: while the Job exists the phase comes from it and its pods, and the runner's `progress` and `result` are
@@ -15,13 +16,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
-from kubescribe.api.timestamps import format_timestamp
-from kubescribe.api.v1alpha1 import FINISHED_PHASES, Progress, Result, is_finished
+from kubescribe.api.pools import LEASE_SECONDS, Failure
+from kubescribe.api.timestamps import format_timestamp, parse_timestamp
+from kubescribe.api.v1alpha1 import FINISHED_PHASES, Progress, Result, TranscriptionJobSpec, is_finished
 from kubescribe.contract import EXIT_BAD_INPUT, EXIT_SOURCE_NOT_FOUND, NOT_RETRIED_EXIT_CODES
 from kubescribe.operator.builders import RUNNER_CONTAINER
 from kubescribe.operator.kueue import KUEUE_ADMITTED, KueueState
@@ -317,12 +319,14 @@ def compute_status(
     expected_outputs: Mapping[str, str],
     rejection: tuple[str, str] | None = None,
     kueue: KueueState | None = None,
+    waiting: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The job's status from its Job (None when not created), the Job's runner pods, whether the queue admitted it
     (admission recorded in the current status or shown by an existing Job counts too), its queue position while
     waiting, the URIs of its transcripts by format, and the reason and message of its rejection when it may never
-    run (the queue can never admit it, or the storage policy forbids it), and Kueue's decisions when the job is
-    Kueue's (`kueue`): then admission is Kueue's alone, and lost again when Kueue preempts the job. A finished
+    run (the queue can never admit it, or the storage policy forbids it), Kueue's decisions when the job is
+    Kueue's (`kueue`): then admission is Kueue's alone, and lost again when Kueue preempts the job, and why a job
+    that is not admitted waits other than in the queue (`waiting`: no pool has room for it). A finished
     status is kept only while the job has no Job: one that exists decides the phase. The runner's `progress` and
     `result` are kept from the current status as far as they can be believed."""
     current: dict[str, Any] = dict(tj.get("status") or {})
@@ -339,7 +343,10 @@ def compute_status(
         admitted = kueue.admitted or (job is not None and not job.get("spec", {}).get("suspend"))
         admission = (KUEUE_ADMITTED, _kueue_admission(kueue))
     queue_position = shown_queue_position(current.get("queuePosition"), queue_position)
-    observed = _phase(job, pods, admitted=admitted, queue_position=queue_position, rejection=rejection, kueue=kueue)
+    if waiting is not None and job is None and rejection is None:
+        observed = _Phase("Queued", *waiting)
+    else:
+        observed = _phase(job, pods, admitted=admitted, queue_position=queue_position, rejection=rejection, kueue=kueue)
     generation = tj["metadata"].get("generation")
     status: dict[str, Any] = {
         "phase": observed.phase,
@@ -359,9 +366,176 @@ def compute_status(
         "attempts": _attempts(job, pods),
         "observedGeneration": generation,
         "jobName": job["metadata"]["name"] if job is not None else None,
+        "pool": None,
+        "assignment": None,
     }
     status.update(reported)
     return status
+
+
+# -- a job run by a pool ------------------------------------------------------------------------------------------
+
+WORKER_LOST: Final = "WorkerLost"
+MAX_WORKER_LOSSES: Final = 2
+"""A pooled job fails once its worker is lost this often: it runs again once, as after a runner pod's disruption."""
+DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
+
+
+@dataclass(frozen=True)
+class PooledAttempts:
+    """What a pooled job's assignments and their Leases say, and what the operator does about them."""
+
+    phase: _Phase
+    pool: str
+    current: Mapping[str, Any]
+    """The latest assignment."""
+    attempts: int
+    """Assignments made: the latest one's attempt (lost ones are deleted)."""
+    started: str
+    """When the earliest assignment left was made."""
+    retry: int | None
+    """The attempt to assign next, in the same pool, when the job runs again."""
+    doomed: tuple[str, ...]
+    """Assignments to delete: lost ones, and the unfinished one of a job past its deadline."""
+    next_check: datetime | None
+    """When the outcome changes by itself: the current Lease runs out, or the deadline passes."""
+
+
+def _attempt(assignment: Mapping[str, Any]) -> int:
+    attempt: int = assignment["spec"]["attempt"]
+    return attempt
+
+
+def lease_expiry(lease: Mapping[str, Any]) -> datetime | None:
+    """When a Lease runs out unless renewed: its last renewal (or acquisition) plus its duration."""
+    spec = lease.get("spec") or {}
+    renewed = spec.get("renewTime") or spec.get("acquireTime") or lease["metadata"].get("creationTimestamp")
+    if not renewed:
+        return None
+    return parse_timestamp(renewed) + timedelta(seconds=spec.get("leaseDurationSeconds") or LEASE_SECONDS)
+
+
+def _lease_of(assignment: Mapping[str, Any], leases: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The assignment's Lease: of its name and, where the Lease names an owner, owned by this very assignment."""
+    lease = leases.get(assignment["metadata"]["name"])
+    if lease is None:
+        return None
+    owners = {owner.get("uid") for owner in lease["metadata"].get("ownerReferences") or []}
+    return lease if not owners or assignment["metadata"].get("uid") in owners else None
+
+
+def _outcome(assignment: Mapping[str, Any], lease: Mapping[str, Any] | None, now: datetime) -> str:
+    """Succeeded, Failed (reported by its worker), Lost (its Lease ran out), Claimed or Assigned (no worker yet)."""
+    status = assignment.get("status") or {}
+    if _model_dump(Result, status.get("result")) is not None:
+        return "Succeeded"
+    if _model_dump(Failure, status.get("failure")) is not None:
+        return "Failed"
+    if lease is None:
+        return "Assigned"
+    expiry = lease_expiry(lease)
+    return "Lost" if expiry is not None and expiry <= now else "Claimed"
+
+
+def _holder(lease: Mapping[str, Any] | None, otherwise: str) -> str:
+    return str((lease or {}).get("spec", {}).get("holderIdentity") or otherwise)
+
+
+def _unfinished_attempt(
+    outcome: str, lease: Mapping[str, Any] | None, pool: str, attempt: int, losses: int
+) -> tuple[_Phase, bool]:
+    """The phase of a job whose current attempt has no outcome yet, or was lost; and whether it runs again."""
+    if outcome == "Lost":
+        message = f"{_holder(lease, 'its worker')} of pool {pool} stopped renewing the Lease of attempt {attempt}"
+        if losses >= MAX_WORKER_LOSSES:
+            return _Phase("Failed", WORKER_LOST, f"{message}; the job's second lost worker"), False
+        return _Phase("Running", "Retrying", f"{message}; retrying"), True
+    if outcome == "Claimed":
+        return _Phase("Running", "WorkerRunning", f"{_holder(lease, 'a worker')} of pool {pool} is running it"), False
+    return _Phase("Running", "Assigned", f"assigned to pool {pool}; waiting for a worker to take it"), False
+
+
+def _failed_attempt(failure: Mapping[str, Any], failures: int, backoff_limit: int) -> tuple[_Phase, bool]:
+    """The phase of a job whose current attempt failed, and whether it runs again."""
+    if failure.get("exitCode") in NOT_RETRIED_EXIT_CODES or failures > backoff_limit:
+        return _Phase("Failed", failure["reason"], failure["message"]), False
+    return _Phase("Running", "Retrying", f"{failure['message']}; retrying"), True
+
+
+def pooled_attempts(
+    tj: Mapping[str, Any],
+    assignments: Sequence[Mapping[str, Any]],
+    leases: Mapping[str, Mapping[str, Any]],
+    now: datetime,
+) -> PooledAttempts:
+    """The job's outcome from its assignments (at least one) and the Leases by name. A failure its worker reports
+    runs the job again, as a new attempt, while failures are at most spec.backoffLimit, unless its exit code is not
+    worth retrying; a lost worker runs it again once; activeDeadlineSeconds counts from the first assignment. A
+    finished status stays as it is."""
+    spec = TranscriptionJobSpec.model_validate(tj["spec"])
+    ordered = sorted(assignments, key=_attempt)
+    latest = ordered[-1]
+    outcomes = [_outcome(assignment, _lease_of(assignment, leases), now) for assignment in ordered]
+    lost = tuple(a["metadata"]["name"] for a, outcome in zip(ordered, outcomes, strict=True) if outcome == "Lost")
+    attempts, outcome, lease = _attempt(latest), outcomes[-1], _lease_of(latest, leases)
+    pool: str = latest["spec"]["pool"]
+    started: str = min(a["metadata"].get("creationTimestamp") or format_timestamp(now) for a in ordered)
+    recorded = tj.get("status") or {}
+    deadline = parse_timestamp(recorded.get("startTime") or started) + timedelta(seconds=spec.active_deadline_seconds)
+    unfinished = outcome in ("Assigned", "Claimed")
+    again = False
+    if is_finished(recorded):
+        phase = _Phase(recorded["phase"], recorded.get("reason") or "", recorded.get("message") or "")
+    elif outcome == "Succeeded":
+        phase = _Phase("Succeeded", "Completed", "the transcripts are written")
+    elif now >= deadline and (unfinished or outcome == "Lost"):
+        phase = _Phase("Failed", DEADLINE_EXCEEDED, f"the job ran longer than {spec.active_deadline_seconds} s")
+    elif outcome == "Failed":
+        phase, again = _failed_attempt(latest["status"]["failure"], outcomes.count("Failed"), spec.backoff_limit)
+    else:
+        losses = attempts - (len(ordered) - len(lost))
+        phase, again = _unfinished_attempt(outcome, lease, pool, attempts, losses)
+    doomed = lost + ((latest["metadata"]["name"],) if unfinished and phase.phase in FINISHED_PHASES else ())
+    expiry = lease_expiry(lease) if lease is not None and outcome == "Claimed" else None
+    checks = [moment for moment in (expiry, deadline) if moment is not None] if phase.phase == "Running" else []
+    return PooledAttempts(
+        phase, pool, latest, attempts, started, attempts + 1 if again else None, doomed, min(checks, default=None)
+    )
+
+
+def compute_pooled_status(
+    tj: Mapping[str, Any], attempts: PooledAttempts, *, now: datetime, expected_outputs: Mapping[str, str]
+) -> dict[str, Any]:
+    """The status of a job a pool runs, from `pooled_attempts`: its phase, and the progress and result its current
+    assignment reports (as far as they can be believed, as a runner pod's), in the shape `compute_status` gives."""
+    current: dict[str, Any] = dict(tj.get("status") or {})
+    observed = attempts.phase
+    reported = attempts.current.get("status") or {}
+    generation = tj["metadata"].get("generation")
+    finished = observed.phase in FINISHED_PHASES
+    return {
+        "phase": observed.phase,
+        "reason": observed.reason,
+        "message": observed.message,
+        "queuePosition": None,
+        "conditions": _conditions(
+            current.get("conditions", []),
+            observed,
+            admitted=True,
+            admission=("Admitted", "admitted to run"),
+            generation=generation,
+            now=now,
+        ),
+        "startTime": current.get("startTime") or attempts.started,
+        "completionTime": (current.get("completionTime") or format_timestamp(now)) if finished else None,
+        "attempts": attempts.attempts,
+        "observedGeneration": generation,
+        "jobName": None,
+        "pool": attempts.pool,
+        "assignment": attempts.current["metadata"]["name"],
+        "progress": reported_progress(reported.get("progress")),
+        "result": reported_result(reported.get("result"), expected_outputs),
+    }
 
 
 def shown_queue_position(shown: int | None, actual: int | None) -> int | None:

@@ -138,3 +138,20 @@ app.kubernetes.io/component: runner
 {{- range $name, $quantity := . -}}{{- $_ := set $quantities $name (toString $quantity) -}}{{- end -}}
 {{- toJson $quantities -}}
 {{- end -}}
+
+{{/* The name of the pool workers' ServiceAccount, Role and RoleBinding. */}}
+{{- define "kubescribe.worker.name" -}}
+{{- printf "%s-worker" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The name of the operator's Role and RoleBinding for the pools, in the release namespace. */}}
+{{- define "kubescribe.operator.poolsName" -}}
+{{- printf "%s-operator-pools" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The labels of the chart's objects for pool workers. */}}
+{{- define "kubescribe.worker.labels" -}}
+app.kubernetes.io/name: kubescribe
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: worker
+{{- end -}}

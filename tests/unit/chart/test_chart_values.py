@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubescribe.api.crd import build_crd
+from kubescribe.api.crd import RESOURCES, build_crd
 from kubescribe.operator.builders import build_runner_job, egress_rules
 from kubescribe.operator.settings import OperatorSettings
 from tests.unit.chart.test_chart_render import REPO, helm, objects, render
@@ -165,10 +165,13 @@ def test_the_gpu_pools_values_place_runner_pods_through_the_operators_settings(
 
 
 def test_the_crd_is_a_template_kept_on_uninstall_unless_crds_are_managed_apart() -> None:
-    [crd] = [document for document in objects() if document["kind"] == "CustomResourceDefinition"]
-    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
-    assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == "kubescribe"
-    assert crd["spec"] == build_crd()["spec"]
+    crds = {d["metadata"]["name"]: d for d in objects() if d["kind"] == "CustomResourceDefinition"}
+    assert set(crds) == {resource.name for resource in RESOURCES}
+    for resource in RESOURCES:
+        crd = crds[resource.name]
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == "kubescribe"
+        assert crd["spec"] == build_crd(resource)["spec"]
     assert not (CHART / "crds").exists()  # Helm installs crds/ once and never upgrades it
     assert [d for d in objects("crds.install=false") if d["kind"] == "CustomResourceDefinition"] == []
 
