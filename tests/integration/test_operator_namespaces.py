@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.conftest import Cluster, Kubescribe, create_restricted_namespace
-from tests.integration.test_rbac import OPERATOR
+from tests.integration.test_rbac import OPERATOR, OPERATOR_POOLS
 
 OPERATOR_ACCOUNT = "system:serviceaccount:kubescribe:kubescribe-operator"
 
@@ -50,7 +50,7 @@ def test_the_operator_has_its_powers_only_in_its_namespaces(limited: tuple[str, 
     mine, other = limited
     assert cluster.permissions(OPERATOR_ACCOUNT, mine) == OPERATOR
     assert cluster.permissions(OPERATOR_ACCOUNT, other) == set()
-    assert cluster.permissions(OPERATOR_ACCOUNT, "kubescribe") == set()
+    assert cluster.permissions(OPERATOR_ACCOUNT, "kubescribe") == OPERATOR_POOLS
 
 
 def test_the_runner_networkpolicy_is_in_the_operators_namespaces(limited: tuple[str, str], cluster: Cluster) -> None:

@@ -31,6 +31,22 @@ OPERATOR: Permissions = (
 )
 """In every namespace the operator works in; the local cluster runs Kueue, so the operator reads Kueue's decisions."""
 
+OPERATOR_POOLS: Permissions = (
+    grants("runnerpools.kubescribe.io", "list", "watch")
+    | grants("runnerpools.kubescribe.io/status", "patch")
+    | grants("runnerassignments.kubescribe.io", "list", "watch", "create", "delete")
+    | grants("leases.coordination.k8s.io", "list")
+    | grants("deployments.apps", "list", "watch", "create", "patch")
+)
+"""In the release namespace only, besides OPERATOR: the runner pools, their workers and their assignments."""
+
+WORKER: Permissions = (
+    grants("runnerassignments.kubescribe.io", "get", "list", "watch")
+    | grants("runnerassignments.kubescribe.io/status", "patch")
+    | grants("leases.coordination.k8s.io", "create", "get", "update")
+)
+"""A pool's worker, in the release namespace only."""
+
 GATEWAY: Permissions = (
     grants("transcriptionjobs.kubescribe.io", "create", "get", "list", "watch", "delete")
     | grants("tokenreviews.authentication.k8s.io", "create")
@@ -56,7 +72,13 @@ def account(namespace: str, name: str) -> str:
 def test_the_operator_may_do_exactly_what_it_does(kubescribe: Kubescribe, cluster: Cluster, namespace: str) -> None:
     operator = account(kubescribe.namespace, "kubescribe-operator")
     assert cluster.permissions(operator, namespace) == OPERATOR
-    assert cluster.permissions(operator, kubescribe.namespace) == OPERATOR
+    assert cluster.permissions(operator, kubescribe.namespace) == OPERATOR | OPERATOR_POOLS
+
+
+def test_a_pool_worker_may_do_exactly_what_it_does(kubescribe: Kubescribe, cluster: Cluster, namespace: str) -> None:
+    worker = account(kubescribe.namespace, "kubescribe-worker")
+    assert cluster.permissions(worker, kubescribe.namespace) == WORKER
+    assert cluster.permissions(worker, namespace) == set()
 
 
 def test_the_gateway_may_do_exactly_what_it_does(gateway: Gateway, cluster: Cluster) -> None:
