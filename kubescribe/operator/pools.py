@@ -146,6 +146,16 @@ def assign(jobs: Sequence[PoolJob], pools: Iterable[PoolRoom]) -> dict[Key, str 
     return placements
 
 
+def without_room(jobs: Iterable[PoolJob], pools: Sequence[PoolRoom]) -> set[Key]:
+    """The Pooled jobs for which no pool that would take them has room now: they wait outside the admission queue,
+    so that they hold no running slot."""
+    return {
+        job.key
+        for job in jobs
+        if job.execution == "Pooled" and not any(pool.room > 0 and qualifies(job, pool) for pool in pools)
+    }
+
+
 def waiting_pool(job: PoolJob, pools: Iterable[PoolRoom]) -> str | None:
     """The pool a Pooled job without room waits for: the first that qualifies, by name, whose workers it counts
     toward; None when none does."""

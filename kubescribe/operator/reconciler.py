@@ -122,22 +122,11 @@ class Reconciler:
             and not is_finished(tj.get("status"))
         }
         pool_jobs = {key: self._pool_job(tj, key in kueue_states) for key, tj in unplaced.items()}
-        rejections.update(
-            {
-                key: refused
-                for key, job in pool_jobs.items()
-                if not has_condition(unplaced[key].get("status"), "Admitted")
-                and (refused := pools.refusal(job)) is not None
-            }
-        )
+        for key, job in pool_jobs.items():
+            if not has_condition(unplaced[key].get("status"), "Admitted") and (refused := pools.refusal(job)):
+                rejections[key] = refused
         rooms = pooled.rooms()
-        waiting = {
-            key
-            for key, job in pool_jobs.items()
-            if job.execution == "Pooled"
-            and key not in rejections
-            and not any(room.room > 0 and pools.qualifies(job, room) for room in rooms)
-        }
+        waiting = pools.without_room([job for key, job in pool_jobs.items() if key not in rejections], rooms)
         plan = plan_admission(
             [
                 queue_entry(tj, jobs_by_tj.get(_label_key(tj)))

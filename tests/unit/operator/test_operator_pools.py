@@ -145,6 +145,12 @@ def test_jobs_go_to_the_first_qualifying_pool_with_room_by_name() -> None:
     assert placements == {("team-a", "a"): "alpha", ("team-a", "b"): "zeta", ("team-b", "c"): "beta"}
 
 
+def test_pooled_jobs_without_a_pool_with_room_wait_outside_the_queue() -> None:
+    jobs = [job("a", "Pooled"), job("b"), job("c", "Pooled", namespace="team-b"), job("d", "Pooled")]
+    assert pools.without_room(jobs, [room(room=1)]) == {("team-b", "c")}
+    assert pools.without_room(jobs, [room(room=0)]) == {("team-a", "a"), ("team-b", "c"), ("team-a", "d")}
+
+
 def test_a_pooled_job_waits_for_the_first_pool_that_would_take_it() -> None:
     pools_ = [room("zeta", room=0), room("alpha", room=0, namespaces=("team-b",))]
     assert pools.waiting_pool(job("a", "Pooled"), pools_) == "zeta"
