@@ -132,4 +132,3 @@ def _run(
     )
     reporter.finish(result)
     return result
-
