@@ -213,7 +213,8 @@ def run_attempt(attempt: Attempt, whisper: WhisperModel, settings: Settings, sec
             send(attempt.report, {"status": {"worker": settings.worker}})
             failure = _failure_of(attempt, environment, whisper, settings)
             if failure is not None:
-                log.error("the attempt failed", extra={"reason": failure.reason, "exitCode": failure.exit_code})
+                extra = {"reason": failure.reason, "exitCode": failure.exit_code}
+                log.error("the attempt failed: %s", failure.message, extra=extra)
                 deliver(attempt.report, failure_status(failure, hidden))
         except Abandoned:
             log.warning("the attempt was abandoned; nothing more is reported or uploaded")
