@@ -186,7 +186,8 @@ class Attempt:
                 log.warning("renewing the lease failed", extra={"assignment": self.name}, exc_info=True)
                 held = held_if_unanswered()
             else:
-                self._renewed = self._clock() if held else self._renewed
+                if held:
+                    self._renewed = self._clock()
             if not held:
                 self.abandon("its lease is lost")
             return held
@@ -282,7 +283,8 @@ class Worker:
         self._secrets = secrets
         self._clock = clock
         self._known: dict[str, Mapping[str, Any]] = {}
-        self._claimed_elsewhere: set[str] = set()
+        self._taken: set[str] = set()
+        """Assignments whose Lease was there already: another worker's, or one this worker ran before."""
         self._running: dict[str, Attempt] = {}
 
     def run(self) -> None:
@@ -301,13 +303,13 @@ class Worker:
     def _hear(self, kind: str, payload: Any) -> None:
         if kind == "listed":
             self._known = {assignment["metadata"]["name"]: assignment for assignment in payload}
-            self._claimed_elsewhere &= self._known.keys()
+            self._taken &= self._known.keys()
         elif kind == "changed":
             self._known[payload["metadata"]["name"]] = payload
         elif kind == "deleted":
             name = payload["metadata"]["name"]
             self._known.pop(name, None)
-            self._claimed_elsewhere.discard(name)
+            self._taken.discard(name)
             if name in self._running:
                 self._running[name].abandon("its assignment was deleted")
         elif kind == "finished":
@@ -316,7 +318,7 @@ class Worker:
     def _claim(self) -> None:
         if not self._lifecycle.ready():
             return
-        for assignment in candidates(self._known.values(), self._claimed_elsewhere | self._running.keys()):
+        for assignment in candidates(self._known.values(), self._taken | self._running.keys()):
             if len(self._running) >= self._settings.concurrency:
                 return
             self._try_claim(assignment)
@@ -329,7 +331,7 @@ class Worker:
             log.warning("claiming an assignment failed", extra={"assignment": name}, exc_info=True)
             return
         if lease is None:
-            self._claimed_elsewhere.add(name)
+            self._taken.add(name)
             return
         log.info("claimed", extra=log_fields(assignment))
         patch = assignment_patch(self._api, self._settings.namespace, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import threading
 import urllib.request
 from typing import Any
 
@@ -15,8 +16,9 @@ from kubescribe.runner.assignments import attempt_secrets, candidates, check_mod
 from kubescribe.runner.errors import MAX_MESSAGE_CHARS, Abandoned, RunnerFailure, unexpected_failure
 from kubescribe.runner.health import STALL_SECONDS, Lifecycle, serve_health
 from kubescribe.runner.leases import Lease, Leases, lease_body, micro_time
-from kubescribe.runner.worker import Attempt, Settings
+from kubescribe.runner.worker import Attempt, Secrets, Settings, Worker
 from localcluster.cluster import free_port
+from tests.integration.conftest import wait_for
 
 NOW = datetime.datetime(2030, 5, 6, 7, 8, 9, 120000, tzinfo=datetime.UTC)
 SIGNED = "https://store.example/audio/a.wav?X-Amz-Credential=AKID&X-Amz-Signature=abc123def456"
@@ -316,3 +318,66 @@ def test_settings_from_the_environment() -> None:
         Settings.from_env({**env, "KUBESCRIBE_WORKER": ""})
     with pytest.raises(ValueError, match="at least 1"):
         Settings.from_env({**env, "KUBESCRIBE_POOL_CONCURRENCY": "0"})
+
+
+class FakeStatusApi:
+    """The status patches of CustomObjectsApi, recorded."""
+
+    def __init__(self) -> None:
+        self.patches: list[tuple[str, dict[str, Any]]] = []
+
+    def patch_namespaced_custom_object_status(self, *where: str, **options: Any) -> None:
+        *_, name, body = where
+        self.patches.append((name, body))  # type: ignore[arg-type]
+
+
+class FakeClaims:
+    def __init__(self, taken: set[str]) -> None:
+        self.taken = taken
+        self.claimed: list[str] = []
+
+    def claim(self, assignment: dict[str, Any]) -> Lease | None:
+        name = assignment["metadata"]["name"]
+        if name in self.taken:
+            return None
+        self.taken.add(name)
+        self.claimed.append(name)
+        return Lease(name, f"uid-{name}", NOW)
+
+    def renew(self, lease: Lease) -> bool:
+        return True
+
+
+def test_the_worker_claims_what_it_has_room_for_and_stops_claiming_when_it_drains() -> None:
+    settings = Settings.from_env(
+        {
+            "KUBESCRIBE_POOL": "tiny",
+            "KUBESCRIBE_POOL_NAMESPACE": "pools",
+            "KUBESCRIBE_POOL_MODEL": "tiny.en",
+            "KUBESCRIBE_WORKER": "tiny-abc",
+        }
+    )
+    lifecycle, claims, api = Lifecycle(), FakeClaims(taken={"b"}), FakeStatusApi()
+    lifecycle.loaded = True
+    worker = Worker(
+        settings=settings,
+        whisper=None,  # type: ignore[arg-type]  # the attempts fail before they transcribe
+        leases=claims,  # type: ignore[arg-type]
+        api=api,  # type: ignore[arg-type]
+        lifecycle=lifecycle,
+        secrets=Secrets(),
+    )
+    # Assignments without a spec: each attempt fails at once, as a runner pod with no spec would.
+    worker.events.put(("listed", [_assignment(name, f"2030-01-01T00:00:0{n}Z") for n, name in enumerate("abc")]))
+    loop = threading.Thread(target=worker.run)
+    loop.start()
+    wait_for(lambda: len([1 for _, body in api.patches if "failure" in body["status"]]) == 2, 10, "two failures")
+    lifecycle.draining = True
+    worker.events.put(("changed", _assignment("d", "2030-01-01T00:00:09Z")))
+    loop.join(timeout=10)
+
+    assert not loop.is_alive()
+    assert claims.claimed == ["a", "c"]
+    assert api.patches[0] == ("a", {"status": {"worker": "tiny-abc"}})
+    failures = {name: body["status"]["failure"] for name, body in api.patches if "failure" in body["status"]}
+    assert failures["c"] == {"reason": "InvalidSpec", "message": "KUBESCRIBE_SPEC is not set", "exitCode": 2}
