@@ -28,20 +28,24 @@ pod."""
 # A job whose spec names its own store credentials (source.s3.secretName) uses the standard variables
 # AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead.
 
-# Environment of a pool's worker container (`python -m kubescribe.runner.worker`). Each job it claims brings the
-# runner's variables above in its RunnerAssignment; a worker never holds store credentials.
+# Environment of a runner pool's worker (`python -m kubescribe.runner.worker`), besides ENV_MODEL_CACHE. Each job's
+# own variables come in its RunnerAssignment, never from the worker's environment.
 ENV_POOL: Final = "KUBESCRIBE_POOL"
-"""The RunnerPool whose assignments (labelled kubescribe.io/pool=<pool>) the worker claims."""
+"""The RunnerPool whose assignments the worker takes."""
 ENV_POOL_NAMESPACE: Final = "KUBESCRIBE_POOL_NAMESPACE"
-"""The pool's namespace: where its assignments and their Leases are."""
+"""The pool's namespace, the worker pod's own: where its assignments and their Leases are."""
 ENV_POOL_MODEL: Final = "KUBESCRIBE_POOL_MODEL"
 """The model the worker loads once and keeps."""
 ENV_POOL_CONCURRENCY: Final = "KUBESCRIBE_POOL_CONCURRENCY"
-"""Jobs the worker runs at once."""
+"""How many assignments the worker runs at once (default 1)."""
 ENV_WORKER: Final = "KUBESCRIBE_WORKER"
-"""The worker's pod: the holder of the Leases it takes."""
+"""The worker's pod name (from the downward API): the holder of the Leases it takes."""
 ENV_WORKER_PORT: Final = "KUBESCRIBE_WORKER_PORT"
-"""Where the worker serves HTTP: /readyz (200 once the model is loaded and while not draining), /healthz."""
+"""The port of the worker's health endpoints (default 8080)."""
+WORKER_READINESS_PATH: Final = "/readyz"
+"""200 once the worker's model is loaded and while it takes assignments; 503 before, and while it drains."""
+WORKER_LIVENESS_PATH: Final = "/healthz"
+"""200 while the worker's loop is alive."""
 
 # Exit codes. Bad input is not worth retrying: the Job's podFailurePolicy fails the job at once on these.
 EXIT_OK: Final = 0

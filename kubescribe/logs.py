@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 _STANDARD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -22,7 +22,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, with `fields` added to each and the values of `secrets` masked."""
 
-    def __init__(self, fields: Mapping[str, str] | None = None, secrets: Sequence[str] = ()) -> None:
+    def __init__(self, fields: Mapping[str, str] | None = None, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._fields = dict(fields or {})
         self._secrets = secrets

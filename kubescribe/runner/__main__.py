@@ -18,18 +18,22 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from kubescribe.contract import ENV_JOB_NAME, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
-from kubescribe.logs import JsonFormatter, redact
+from kubescribe.contract import ENV_JOB_NAME, EXIT_CANCELLED, EXIT_OK
+from kubescribe.logs import JsonFormatter
 from kubescribe.runner.config import Config
-from kubescribe.runner.errors import Cancelled, RunnerFailure, termination_message_path
+from kubescribe.runner.errors import (
+    Cancelled,
+    RunnerFailure,
+    failure_report,
+    termination_message_path,
+    unexpected_failure,
+)
 from kubescribe.runner.pipeline import run
 from kubescribe.runner.report import Patch, status_patch
 
 log = logging.getLogger("kubescribe.runner")
 
 WORK_DIRECTORY = "kubescribe-work"
-MAX_MESSAGE_CHARS = 3000
-"""The kubelet keeps 4096 bytes of a termination message."""
 
 
 def _cancel(signum: int, frame: FrameType | None) -> None:
@@ -69,12 +73,12 @@ def main() -> int:
         failure = RunnerFailure(EXIT_CANCELLED, "Cancelled", "the runner was stopped (SIGTERM)")
     except Exception as error:
         log.exception("the runner failed")
-        failure = RunnerFailure(EXIT_FAILED, "RunnerError", f"{type(error).__name__}: {error}")
+        failure = unexpected_failure(error)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    message = redact(failure.message, secrets)[:MAX_MESSAGE_CHARS]
-    log.error(message, extra={"reason": failure.reason, "exitCode": failure.exit_code})
-    _terminate_with({"reason": failure.reason, "message": message})
+    report = failure_report(failure, secrets)
+    log.error(report["message"], extra={"reason": failure.reason, "exitCode": failure.exit_code})
+    _terminate_with(report)
     return failure.exit_code
 
 

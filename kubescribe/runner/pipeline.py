@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from kubescribe.api.v1alpha1 import Result, transcript_key
 from kubescribe.contract import EXIT_BAD_INPUT
 from kubescribe.runner.config import Config
 from kubescribe.runner.diarize import diarize, speaker_count
-from kubescribe.runner.errors import RunnerFailure
+from kubescribe.runner.errors import Abandoned, RunnerFailure
 from kubescribe.runner.formats import RENDERERS
 from kubescribe.runner.models import resolve_model
 from kubescribe.runner.report import Patch, ProgressReporter
@@ -37,21 +38,37 @@ def output_location(config: Config) -> tuple[str, str]:
     raise RunnerFailure(EXIT_BAD_INPUT, "InvalidSpec", "outputs.s3 must be set when the source is a url")
 
 
-def run(config: Config, workdir: Path, patch: Patch | None) -> Result:
+def run(
+    config: Config,
+    workdir: Path,
+    patch: Patch | None,
+    whisper: WhisperModel | None = None,
+    still_mine: Callable[[], bool] = lambda: True,
+) -> Result:
+    """Transcribe as `config` says, with the `whisper` model already loaded or else the spec's. `still_mine` is asked
+    before each upload: a pool worker's attempt that is no longer its own raises Abandoned there."""
     try:
-        return _run(config, workdir, patch)
+        return _run(config, workdir, patch, whisper, still_mine)
     except egress.Refused as refused:
         # The job's own store: a refused source URL has already failed with its own message.
         raise RunnerFailure(EXIT_BAD_INPUT, "SourceForbidden", f"source.s3.endpoint {refused}") from None
 
 
-def _run(config: Config, workdir: Path, patch: Patch | None) -> Result:
+def _run(
+    config: Config,
+    workdir: Path,
+    patch: Patch | None,
+    whisper: WhisperModel | None,
+    still_mine: Callable[[], bool],
+) -> Result:
     spec = config.spec
     bucket, prefix = output_location(config)
     # Transcripts go to the source's store when they go to its bucket, else to the default store.
     output_s3 = config.s3.with_endpoint(spec.source.s3.endpoint if spec.source.s3 and not spec.outputs.s3 else None)
 
     def model() -> WhisperModel:
+        if whisper is not None:
+            return whisper
         location = resolve_model(
             spec.model, config.model_cache, lambda: s3_client(config.s3, config.egress), config.grants
         )
@@ -91,6 +108,8 @@ def _run(config: Config, workdir: Path, patch: Patch | None) -> Result:
     for format_ in spec.outputs.formats:
         render, content_type = RENDERERS[format_]
         data = render(transcript).encode()
+        if not still_mine():
+            raise Abandoned
         if config.grants is not None:
             grant = config.grants.outputs[format_]
             upload(grant.url, data, content_type, grant.uri)

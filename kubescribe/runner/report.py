@@ -85,24 +85,32 @@ class ProgressReporter:
         """The final report: always sent, whatever the throttle says."""
         duration = round(self._duration, 3)
         done = Progress(percent=100, processed_seconds=duration, duration_seconds=duration, eta_seconds=0)
-        for pause in (*FINAL_RETRY_SECONDS, None):
-            if self._send(done, result) or pause is None:
-                return
-            self._sleep(pause)
+        if self._patch is not None:
+            deliver(self._patch, {"status": {"progress": _dump(done), "result": _dump(result)}}, self._sleep)
 
-    def _send(self, progress: Progress, result: Result | None = None) -> bool:
-        """Whether the report arrived."""
-        if self._patch is None:
+    def _send(self, progress: Progress) -> None:
+        if self._patch is not None:
+            send(self._patch, {"status": {"progress": _dump(progress)}})
+
+
+def send(patch: Patch, body: dict[str, Any]) -> bool:
+    """Whether the report arrived."""
+    try:
+        patch(body)
+    except Exception:
+        log.warning("reporting to the status failed", exc_info=True)
+        return False
+    return True
+
+
+def deliver(patch: Patch, body: dict[str, Any], sleep: Callable[[float], None] = time.sleep) -> bool:
+    """A final report: sent again after each of FINAL_RETRY_SECONDS while it does not arrive. Whether it arrived."""
+    for pause in (*FINAL_RETRY_SECONDS, None):
+        if send(patch, body):
             return True
-        status = {"progress": _dump(progress)}
-        if result is not None:
-            status["result"] = _dump(result)
-        try:
-            self._patch({"status": status})
-        except Exception:
-            log.warning("reporting to the job's status failed", exc_info=True)
-            return False
-        return True
+        if pause is not None:
+            sleep(pause)
+    return False
 
 
 def _dump(model: Progress | Result) -> dict[str, Any]:

@@ -30,11 +30,13 @@ def _on_gpu() -> bool:
     return bool(ctranslate2.get_cuda_device_count() > 0)
 
 
-def load_model(model: str, download_root: str) -> WhisperModel:
-    """Load a model directory or name: on the GPU in float16 when there is one, else on the CPU in int8."""
-    if _on_gpu():
-        return WhisperModel(model, device="cuda", compute_type="float16", download_root=download_root)
-    return WhisperModel(model, device="cpu", compute_type="int8", download_root=download_root)
+def load_model(model: str, download_root: str, num_workers: int = 1) -> WhisperModel:
+    """Load a model directory or name: on the GPU in float16 when there is one, else on the CPU in int8. With
+    `num_workers` above one, that many threads may transcribe with it at once."""
+    device, compute_type = ("cuda", "float16") if _on_gpu() else ("cpu", "int8")
+    return WhisperModel(
+        model, device=device, compute_type=compute_type, download_root=download_root, num_workers=num_workers
+    )
 
 
 def transcribe(

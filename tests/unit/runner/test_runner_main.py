@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from faster_whisper import WhisperModel
 
 from kubescribe.api.v1alpha1 import Result
 from kubescribe.contract import (
@@ -33,9 +34,11 @@ from kubescribe.contract import (
 )
 from kubescribe.egress import Refused
 from kubescribe.runner.config import Config, S3Settings
-from kubescribe.runner.errors import RunnerFailure
+from kubescribe.runner.errors import Abandoned, RunnerFailure
+from kubescribe.runner.models import resolve_model
 from kubescribe.runner.pipeline import run
 from kubescribe.runner.source import s3_client
+from kubescribe.runner.transcribe import load_model
 
 ACCESS_KEY = "AKIDRUNNERTEST"
 SECRET_KEY = "runner-test-secret-value"
@@ -388,3 +391,52 @@ def test_run_through_presigned_urls_alone(tmp_path: Path, server: str) -> None:
     content_type, body = Handler.uploads["/transcripts/team-a/talk/talk.txt?X-Amz-Signature=put"]
     assert content_type == "text/plain; charset=utf-8"
     assert "report" in body.decode().lower()
+
+
+@pytest.fixture(scope="module")
+def tiny_en(tmp_path_factory: pytest.TempPathFactory) -> WhisperModel:
+    cache = tmp_path_factory.mktemp("models")
+    return load_model(resolve_model("tiny.en", cache, lambda: s3_client(S3Settings(None, None, None))), str(cache))
+
+
+def _pooled_config(tmp_path: Path, server: str, name: str) -> Config:
+    """A job of an s3:// model that nobody granted: only a model given to the pipeline transcribes it."""
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Send the report before noon."], check=True)
+    Handler.files[f"/audio/{name}.wav?X-Amz-Signature=get"] = speech.read_bytes()
+    grants = StoreGrants(
+        expires="2030-01-01T00:00:00Z",
+        source=Grant(url=f"{server}/audio/{name}.wav?X-Amz-Signature=get", uri=f"s3://audio/{name}.wav"),
+        outputs={"txt": Grant(url=f"{server}/out/{name}.txt?X-Amz-Signature=put", uri=f"s3://out/{name}.txt")},
+        model_error="no model is granted",
+    )
+    spec = {
+        "source": {"s3": {"bucket": "audio", "key": f"{name}.wav"}},
+        "model": "s3://models/pooled/",
+        "outputs": {"formats": ["txt"]},
+    }
+    return Config.from_env({"KUBESCRIBE_SPEC": json.dumps(spec), ENV_STORE_GRANTS: grants.model_dump_json()})
+
+
+def test_a_pool_worker_runs_the_pipeline_with_its_loaded_model(
+    tmp_path: Path, server: str, tiny_en: WhisperModel
+) -> None:
+    result = run(_pooled_config(tmp_path, server, "given"), tmp_path, None, whisper=tiny_en)
+
+    assert result.outputs == {"txt": "s3://out/given.txt"}
+    assert "report" in Handler.uploads["/out/given.txt?X-Amz-Signature=put"][1].decode().lower()
+
+
+def test_an_attempt_no_longer_the_workers_own_uploads_nothing(
+    tmp_path: Path, server: str, tiny_en: WhisperModel
+) -> None:
+    asked: list[str] = []
+
+    def still_mine() -> bool:
+        asked.append("asked")
+        return False
+
+    with pytest.raises(Abandoned):
+        run(_pooled_config(tmp_path, server, "lost"), tmp_path, None, whisper=tiny_en, still_mine=still_mine)
+    assert asked == ["asked"]
+    assert "/out/lost.txt?X-Amz-Signature=put" not in Handler.uploads
