@@ -42,6 +42,8 @@ from kubescribe.contract import (
     ENV_STORE_GRANTS,
     ENV_WORKER,
     ENV_WORKER_PORT,
+    WORKER_LIVENESS_PATH,
+    WORKER_READINESS_PATH,
     EgressRules,
     StoreGrants,
 )
@@ -271,7 +273,11 @@ def _worker_placement(pool: RunnerPool, settings: OperatorSettings) -> dict[str,
 
 def _worker_container(pool: RunnerPool, settings: OperatorSettings) -> dict[str, Any]:
     spec = pool.spec
-    probe = {"httpGet": {"path": "/readyz", "port": WORKER_PORT_NAME}, "periodSeconds": 5, "failureThreshold": 1}
+    probe = {
+        "httpGet": {"path": WORKER_READINESS_PATH, "port": WORKER_PORT_NAME},
+        "periodSeconds": 5,
+        "failureThreshold": 1,
+    }
     return {
         "name": WORKER_CONTAINER,
         "image": settings.runner_image,
@@ -291,7 +297,7 @@ def _worker_container(pool: RunnerPool, settings: OperatorSettings) -> dict[str,
         "ports": [{"name": WORKER_PORT_NAME, "containerPort": settings.worker_port}],
         "readinessProbe": probe,
         "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": WORKER_PORT_NAME},
+            "httpGet": {"path": WORKER_LIVENESS_PATH, "port": WORKER_PORT_NAME},
             "periodSeconds": 10,
             "timeoutSeconds": 5,
             "failureThreshold": 3,
