@@ -1,6 +1,6 @@
 """`python -m bench` (`make bench`): bring up a local cluster of its own, measure the runner's overhead, the
-operator's admission latency and the gateway, stop the cluster, measure diarization and compare beam sizes (in this
-process), and write bench-results/report.md and report.json."""
+operator's admission latency, the gateway and the latency of its synchronous transcriptions, stop the cluster,
+measure diarization and compare beam sizes (in this process), and write bench-results/report.md and report.json."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from minio import Minio
 
-from bench import admission, beam, diarization, gateway, kube, overhead, report
+from bench import admission, beam, diarization, gateway, kube, latency, overhead, report
 from bench.speech import synthesise
 from kubescribe.runner.transcribe import CPU_BATCH_SIZE
 from localcluster.cluster import ClusterState, LocalCluster
@@ -23,7 +23,7 @@ from localcluster.cluster import ClusterState, LocalCluster
 RESULTS = kube.REPO / "bench-results"
 BASELINE_NAMESPACE = "bench-baseline"
 JOBS_NAMESPACE = "bench-jobs"
-CLUSTER_PARTS = {"overhead", "admission", "gateway"}
+CLUSTER_PARTS = {"overhead", "admission", "gateway", "latency"}
 """The parts measured on a local cluster; diarization needs none."""
 
 log = logging.getLogger("bench")
@@ -74,6 +74,11 @@ def measure_gateway(cluster: LocalCluster, state: ClusterState, work: Path, uplo
     return gateway.measure(cluster, state, work, upload_mib << 20)
 
 
+def measure_latency(cluster: LocalCluster, state: ClusterState, work: Path) -> dict[str, Any]:
+    log.info("latency: /v1/audio/transcriptions against bare faster-whisper, %d rounds of each side", latency.ROUNDS)
+    return latency.measure(cluster, state, work).summary()
+
+
 def measure_diarization(work: Path) -> dict[str, Any]:
     log.info("diarization: %d conversations, %d rounds each", len(diarization.CONVERSATIONS), diarization.ROUNDS)
     return diarization.measure(work)
@@ -100,8 +105,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--upload-mib", type=int, default=1024, help="size of the gateway's upload (default 1024)")
     parser.add_argument(
         "--parts",
-        default="overhead,admission,gateway,diarization,beam",
-        help="comma-separated parts to measure (default: overhead,admission,gateway,diarization,beam)",
+        default="overhead,admission,gateway,latency,diarization,beam",
+        help="comma-separated parts to measure (default: overhead,admission,gateway,latency,diarization,beam)",
     )
     return parser.parse_args()
 
@@ -122,6 +127,9 @@ def measure_on_a_cluster(results: dict[str, Any], parts: set[str], work: Path, u
         results["load"]["after part 2"] = report.load()
         if "gateway" in parts:
             attempt(results, "gateway", lambda: measure_gateway(cluster, state, work, upload_mib))
+        results["load"]["after part 3"] = report.load()
+        if "latency" in parts:
+            attempt(results, "latency", lambda: measure_latency(cluster, state, work))
     finally:
         log.info("stopping the local cluster")
         cluster.down()
@@ -138,10 +146,10 @@ def main() -> None:
         work = Path(temp)
         if parts & CLUSTER_PARTS:
             measure_on_a_cluster(results, parts, work, args.upload_mib)
-        results["load"]["after part 3"] = report.load()
+        results["load"]["after part 4"] = report.load()
         if "diarization" in parts:
             attempt(results, "diarization", lambda: measure_diarization(work))
-        results["load"]["after part 4"] = report.load()
+        results["load"]["after part 5"] = report.load()
         if "beam" in parts:
             attempt(results, "beam", lambda: measure_beam(work))
     results["load"]["end"] = report.load()

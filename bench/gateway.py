@@ -44,9 +44,8 @@ SPOKEN = "This is a long benchmark recording. What follows is silence."
 MIB = 1 << 20
 
 
-def helm_values(upload_bytes: int, port: int) -> dict[str, str]:
+def helm_values(upload_bytes: int) -> dict[str, str]:
     return {
-        "gateway.port": str(port),
         "gateway.maxUploadBytes": str(upload_bytes + (1 << 30)),
         "gateway.rateLimit.perSecond": str(RATE),
         "gateway.rateLimit.burst": str(RATE),
@@ -78,8 +77,11 @@ class Gateway:
         return httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(600, connect=10))
 
 
-def install(cluster: LocalCluster, state: ClusterState, env: dict[str, str], s3: Minio, upload_bytes: int) -> Gateway:
-    """The chart's gateway on a free port, with a key for NAMESPACE; the operator is installed first if it is not."""
+def install(
+    cluster: LocalCluster, state: ClusterState, env: dict[str, str], s3: Minio, chart_values: dict[str, str]
+) -> Gateway:
+    """The chart's gateway with `chart_values`, on a free port, with a key for NAMESPACE; the operator is installed
+    first if it is not."""
     for bucket in (BUCKET, OUTPUT_BUCKET):
         if not s3.bucket_exists(bucket):
             s3.make_bucket(bucket)
@@ -91,7 +93,7 @@ def install(cluster: LocalCluster, state: ClusterState, env: dict[str, str], s3:
     if not core.list_namespace(field_selector=f"metadata.name={NAMESPACE}").items:
         kube.create_namespace(api, NAMESPACE)
     key = create_key(core, kube.OPERATOR_NAMESPACE, KEYS_SECRET, NAMESPACE, "bench")
-    values = helm_values(upload_bytes, free_port())
+    values = {"gateway.port": str(free_port()), **chart_values}
     sets = [arg for name, value in values.items() for arg in ("--set", f"{name}={value}")]
     chart = str(kube.REPO / "charts/kubescribe")
     kube.run(env, "helm", "upgrade", kube.RELEASE, chart, "-n", kube.OPERATOR_NAMESPACE, "--reuse-values", *sets)
@@ -317,7 +319,7 @@ def measure(cluster: LocalCluster, state: ClusterState, work: Path, upload_bytes
     try:
         audio_file(path, upload_bytes)
         audio_file(sample, 1 * MIB)
-        gateway = install(cluster, state, env, s3, upload_bytes)
+        gateway = install(cluster, state, env, s3, helm_values(upload_bytes))
         target = batch.Target(gateway.client, NAMESPACE, BUCKET, JOB_GPUS)
         return {
             "upload": upload(gateway, s3, path),

@@ -80,6 +80,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _overhead_section(results.get("overhead"), results.get("overhead_error"))
     lines += _admission_section(results.get("admission"), results.get("admission_error"))
     lines += _gateway_section(results.get("gateway"), results.get("gateway_error"))
+    lines += _latency_section(results.get("latency"), results.get("latency_error"))
     lines += _diarization_section(results.get("diarization"), results.get("diarization_error"))
     lines += _beam_section(results.get("beam"), results.get("beam_error"))
     return "\n".join(lines) + "\n"
@@ -281,8 +282,68 @@ def _batch_lines(batch: dict[str, Any]) -> list[str]:
     ]
 
 
+LATENCY_MARKS = {
+    "created": "the job first seen (upload, audio check, S3 upload, create)",
+    "Pending/Admitted": "admitted by the operator",
+    "Running": "Running (the runner pod created)",
+    "Running/PodRunning": "the runner pod running",
+    "Succeeded": "Succeeded (transcripts written)",
+    "answered": "the answer (transcript read, job deleted)",
+}
+
+
+def _latency_section(latency: dict[str, Any] | None, error: str | None) -> list[str]:
+    lines = ["## 4. Latency of /v1/audio/transcriptions", ""]
+    if latency is None:
+        return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
+    marks, each = latency["breakdown_median_seconds"], latency["breakdown_each_round"]
+    lines += [
+        f"A clip of {latency['audio_seconds']:.1f} s of espeak-ng speech (16 kHz mono WAV), transcribed with tiny.en "
+        f"on the CPU (int8, BatchedInferencePipeline batch size {latency['batch_size']}, VAD on, beam 5, "
+        "temperature 0):",
+        "",
+        "- baseline (bare): in the bench's process, the model loaded once beforehand with the runner's `load_model`; "
+        "each round decodes the file (`load_audio`) and transcribes it (`transcribe`) as the runner does;",
+        "- gateway: `POST /v1/audio/transcriptions` (multipart, `model=whisper-1`, a json answer) with httpx, timed "
+        "until the answer: the upload, the TranscriptionJob, the operator's runner pod on a local node (`gateway."
+        "jobGpus=0`: process start, download, model load, transcription, uploads), the gateway reading the "
+        "transcript and deleting the job.",
+        "",
+        f"One uncounted round of each first, then {latency['rounds']} of each, alternating, bare first.",
+        "",
+        "| | median | p90 | each round (s) |",
+        "| --- | --- | --- | --- |",
+        f"| bare faster-whisper, model loaded (baseline) | {latency['bare_median_seconds']:.2f} s | "
+        f"{latency['bare_p90_seconds']:.2f} s | {', '.join(f'{s:.2f}' for s in latency['bare_seconds'])} |",
+        f"| POST /v1/audio/transcriptions | {latency['gateway_median_seconds']:.2f} s | "
+        f"{latency['gateway_p90_seconds']:.2f} s | {', '.join(f'{s:.2f}' for s in latency['gateway_seconds'])} |",
+        "",
+        f"**Ratio gateway / bare (medians): {latency['ratio_gateway_to_bare']:.3f}** "
+        f"(target of warm runner pools ≤ {latency['target_ratio']:.1f}).",
+        "",
+        "Where the gateway's time goes: seconds from the request's start until a watch of the namespace's "
+        "TranscriptionJobs first saw each of these (the watch's own lag included):",
+        "",
+        "| until | median | each round (s) |",
+        "| --- | --- | --- |",
+    ]
+    for key, label in LATENCY_MARKS.items():
+        rounds = ", ".join(_seconds(marks.get(key)).removesuffix(" s") for marks in each)
+        lines.append(f"| {label} | {_seconds(marks.get(key))} | {rounds} |")
+    lines += [
+        "",
+        "The runner's own transcription step (its status's realTimeFactor times its duration; model load excluded, "
+        "but in a fresh process: the VAD model's load, which the bare side has cached, and its progress reports "
+        "included): "
+        f"{_seconds(marks.get('runner transcription'))} (median). The two sides' last texts were "
+        f"{'the same' if len(set(latency['texts'].values())) == 1 else 'different'}.",
+        "",
+    ]
+    return lines
+
+
 def _diarization_section(diarization: dict[str, Any] | None, error: str | None) -> list[str]:
-    lines = ["## 4. Diarization", ""]
+    lines = ["## 5. Diarization", ""]
     if diarization is None:
         return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
     conversations = diarization["conversations"]
@@ -319,7 +380,7 @@ def _diarization_section(diarization: dict[str, Any] | None, error: str | None) 
 
 
 def _beam_section(beam: dict[str, Any] | None, error: str | None) -> list[str]:
-    lines = ["## 5. Beam size", ""]
+    lines = ["## 6. Beam size", ""]
     if beam is None:
         return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
     lines += [

@@ -59,15 +59,20 @@ span of time, the landscape has become something entirely new.
 
 def synthesise(destination: Path) -> float:
     """Writes the sample to `destination` as 16 kHz mono 16-bit WAV; returns its duration in seconds."""
-    raw = destination.with_suffix(".espeak.wav")
-    text = " ".join(TEXT.split())
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(WORDS_PER_MINUTE), "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(destination)], check=True)
-    raw.unlink()
-    duration = wav_duration(destination)
+    duration = speak(destination, TEXT)
     if duration < MIN_SECONDS:
         raise RuntimeError(f"the spoken sample lasts {duration:.1f} s, less than {MIN_SECONDS:.0f} s")
     return duration
+
+
+def speak(destination: Path, text: str) -> float:
+    """Writes `text`, spoken, to `destination` as 16 kHz mono 16-bit WAV; returns its duration in seconds."""
+    raw = destination.with_suffix(".espeak.wav")
+    words = " ".join(text.split())
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(WORDS_PER_MINUTE), "-w", str(raw), words], check=True)
+    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(destination)], check=True)
+    raw.unlink()
+    return wav_duration(destination)
 
 
 def wav_duration(path: Path) -> float:

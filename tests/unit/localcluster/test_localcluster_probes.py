@@ -156,10 +156,6 @@ def running(tmp_path: Path, **probes: Any) -> Container:
     return container
 
 
-def exec_probe(command: str, **fields: float) -> dict[str, Any]:
-    return {"exec": {"command": ["sh", "-c", command]}, "periodSeconds": 0.1, **fields}
-
-
 def eventually(condition: Any, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -167,9 +163,35 @@ def eventually(condition: Any, timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
+def tcp_probe(port: int, **fields: float) -> dict[str, Any]:
+    return {"tcpSocket": {"port": port}, "periodSeconds": 0.1, **fields}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class Listener:
+    """A port that takes connections while it is open."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.sock: socket.socket | None = None
+
+    def open(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", self.port))
+
+    def close(self) -> None:
+        if self.sock:
+            self.sock.close()
+
+
 def test_readiness_follows_its_probe(tmp_path: Path) -> None:
-    flag = tmp_path / "ready"
-    container = running(tmp_path, readinessProbe=exec_probe(f"test -f {flag}", failureThreshold=1))
+    listener = Listener()
+    container = running(tmp_path, readinessProbe=tcp_probe(listener.port, failureThreshold=1))
     events = Events()
     prober = Prober(container, {"spec": {}}, events)
     prober.start()
@@ -177,44 +199,45 @@ def test_readiness_follows_its_probe(tmp_path: Path) -> None:
         assert container.status()["started"]
         time.sleep(0.5)
         assert not container.status()["ready"]
-        assert ("Warning", "Unhealthy", "Readiness probe failed: command exited with 1") in events.seen
-        flag.touch()
+        failed = f"Readiness probe failed: dial tcp 127.0.0.1:{listener.port}:"
+        assert any(message.startswith(failed) for _, _, message in events.seen)
+        listener.open()
         eventually(lambda: container.status()["ready"])
-        flag.unlink()
+        listener.close()
         eventually(lambda: not container.status()["ready"])
     finally:
         prober.stop()
+        listener.close()
         container.signal(signal.SIGKILL)
 
 
 def test_a_startup_probe_holds_the_others_back_then_a_failed_liveness_probe_kills(tmp_path: Path) -> None:
-    started, alive = tmp_path / "started", tmp_path / "alive"
-    alive.touch()
+    started, alive = Listener(), Listener()
     container = running(
         tmp_path,
-        startupProbe=exec_probe(f"test -f {started}", failureThreshold=100),
-        livenessProbe=exec_probe(f"test -f {alive}", failureThreshold=2, terminationGracePeriodSeconds=1),
+        startupProbe=tcp_probe(started.port, failureThreshold=100),
+        livenessProbe=tcp_probe(alive.port, failureThreshold=2, terminationGracePeriodSeconds=1),
     )
     events = Events()
     prober = Prober(container, {"spec": {"restartPolicy": "Always"}}, events)
     prober.start()
     try:
-        alive.unlink()
         time.sleep(0.6)
         assert (container.status()["started"], container.status()["ready"]) == (False, False)
         assert container.is_running(), "the liveness probe waits for the startup probe"
         assert all(message.startswith("Startup probe failed") for _, _, message in events.seen)
-        started.touch()
+        started.open()
         eventually(lambda: not container.is_running())
-        assert ("Warning", "Unhealthy", "Liveness probe failed: command exited with 1") in events.seen
+        assert any(message.startswith("Liveness probe failed: dial tcp") for _, _, message in events.seen)
         assert events.seen[-1] == ("Normal", "Killing", "Container main failed liveness probe, will be restarted")
     finally:
         prober.stop()
+        started.close()
         container.signal(signal.SIGKILL)
 
 
 def test_a_failed_startup_probe_kills_the_container(tmp_path: Path) -> None:
-    container = running(tmp_path, startupProbe=exec_probe("exit 1", failureThreshold=2))
+    container = running(tmp_path, startupProbe=tcp_probe(free_port(), failureThreshold=2))
     events = Events()
     prober = Prober(container, {"spec": {"restartPolicy": "Never"}}, events)
     prober.start()
