@@ -60,6 +60,9 @@ def install_operator(
     # are moved off 8080, 9090 and 8000, which another local cluster on this machine may hold.
     ports = {"operator.ports.health": free_port(), "operator.ports.metrics": free_port(), "gateway.port": free_port()}
     values = {
+        # On the host's network a new gateway cannot listen until the old one has gone.
+        "gateway.strategy.rollingUpdate.maxSurge": "0",
+        "gateway.strategy.rollingUpdate.maxUnavailable": "1",
         "s3.endpoint": cluster.s3_url(state),
         **push_images(env),
         **limits,

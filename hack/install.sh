@@ -16,6 +16,8 @@ read -r health metrics gateway gateway_metrics <"$ports"
 settings=(
   --set "s3.endpoint=$AWS_ENDPOINT_URL" --set "operator.ports.health=$health"
   --set "operator.ports.metrics=$metrics" --set "gateway.port=$gateway" --set "gateway.metricsPort=$gateway_metrics"
+  # On the host's network a new gateway cannot listen until the old one has gone.
+  --set gateway.strategy.rollingUpdate.maxSurge=0 --set gateway.strategy.rollingUpdate.maxUnavailable=1
 )
 while read -r image; do settings+=(--set "$image"); done < <(hack/push-images.sh)
 fingerprint=$( (find charts/kubescribe -type f -print0 | sort -z | xargs -0 sha256sum; echo "${settings[*]}") | sha256sum)

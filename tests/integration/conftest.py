@@ -87,9 +87,11 @@ class Cluster:
         self.leaks.secret(state.minio_user, "store user")
         self.leaks.secret(state.minio_password, "store password")
 
-    def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            list(args), input=input, capture_output=True, text=True, env=self.env, timeout=120, check=False
+            list(args), input=input, capture_output=True, text=True, env=self.env, timeout=timeout, check=False
         )
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr}")
@@ -270,6 +272,9 @@ class Kubescribe:
             "operator.ports.metrics": str(self.metrics_port),
             "gateway.port": str(self.gateway_port),
             "gateway.metricsPort": str(self.gateway_metrics_port),
+            # On the host's network a new gateway cannot listen until the old one has gone.
+            "gateway.strategy.rollingUpdate.maxSurge": "0",
+            "gateway.strategy.rollingUpdate.maxUnavailable": "1",
             # Every namespace may read models from s3://models/ and use s3://scratch/, a bucket nobody creates.
             "storage.grants[0].name": "models",
             "storage.grants[0].location": "s3://models/",
@@ -296,7 +301,10 @@ class Kubescribe:
             *(arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")),
             "--wait",
             "--timeout",
-            "2m",
+            "3m",
+            # A failed install leaves the last good release in place for the tests after it.
+            "--rollback-on-failure",
+            timeout=300,
         )
 
     def component_pid(self, component: str) -> int:

@@ -42,7 +42,8 @@ def submit_held_job(kubescribe: Kubescribe, namespace: str, name: str) -> None:
 
 @pytest.fixture
 def refused_by_the_store(kubescribe: Kubescribe, cluster: Cluster) -> Iterator[None]:
-    """The operator reinstalled with keys the store refuses, and a short cleanup timeout."""
+    """The operator reinstalled with keys the store refuses, and a short cleanup timeout; no gateway meanwhile, which
+    is never ready with such keys."""
     cluster.kubectl("delete", "secret", REFUSED_SECRET, "-n", kubescribe.namespace, "--ignore-not-found")
     cluster.kubectl(
         "create",
@@ -55,7 +56,11 @@ def refused_by_the_store(kubescribe: Kubescribe, cluster: Cluster) -> Iterator[N
         "--from-literal=AWS_SECRET_ACCESS_KEY=not-the-password",
     )
     kubescribe.install(
-        **{"s3.existingSecret": REFUSED_SECRET, "operator.cleanupTimeoutSeconds": str(CLEANUP_TIMEOUT_SECONDS)}
+        **{
+            "s3.existingSecret": REFUSED_SECRET,
+            "operator.cleanupTimeoutSeconds": str(CLEANUP_TIMEOUT_SECONDS),
+            "gateway.enabled": "false",
+        }
     )
     try:
         yield
