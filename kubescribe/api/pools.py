@@ -14,14 +14,14 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import Field, model_validator
 
 from kubescribe.api.v1alpha1 import (
-    _DNS_SUBDOMAIN,
-    _MODEL,
-    _QUANTITY,
+    DNS_SUBDOMAIN,
+    MODEL_PATTERN,
+    QUANTITY_PATTERN,
     Progress,
     Result,
+    StrictModel,
     Toleration,
-    _defaulted,
-    _Model,
+    defaulted,
 )
 
 POOL_KIND: Final = "RunnerPool"
@@ -37,7 +37,7 @@ lost, and so is the attempt."""
 _NAMESPACE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
-class PoolReplicas(_Model):
+class PoolReplicas(StrictModel):
     """How many workers the pool runs: between min and max, by the jobs it has to run."""
 
     min: int = Field(1, ge=0, le=100, description="Workers kept running even with no job; 0 lets the pool idle.")
@@ -50,12 +50,12 @@ class PoolReplicas(_Model):
         return self
 
 
-class RunnerPoolSpec(_Model):
+class RunnerPoolSpec(StrictModel):
     """The workers of one model, and the namespaces whose jobs they take."""
 
     model: str = Field(
         "tiny.en",
-        pattern=_MODEL,
+        pattern=MODEL_PATTERN,
         max_length=256,
         description="The Whisper model the workers keep loaded; a job runs in the pool only if it names this model.",
     )
@@ -65,10 +65,12 @@ class RunnerPoolSpec(_Model):
         description="The namespaces whose jobs the pool takes; none when empty.",
     )
     concurrency: int = Field(4, ge=1, le=64, description="Jobs one worker runs at once, on one loaded model.")
-    replicas: PoolReplicas = _defaulted(PoolReplicas, "How many workers the pool runs.")
+    replicas: PoolReplicas = defaulted(PoolReplicas, "How many workers the pool runs.")
     gpu: int = Field(0, ge=0, le=8, description="NVIDIA GPUs (nvidia.com/gpu) of each worker; 0 runs it on CPU.")
-    cpu: str | None = Field(None, pattern=_QUANTITY, description="CPU request of each worker, as a quoted quantity.")
-    memory: str | None = Field(None, pattern=_QUANTITY, description="Memory request and limit of each worker.")
+    cpu: str | None = Field(
+        None, pattern=QUANTITY_PATTERN, description="CPU request of each worker, as a quoted quantity."
+    )
+    memory: str | None = Field(None, pattern=QUANTITY_PATTERN, description="Memory request and limit of each worker.")
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
         default_factory=dict, max_length=32, description="Node labels the workers' pods require."
     )
@@ -76,11 +78,11 @@ class RunnerPoolSpec(_Model):
         default_factory=list, max_length=16, description="Tolerations of the workers."
     )
     priority_class_name: str | None = Field(
-        None, pattern=_DNS_SUBDOMAIN, max_length=253, description="PriorityClass of the workers' pods."
+        None, pattern=DNS_SUBDOMAIN, max_length=253, description="PriorityClass of the workers' pods."
     )
 
 
-class RunnerPoolStatus(_Model):
+class RunnerPoolStatus(StrictModel):
     """The pool as the operator last saw it."""
 
     replicas: int | None = Field(None, ge=0, description="Workers the pool's Deployment asks for.")
@@ -89,7 +91,7 @@ class RunnerPoolStatus(_Model):
     waiting: int | None = Field(None, ge=0, description="Admitted jobs waiting for room in the pool.")
 
 
-class RunnerPool(_Model):
+class RunnerPool(StrictModel):
     """Warm runner workers: a model kept loaded, several jobs at once."""
 
     api_version: Literal["kubescribe.io/v1alpha1"] = Field(
@@ -101,7 +103,7 @@ class RunnerPool(_Model):
     status: RunnerPoolStatus | None = Field(None, description="The pool as the operator last saw it.")
 
 
-class JobReference(_Model):
+class JobReference(StrictModel):
     """The TranscriptionJob an assignment runs."""
 
     namespace: str = Field(pattern=_NAMESPACE, max_length=63, description="The job's namespace.")
@@ -109,7 +111,7 @@ class JobReference(_Model):
     uid: str = Field(max_length=64, description="The job's uid.")
 
 
-class RunnerAssignmentSpec(_Model):
+class RunnerAssignmentSpec(StrictModel):
     """One attempt of one job, given to a pool. Immutable."""
 
     pool: str = Field(max_length=253, description="The RunnerPool whose workers may claim it.")
@@ -121,7 +123,7 @@ class RunnerAssignmentSpec(_Model):
     )
 
 
-class Failure(_Model):
+class Failure(StrictModel):
     """Why an attempt failed, as a runner pod's termination message says it."""
 
     reason: str = Field(max_length=1024, description="CamelCase reason, as the runner's exit reports it.")
@@ -129,7 +131,7 @@ class Failure(_Model):
     exit_code: int = Field(description="The exit code a runner pod would have ended with.")
 
 
-class RunnerAssignmentStatus(_Model):
+class RunnerAssignmentStatus(StrictModel):
     """What the worker that claimed the assignment reports."""
 
     worker: str | None = Field(None, description="The pod of the worker that claimed it.")
@@ -138,7 +140,7 @@ class RunnerAssignmentStatus(_Model):
     failure: Failure | None = Field(None, description="Why the attempt failed, when it did.")
 
 
-class RunnerAssignment(_Model):
+class RunnerAssignment(StrictModel):
     """One attempt of one TranscriptionJob, given to a RunnerPool's workers."""
 
     api_version: Literal["kubescribe.io/v1alpha1"] = Field(

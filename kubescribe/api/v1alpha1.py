@@ -93,9 +93,9 @@ _LABEL_KEY = rf"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)
 """A label key as Kubernetes has it: an optional DNS-subdomain prefix and a slash, then a name."""
 _LABEL_KEY_MAX_LENGTH = 253 + 1 + 63
 _LABEL_VALUE = rf"^({_LABEL_NAME})?$"
-_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
-_DNS_SUBDOMAIN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
-_MODEL = (
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
+MODEL_PATTERN = (
     r"^(?:"
     + "|".join(name.replace(".", r"\.") for name in WHISPER_MODELS)
     + r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[!-~]*)?"
@@ -104,16 +104,16 @@ _MODEL = (
 )
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
-def _defaulted(model: type[_Model], description: str) -> Any:
+def defaulted(model: type[StrictModel], description: str) -> Any:
     """A nested object that is filled with its own defaults when omitted, by pydantic and (as `{}`) by the CRD."""
     return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
 
 
-class S3Object(_Model):
+class S3Object(StrictModel):
     """An object in S3-compatible storage."""
 
     model_config = ConfigDict(
@@ -134,7 +134,7 @@ class S3Object(_Model):
     )
     secret_name: str | None = Field(
         None,
-        pattern=_DNS_SUBDOMAIN,
+        pattern=DNS_SUBDOMAIN,
         max_length=253,
         description="Secret in the job's namespace with the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
         "for this endpoint. Omit, with the endpoint, to use the operator's store.",
@@ -147,7 +147,7 @@ class S3Object(_Model):
         return self
 
 
-class Source(_Model):
+class Source(StrictModel):
     """Where the audio comes from: exactly one of s3 and url."""
 
     model_config = ConfigDict(
@@ -189,7 +189,7 @@ def transcript_key(prefix: str, source: Source, format_: str) -> str:
     return f"{prefix}{source.stem}.{format_}"
 
 
-class OutputLocation(_Model):
+class OutputLocation(StrictModel):
     """Where the transcripts are written."""
 
     bucket: str = Field(pattern=BUCKET, description="Bucket the transcripts are written to.")
@@ -201,7 +201,7 @@ class OutputLocation(_Model):
     )
 
 
-class Outputs(_Model):
+class Outputs(StrictModel):
     """Which transcript files to write, and where."""
 
     formats: list[Format] = Field(
@@ -220,7 +220,7 @@ class Outputs(_Model):
         return formats
 
 
-class Options(_Model):
+class Options(StrictModel):
     """Decoding options passed to faster-whisper, and speaker diarization."""
 
     model_config = ConfigDict(
@@ -271,7 +271,7 @@ class Options(_Model):
         return self
 
 
-class Toleration(_Model):
+class Toleration(StrictModel):
     """A pod toleration, as in the core Pod spec, checked as Kubernetes checks a pod's."""
 
     model_config = ConfigDict(
@@ -324,14 +324,16 @@ class Toleration(_Model):
         return self
 
 
-class Resources(_Model):
+class Resources(StrictModel):
     """What the runner pod gets and where it may run."""
 
     gpu: int = Field(1, ge=0, le=8, description="NVIDIA GPUs (nvidia.com/gpu) for the runner; 0 runs it on CPU.")
     cpu: str | None = Field(
-        None, pattern=_QUANTITY, description='CPU request as a quoted quantity, for example "2" or "500m".'
+        None, pattern=QUANTITY_PATTERN, description='CPU request as a quoted quantity, for example "2" or "500m".'
     )
-    memory: str | None = Field(None, pattern=_QUANTITY, description="Memory request as a quantity, for example 4Gi.")
+    memory: str | None = Field(
+        None, pattern=QUANTITY_PATTERN, description="Memory request as a quantity, for example 4Gi."
+    )
     node_selector: dict[str, Annotated[str, Field(pattern=_LABEL_VALUE, max_length=63)]] = Field(
         default_factory=dict, max_length=32, description="Node labels the runner pod requires."
     )
@@ -339,7 +341,7 @@ class Resources(_Model):
         default_factory=list, max_length=16, description="Tolerations of the runner pod."
     )
     priority_class_name: str | None = Field(
-        None, pattern=_DNS_SUBDOMAIN, max_length=253, description="PriorityClass of the runner pod."
+        None, pattern=DNS_SUBDOMAIN, max_length=253, description="PriorityClass of the runner pod."
     )
 
     @field_validator("node_selector")
@@ -352,7 +354,7 @@ class Resources(_Model):
         return selector
 
 
-class TranscriptionJobSpec(_Model):
+class TranscriptionJobSpec(StrictModel):
     """What to transcribe, how, and where the transcripts go. Immutable once created."""
 
     model_config = ConfigDict(
@@ -370,7 +372,7 @@ class TranscriptionJobSpec(_Model):
     source: Source = Field(description="The audio to transcribe: exactly one of s3 and url.")
     model: str = Field(
         "tiny.en",
-        pattern=_MODEL,
+        pattern=MODEL_PATTERN,
         max_length=256,
         description="A Whisper model name (tiny, tiny.en, base, small, medium, large-v3, turbo, distil-large-v3, "
         "...), s3://bucket/prefix/ of a CTranslate2 model, or a Hugging Face repository such as org/name.",
@@ -381,9 +383,9 @@ class TranscriptionJobSpec(_Model):
     task: Task = Field(
         "transcribe", description="transcribe keeps the spoken language; translate writes English instead."
     )
-    outputs: Outputs = _defaulted(Outputs, "Transcript formats and where they are written.")
-    options: Options = _defaulted(Options, "Decoding options.")
-    resources: Resources = _defaulted(Resources, "Resources and placement of the runner pod.")
+    outputs: Outputs = defaulted(Outputs, "Transcript formats and where they are written.")
+    options: Options = defaulted(Options, "Decoding options.")
+    resources: Resources = defaulted(Resources, "Resources and placement of the runner pod.")
     priority: int = Field(0, ge=-1000, le=1000, description="Admission priority: higher runs first when queued.")
     execution: Execution = Field(
         "Auto",
@@ -431,7 +433,7 @@ def transcript_uris(spec: TranscriptionJobSpec, namespace: str, name: str, defau
     }
 
 
-class Condition(_Model):
+class Condition(StrictModel):
     """An observation of the job's state, in the Kubernetes convention (metav1.Condition)."""
 
     type: str = Field(max_length=316, description="Condition type in CamelCase, for example Admitted or Complete.")
@@ -444,7 +446,7 @@ class Condition(_Model):
     )
 
 
-class Progress(_Model):
+class Progress(StrictModel):
     """How far the runner is, reported while it runs."""
 
     percent: float | None = Field(None, ge=0, le=100, description="Share of the audio transcribed, 0 to 100.")
@@ -460,7 +462,7 @@ class Progress(_Model):
         return self
 
 
-class Result(_Model):
+class Result(StrictModel):
     """What a successful transcription produced."""
 
     language: str | None = Field(None, description="Language transcribed, given or detected.")
@@ -477,7 +479,7 @@ class Result(_Model):
     speakers: int | None = Field(None, ge=0, description="Speakers found, when the job asked for diarization.")
 
 
-class WebhookDelivery(_Model):
+class WebhookDelivery(StrictModel):
     """How the completion webhook went."""
 
     delivered: bool = Field(description="The webhook answered 2xx.")
@@ -487,7 +489,7 @@ class WebhookDelivery(_Model):
     delivered_at: datetime | None = Field(None, description="When the webhook answered 2xx.")
 
 
-class TranscriptionJobStatus(_Model):
+class TranscriptionJobStatus(StrictModel):
     """The observed state of the job, written by the operator and the runner."""
 
     phase: Phase | None = Field(None, description="Pending, Queued, Running, Succeeded, Failed or Cancelled.")
@@ -515,7 +517,7 @@ class TranscriptionJobStatus(_Model):
     webhook: WebhookDelivery | None = Field(None, description="Delivery of the completion webhook, when one is set.")
 
 
-class TranscriptionJob(_Model):
+class TranscriptionJob(StrictModel):
     """A speech transcription: audio in, transcripts out."""
 
     api_version: Literal["kubescribe.io/v1alpha1"] = Field(

@@ -7,12 +7,11 @@ from typing import Annotated, Literal
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kubescribe.api.v1alpha1 import WHISPER_MODELS, Toleration
+from kubescribe.api.v1alpha1 import QUANTITY_PATTERN, WHISPER_MODELS, Toleration
 from kubescribe.contract import RunnerLimits
 from kubescribe.operator.policy import StoragePolicy
 
-_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
-Quantity = Annotated[str, Field(pattern=_QUANTITY)]
+Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN)]
 
 
 class OperatorSettings(BaseSettings):
