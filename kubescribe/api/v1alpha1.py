@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Final, Literal, Self, get_args
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -171,9 +171,17 @@ class Source(StrictModel):
     def stem(self) -> str:
         """The audio's file name without its extension, less control and format characters (an S3 request's XML
         cannot carry some); the transcripts are named after it."""
-        path = self.s3.key if self.s3 else unquote(urlsplit(self.url or "").path)
+        path = self.s3.key if self.s3 else unquote(_url_path(self.url or ""))
         stem = "".join(char for char in PurePosixPath(path).stem if unicodedata.category(char)[0] != "C")
         return stem.strip() or "audio"
+
+
+def _url_path(url: str) -> str:
+    """The path of an http(s) URL, as urlsplit finds it, for every URL the pattern takes: urlsplit refuses some (a
+    host with an unbalanced [ or ])."""
+    location = re.split(r"[?#]", url.partition("://")[2], maxsplit=1)[0]
+    slash = location.find("/")
+    return location[slash:] if slash >= 0 else ""
 
 
 def model_location(model: str) -> tuple[str, str] | None:

@@ -266,12 +266,15 @@ class Reconciler:
         """From the job's spec, read once: the URIs of its transcripts (none when the spec cannot be read), and why
         it may never run: a spec the operator cannot read, or, while it waits for admission, one the policy forbids
         (admitted jobs keep running)."""
+        namespace, name = tj["metadata"]["namespace"], tj["metadata"]["name"]
         try:
             spec = builders.runner_spec(tj, self.settings)
+            outputs = transcript_uris(spec, namespace, name, self.settings.default_output_bucket)
         except ValidationError as error:
             return {}, (INVALID_SPEC, _invalid_spec_message(error))
-        namespace, name = tj["metadata"]["namespace"], tj["metadata"]["name"]
-        outputs = transcript_uris(spec, namespace, name, self.settings.default_output_bucket)
+        except Exception as error:  # one job's spec never stops the pass
+            log.exception("reading the spec of %s/%s failed", namespace, name)
+            return {}, (INVALID_SPEC, f"the operator cannot read the spec ({type(error).__name__})")
         status = tj.get("status")
         if is_finished(status) or has_condition(status, "Admitted") or _label_key(tj) in jobs_by_tj:
             return outputs, None

@@ -357,6 +357,10 @@ def test_the_cel_rules_are_on_the_right_objects():
         ({"url": "https://media.example/%00%0a"}, "audio"),
         ({"url": "https://media.example/a%00b%E2%80%AEc.wav"}, "abc"),
         ({"s3": {"bucket": "audio", "key": "team-a/\x07\x1b.wav"}}, "audio"),
+        # Hosts Python's URL parser refuses, which the CRD's pattern lets through.
+        ({"url": "https://[/talk.wav"}, "talk"),
+        ({"url": "http://a]b?c/d.wav"}, "audio"),
+        ({"url": "https://u@h:8/x/y.ogg#/z.wav"}, "y"),
     ],
 )
 def test_transcripts_are_named_after_the_audio_without_control_characters(source, stem):
