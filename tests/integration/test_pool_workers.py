@@ -18,7 +18,7 @@ from localcluster.cluster import free_port
 from tests.integration.conftest import Cluster, Gateway, Kubescribe, running_pid, scratch_namespace, wait_for
 from tests.integration.speech import PASSAGE, speak, word_error_rate
 
-POOL = "tiny"
+POOL = "warm"
 WORKERS = f"{POOL}-workers"
 SENTENCE = "The warm worker keeps its model loaded and answers many requests."
 MAX_WER = 0.3
@@ -50,7 +50,7 @@ def pool(kubescribe: Kubescribe, cluster: Cluster, served: tuple[str, str]) -> I
         yield
     finally:
         kubescribe.install()
-        wait_for(lambda: cluster.try_get("deployment", WORKERS, "-n", kubescribe.namespace) is None, 60, "no workers")
+        wait_for(lambda: not worker_pods(cluster, kubescribe), 120, "the pool's workers to be gone")
 
 
 def ready_workers(cluster: Cluster, kubescribe: Kubescribe) -> int:
@@ -59,8 +59,15 @@ def ready_workers(cluster: Cluster, kubescribe: Kubescribe) -> int:
     return ready
 
 
+def worker_pods(cluster: Cluster, kubescribe: Kubescribe) -> list[dict[str, Any]]:
+    pods: list[dict[str, Any]] = cluster.get("pods", "-n", kubescribe.namespace, "-l", f"kubescribe.io/pool={POOL}")[
+        "items"
+    ]
+    return pods
+
+
 def worker_pod(cluster: Cluster, kubescribe: Kubescribe) -> dict[str, Any]:
-    [pod] = cluster.get("pods", "-n", kubescribe.namespace, "-l", f"kubescribe.io/pool={POOL}")["items"]
+    [pod] = worker_pods(cluster, kubescribe)
     return pod
 
 
@@ -86,7 +93,7 @@ def test_jobs_of_both_served_namespaces_transcribe_in_the_pool(
     for namespace in served:
         status = kubescribe.wait_finished(namespace, "warm")["status"]
         assert (status["phase"], status["pool"], status["attempts"]) == ("Succeeded", POOL, 1), status
-        [transcript] = status["result"]["outputs"]
+        [transcript] = status["result"]["outputs"].values()
         assert word_error_rate(SENTENCE, kubescribe.read(transcript)) < MAX_WER
         assert cluster.try_get("job", "transcribe-warm", "-n", namespace) is None
         assert kubescribe.runner_pods(namespace, "warm") == []
@@ -132,7 +139,7 @@ def test_a_worker_killed_mid_job_costs_the_job_an_attempt_not_its_result(
 
     status = kubescribe.wait_finished(namespace, "killed", timeout=300)["status"]
     assert (status["phase"], status["attempts"]) == ("Succeeded", 2), status
-    [transcript] = status["result"]["outputs"]
+    [transcript] = status["result"]["outputs"].values()
     assert word_error_rate(" ".join([PASSAGE] * 3), kubescribe.read(transcript)) < MAX_WER
     assert "Retrying" in kubescribe.warnings(namespace, "killed")
     attempts = [attempt for ns, job, attempt in claimed(cluster, kubescribe) if (ns, job) == (namespace, "killed")]

@@ -72,7 +72,14 @@ def pool(kubescribe: Kubescribe, cluster: Cluster, served: str) -> Iterator[dict
         yield values
     finally:
         kubescribe.install()
-        wait_for(lambda: cluster.try_get("deployment", WORKERS, "-n", kubescribe.namespace) is None, 60, "no workers")
+        wait_for(lambda: not worker_pods(cluster, kubescribe), 120, "the pool's workers to be gone")
+
+
+def worker_pods(cluster: Cluster, kubescribe: Kubescribe) -> list[dict[str, Any]]:
+    pods: list[dict[str, Any]] = cluster.get("pods", "-n", kubescribe.namespace, "-l", f"kubescribe.io/pool={POOL}")[
+        "items"
+    ]
+    return pods
 
 
 def ready_workers(cluster: Cluster, kubescribe: Kubescribe) -> int:
