@@ -1,6 +1,7 @@
 """`python -m bench` (`make bench`): bring up a local cluster of its own, measure the runner's overhead, the
-operator's admission latency, the gateway and the latency of its synchronous transcriptions, stop the cluster,
-measure diarization and compare beam sizes (in this process), and write bench-results/report.md and report.json."""
+operator's admission latency, the gateway, the latency of its synchronous transcriptions and many short jobs in
+runner pods and in a pool, stop the cluster, measure diarization and compare beam sizes (in this process), and write
+bench-results/report.md and report.json."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from minio import Minio
 
-from bench import admission, beam, diarization, gateway, kube, latency, overhead, report
+from bench import admission, beam, diarization, gateway, kube, latency, overhead, report, shortjobs
 from bench.speech import synthesise
 from kubescribe.runner.transcribe import CPU_BATCH_SIZE
 from localcluster.cluster import ClusterState, LocalCluster
@@ -23,7 +24,8 @@ from localcluster.cluster import ClusterState, LocalCluster
 RESULTS = kube.REPO / "bench-results"
 BASELINE_NAMESPACE = "bench-baseline"
 JOBS_NAMESPACE = "bench-jobs"
-CLUSTER_PARTS = {"overhead", "admission", "gateway", "latency"}
+PARTS = ("overhead", "admission", "gateway", "latency", "shortjobs", "diarization", "beam")
+CLUSTER_PARTS = {"overhead", "admission", "gateway", "latency", "shortjobs"}
 """The parts measured on a local cluster; diarization needs none."""
 
 log = logging.getLogger("bench")
@@ -79,6 +81,16 @@ def measure_latency(cluster: LocalCluster, state: ClusterState, work: Path) -> d
     return latency.measure(cluster, state, work).summary()
 
 
+def measure_short_jobs(cluster: LocalCluster, state: ClusterState, work: Path) -> dict[str, Any]:
+    log.info(
+        "short jobs: %d in runner pods, then %d in a pool, %d at once",
+        shortjobs.JOBS,
+        shortjobs.JOBS,
+        shortjobs.RUNNING,
+    )
+    return shortjobs.measure(cluster, state, work)
+
+
 def measure_diarization(work: Path) -> dict[str, Any]:
     log.info("diarization: %d conversations, %d rounds each", len(diarization.CONVERSATIONS), diarization.ROUNDS)
     return diarization.measure(work)
@@ -105,8 +117,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--upload-mib", type=int, default=1024, help="size of the gateway's upload (default 1024)")
     parser.add_argument(
         "--parts",
-        default="overhead,admission,gateway,latency,diarization,beam",
-        help="comma-separated parts to measure (default: overhead,admission,gateway,latency,diarization,beam)",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to measure (default: {','.join(PARTS)})",
     )
     return parser.parse_args()
 
@@ -130,6 +142,9 @@ def measure_on_a_cluster(results: dict[str, Any], parts: set[str], work: Path, u
         results["load"]["after part 3"] = report.load()
         if "latency" in parts:
             attempt(results, "latency", lambda: measure_latency(cluster, state, work))
+        results["load"]["after part 4"] = report.load()
+        if "shortjobs" in parts:
+            attempt(results, "shortjobs", lambda: measure_short_jobs(cluster, state, work))
     finally:
         log.info("stopping the local cluster")
         cluster.down()
@@ -146,10 +161,10 @@ def main() -> None:
         work = Path(temp)
         if parts & CLUSTER_PARTS:
             measure_on_a_cluster(results, parts, work, args.upload_mib)
-        results["load"]["after part 4"] = report.load()
+        results["load"]["after part 5"] = report.load()
         if "diarization" in parts:
             attempt(results, "diarization", lambda: measure_diarization(work))
-        results["load"]["after part 5"] = report.load()
+        results["load"]["after part 6"] = report.load()
         if "beam" in parts:
             attempt(results, "beam", lambda: measure_beam(work))
     results["load"]["end"] = report.load()

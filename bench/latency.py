@@ -43,6 +43,7 @@ POOL_VALUES = {
     "pools[0].name": POOL,
     "pools[0].model": "tiny.en",
     "pools[0].namespaces[0]": gateway.NAMESPACE,
+    "pools[0].concurrency": "1",
     "pools[0].replicas.min": "1",
     "pools[0].replicas.max": "1",
 }
@@ -200,12 +201,13 @@ def rounds(
         breakdown_of_side.append(breakdown(watcher, started, seconds))
 
 
-def wait_for_pool(api: client.ApiClient) -> None:
+def wait_for_pool(api: client.ApiClient, pool: str) -> None:
+    """Until the pool has a worker with its model loaded."""
     apps = client.AppsV1Api(api)
 
     def ready() -> bool:
         deployments = apps.list_namespaced_deployment(
-            kube.OPERATOR_NAMESPACE, label_selector=f"kubescribe.io/pool={POOL}"
+            kube.OPERATOR_NAMESPACE, label_selector=f"kubescribe.io/pool={pool}"
         )
         return any((deployment.status.ready_replicas or 0) >= 1 for deployment in deployments.items)
 
@@ -226,7 +228,7 @@ def measure(cluster: LocalCluster, state: ClusterState, work: Path) -> Latency:
         with through.client() as http:
             rounds(http, watcher, model, clip, latency, pooled=False)
         pooled = gateway.install(cluster, state, env, s3, {**HELM_VALUES, **POOL_VALUES})
-        wait_for_pool(api)
+        wait_for_pool(api, POOL)
         with pooled.client() as http:
             rounds(http, watcher, model, clip, latency, pooled=True)
     finally:

@@ -81,6 +81,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _admission_section(results.get("admission"), results.get("admission_error"))
     lines += _gateway_section(results.get("gateway"), results.get("gateway_error"))
     lines += _latency_section(results.get("latency"), results.get("latency_error"))
+    lines += _short_jobs_section(results.get("shortjobs"), results.get("shortjobs_error"))
     lines += _diarization_section(results.get("diarization"), results.get("diarization_error"))
     lines += _beam_section(results.get("beam"), results.get("beam_error"))
     return "\n".join(lines) + "\n"
@@ -349,8 +350,39 @@ def _latency_section(latency: dict[str, Any] | None, error: str | None) -> list[
     return lines
 
 
+def _short_jobs_section(short: dict[str, Any] | None, error: str | None) -> list[str]:
+    lines = ["## 5. Many short jobs: runner pods against a pool", ""]
+    if short is None:
+        return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
+    pods, pooled = short["pods"], short["pooled"]
+    clips = ", ".join(f"{seconds:.1f}" for seconds in short["clip_seconds"])
+    lines += [
+        f"{pods['jobs']} TranscriptionJobs created at once, of espeak-ng clips of {clips} s in turn (tiny.en on the "
+        f"CPU, txt out), at most {short['running']} running at once (`operator.maxRunningJobs`): first each in a "
+        "runner pod of its own (`execution: Isolated`), then in a runner pool of one warm worker with concurrency "
+        f"{short['running']} (`execution: Pooled`). A job's completion is from its creation until a watch of the "
+        "namespace saw it Succeeded; wall time is from the first creation until the last job succeeded.",
+        "",
+        "| | wall | jobs/s | audio s/s | completion p50 | p99 | max |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, side in (("a runner pod per job (baseline)", pods), ("a pool's warm worker", pooled)):
+        lines.append(
+            f"| {label} | {_seconds(side['wall_seconds'])} | {side['jobs_per_second']:.2f} | "
+            f"{side['audio_seconds_per_second']:.1f} | {_seconds(side['completion_p50_seconds'])} | "
+            f"{_seconds(side['completion_p99_seconds'])} | {_seconds(side['completion_max_seconds'])} |"
+        )
+    lines += [
+        "",
+        f"**Throughput pooled / pods: {short['ratio_throughput_pooled_to_pods']:.2f}x; completion p50 "
+        f"{short['ratio_p50_pooled_to_pods']:.3f}, p99 {short['ratio_p99_pooled_to_pods']:.3f} of the pods'.**",
+        "",
+    ]
+    return lines
+
+
 def _diarization_section(diarization: dict[str, Any] | None, error: str | None) -> list[str]:
-    lines = ["## 5. Diarization", ""]
+    lines = ["## 6. Diarization", ""]
     if diarization is None:
         return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
     conversations = diarization["conversations"]
@@ -387,7 +419,7 @@ def _diarization_section(diarization: dict[str, Any] | None, error: str | None) 
 
 
 def _beam_section(beam: dict[str, Any] | None, error: str | None) -> list[str]:
-    lines = ["## 6. Beam size", ""]
+    lines = ["## 7. Beam size", ""]
     if beam is None:
         return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
     lines += [
