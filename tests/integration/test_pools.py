@@ -268,6 +268,20 @@ def test_deleting_a_job_deletes_its_assignments(
     wait_for(lambda: assignments(cluster, kubescribe, job) == [], 30, "the job's assignments to be deleted")
 
 
+def test_a_pooled_job_goes_with_its_assignments_once_its_ttl_runs_out(
+    pool: dict[str, str], kubescribe: Kubescribe, cluster: Cluster, served: str
+) -> None:
+    job = submit(kubescribe, served, "short-lived", ttlSecondsAfterFinished=2)
+    assignment = wait_assignment(cluster, kubescribe, job)
+    spec = TranscriptionJobSpec.model_validate({"model": "tiny.en", **job["spec"]})
+    outputs = transcript_uris(spec, served, "short-lived", "transcripts")
+    report(
+        cluster, kubescribe, assignment, {"worker": "stand-in-worker", "result": {"language": "en", "outputs": outputs}}
+    )
+    wait_for(lambda: kubescribe.job(served, "short-lived") is None, 60, "the job's TTL to delete it")
+    wait_for(lambda: assignments(cluster, kubescribe, job) == [], 30, "the job's assignments to be deleted")
+
+
 def test_a_pooled_job_that_no_pool_may_run_fails(
     pool: dict[str, str], kubescribe: Kubescribe, cluster: Cluster, served: str
 ) -> None:
