@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Kubescribe (operator and gateway) into the local cluster with its Helm chart, both the chart and the images
+# Installs Kubescribe (operator, gateway and one runner pool) into the local cluster with its Helm chart, both the chart and the images
 # `make images` built pushed to the cluster's registry first; creates a development API key once, and adds KUBESCRIBE_GATEWAY_URL and
 # KUBESCRIBE_API_KEY to .local/env. Does nothing when the same chart, images and settings are installed already.
 set -euo pipefail
@@ -20,7 +20,13 @@ settings=(
   --set gateway.strategy.rollingUpdate.maxSurge=0 --set gateway.strategy.rollingUpdate.maxUnavailable=1
 )
 while read -r image; do settings+=(--set "$image"); done < <(hack/push-images.sh)
-fingerprint=$( (find charts/kubescribe -type f -print0 | sort -z | xargs -0 sha256sum; echo "${settings[*]}") | sha256sum)
+# One small runner pool for the default model, serving the development key's namespace: the demo's jobs and the
+# gateway's requests from there run in its warm worker.
+pool=(
+  --set pools[0].name=default --set pools[0].model=tiny.en --set "pools[0].namespaces={default}"
+  --set pools[0].gpu=1 --set pools[0].concurrency=2 --set pools[0].replicas.min=1 --set pools[0].replicas.max=1
+)
+fingerprint=$( (find charts/kubescribe -type f -print0 | sort -z | xargs -0 sha256sum; echo "${settings[*]} ${pool[*]}") | sha256sum)
 if [[ $(cat .local/kubescribe-installed 2>/dev/null) != "$fingerprint" ]]; then
   kubectl create namespace kubescribe --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   # Helm cannot own the namespace it installs into: its Pod Security label is set here.
@@ -36,10 +42,17 @@ if [[ $(cat .local/kubescribe-installed 2>/dev/null) != "$fingerprint" ]]; then
   helm push "$package"/kubescribe-*.tgz "oci://$KUBESCRIBE_REGISTRY/charts" --plain-http >/dev/null 2>&1
   version=$(sed -n 's/^version: *//p' charts/kubescribe/Chart.yaml)
   rm -rf "$package"
-  helm upgrade --install kubescribe "oci://$KUBESCRIBE_REGISTRY/charts/kubescribe" --version "$version" --plain-http \
-    -n kubescribe "${settings[@]}" --take-ownership --wait --timeout 3m >/dev/null
+  release=(kubescribe "oci://$KUBESCRIBE_REGISTRY/charts/kubescribe" --version "$version" --plain-http -n kubescribe)
+  if ! kubectl get crd runnerpools.kubescribe.io >/dev/null 2>&1; then
+    # Helm maps every object of a release before it creates any: the pool's CRD must exist before a pool renders.
+    helm upgrade --install "${release[@]}" "${settings[@]}" --take-ownership --wait --timeout 3m >/dev/null
+  fi
+  helm upgrade --install "${release[@]}" "${settings[@]}" "${pool[@]}" --take-ownership --wait --timeout 3m >/dev/null
+  # The operator makes the pool's workers, ready once their model is loaded.
+  for _ in $(seq 1 60); do kubectl -n kubescribe get deployment default-workers >/dev/null 2>&1 && break; sleep 1; done
+  kubectl -n kubescribe rollout status deployment/default-workers --timeout=3m >/dev/null
   echo "$fingerprint" >.local/kubescribe-installed
-  echo "installed Kubescribe: the operator and the gateway (helm release kubescribe, namespace kubescribe)"
+  echo "installed Kubescribe: the operator, the gateway and the runner pool default (helm release kubescribe, namespace kubescribe)"
 fi
 
 key=.local/dev-api-key
