@@ -218,9 +218,14 @@ def test_runner_pods_with_gpus_are_placed_by_the_charts_runner_values(
         assert status["phase"] == "Succeeded", status.get("message")
 
 
-def test_the_session_release_owns_the_crd_and_keeps_it_on_uninstall(kubescribe: Kubescribe) -> None:
+def test_the_session_release_owns_the_crds_and_keeps_them_on_uninstall(kubescribe: Kubescribe) -> None:
     cluster = kubescribe.cluster
     assert owner(cluster) == kubescribe.release
     rendered = cluster.run("helm", "get", "manifest", kubescribe.release, "-n", kubescribe.namespace).stdout
-    [crd] = [document for document in documents(rendered) if document["kind"] == "CustomResourceDefinition"]
-    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    crds = [document for document in documents(rendered) if document["kind"] == "CustomResourceDefinition"]
+    assert sorted(crd["metadata"]["name"] for crd in crds) == [
+        "runnerassignments.kubescribe.io",
+        "runnerpools.kubescribe.io",
+        "transcriptionjobs.kubescribe.io",
+    ]
+    assert all(crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for crd in crds)

@@ -44,7 +44,7 @@ def test_the_sample_is_accepted_and_shown_with_its_columns(cluster: Cluster, crd
     result = apply(cluster, namespace, SAMPLE)
     assert result.returncode == 0, result.stderr
     table = cluster.kubectl("get", "tj", "-n", namespace).stdout.splitlines()
-    columns = ["NAME", "PHASE", "POSITION", "REASON", "PROGRESS", "MODEL", "LANGUAGE", "DURATION", "AGE"]
+    columns = ["NAME", "PHASE", "POSITION", "REASON", "PROGRESS", "MODEL", "POOL", "LANGUAGE", "DURATION", "AGE"]
     assert table[0].split() == columns
     assert table[1].split()[0:2] == ["jfk", "tiny.en"]  # no phase, reason, progress or result yet
     assert "jfk" in cluster.kubectl("get", "tjob", "-n", namespace).stdout

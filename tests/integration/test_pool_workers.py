@@ -125,7 +125,7 @@ def test_a_worker_killed_mid_job_costs_the_job_an_attempt_not_its_result(
     pool: None, kubescribe: Kubescribe, cluster: Cluster, served: tuple[str, str], speech_dir: Path
 ) -> None:
     namespace = served[0]
-    wav = speak(speech_dir, "passage", PASSAGE, repeat=3)
+    wav = speak(speech_dir, "passage-thrice", PASSAGE, repeat=3)
     kubescribe.submit_audio(namespace, "killed", wav, outputs={"formats": ["txt"]})
 
     def running() -> bool:

@@ -24,6 +24,10 @@ WORKERS = f"{POOL}-workers"
 STAND_IN = """
 import http.server
 import os
+import signal
+import sys
+
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
 class Probes(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -32,7 +36,8 @@ class Probes(http.server.BaseHTTPRequestHandler):
 
 http.server.HTTPServer(("", int(os.environ["KUBESCRIBE_WORKER_PORT"])), Probes).serve_forever()
 """
-"""Answers the worker's probes, and does nothing else: the tests claim and report assignments themselves."""
+"""Answers the worker's probes and stops when told, and does nothing else: the tests claim and report assignments
+themselves."""
 
 
 def stand_in_command() -> list[str]:
