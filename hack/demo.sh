@@ -17,9 +17,6 @@ from urllib.parse import urlsplit
 from minio import Minio
 endpoint = urlsplit(os.environ["AWS_ENDPOINT_URL"])
 s3 = Minio(endpoint.netloc, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], secure=False)
-for bucket in ("audio", "transcripts"):
-    if not s3.bucket_exists(bucket):
-        s3.make_bucket(bucket)
 s3.fput_object("audio", "default/demo/sample.wav", sys.argv[1])
 PY
 echo "uploaded s3://audio/default/demo/sample.wav"

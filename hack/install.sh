@@ -31,6 +31,17 @@ if [[ $(cat .local/kubescribe-installed 2>/dev/null) != "$fingerprint" ]]; then
   kubectl create namespace kubescribe --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   # Helm cannot own the namespace it installs into: its Pod Security label is set here.
   kubectl label namespace kubescribe pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
+  # The chart's default buckets: the gateway is ready once its upload bucket exists.
+  .venv/bin/python - <<'PY'
+import os
+from urllib.parse import urlsplit
+from minio import Minio
+endpoint = urlsplit(os.environ["AWS_ENDPOINT_URL"])
+s3 = Minio(endpoint.netloc, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], secure=False)
+for bucket in ("audio", "transcripts"):
+    if not s3.bucket_exists(bucket):
+        s3.make_bucket(bucket)
+PY
   kubectl -n kubescribe create secret generic kubescribe-s3 --dry-run=client -o yaml \
     --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" |
     kubectl apply -f - >/dev/null
