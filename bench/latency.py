@@ -114,7 +114,7 @@ class Latency:
         pooled = statistics.median(self.pooled_seconds)
         return {
             "audio_seconds": round(self.audio_seconds, 2),
-            "rounds": len(self.bare_seconds),
+            "rounds": len(self.gateway_seconds),
             "batch_size": CPU_BATCH_SIZE,
             "bare_seconds": rounded(self.bare_seconds),
             "gateway_seconds": rounded(self.gateway_seconds),
