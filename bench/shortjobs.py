@@ -1,4 +1,4 @@
-"""Many short jobs: JOBS TranscriptionJobs of 10 to 30 s of speech each, created at once, first each in a runner pod
+"""Many short jobs: JOBS TranscriptionJobs of 10 to 25 s of speech each, created at once, first each in a runner pod
 of its own (execution Isolated), then in a runner pool of one warm worker (execution Pooled); both with at most
 RUNNING jobs running at once. For each side: the time from the first creation until the last job succeeded
 (throughput, in jobs and in seconds of audio per second), and each job's time from its creation until it succeeded
@@ -28,7 +28,7 @@ RUNNING = 4
 """Jobs running at once, on either side: on the bench's small machine, a hundred runner pods at once would not fit
 in its memory."""
 CLIP_WORDS = (30, 40, 50, 60, 70)
-"""The clips' lengths in words: 12 to 28 s at espeak-ng's 150 words a minute."""
+"""The clips' lengths in words: 10 to 25 s of espeak-ng's speech at 150 words a minute."""
 NAMESPACE = "bench-short"
 POOL = "short"
 POOL_VALUES = {
@@ -101,17 +101,17 @@ def side(api: client.ApiClient, uploaded: list[tuple[str, float]], execution: Ex
     prefix = execution.lower()
     chosen = [uploaded[index % len(uploaded)] for index in range(JOBS)]
     watcher = JobWatch(api, NAMESPACE)
+
+    def create(body: dict[str, Any]) -> None:
+        custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+
     watcher.start()
     try:
         time.sleep(1)  # the watch is listening
         started = time.monotonic()
+        bodies = [job(f"{prefix}-{index}", key, execution) for index, (key, _) in enumerate(chosen)]
         with ThreadPoolExecutor(CREATE_THREADS) as creators:
-            bodies = [job(f"{prefix}-{index}", key, execution) for index, (key, _) in enumerate(chosen)]
-            list(
-                creators.map(
-                    lambda body: custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body), bodies
-                )
-            )
+            list(creators.map(create, bodies))
         names = [body["metadata"]["name"] for body in bodies]
         gateway.wait_until(
             lambda: all(_ended(watcher.seen.get(name, {})) for name in names),
