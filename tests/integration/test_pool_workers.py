@@ -46,7 +46,12 @@ def pool(kubescribe: Kubescribe, cluster: Cluster, served: tuple[str, str]) -> I
     }
     kubescribe.install(**values)
     try:
-        wait_for(lambda: ready_workers(cluster, kubescribe) == 1, 180, "the pool's worker to load its model")
+        # The operator restarted by the install may roll the workers out once more: one worker, and only one.
+        wait_for(
+            lambda: ready_workers(cluster, kubescribe) == 1 and len(worker_pods(cluster, kubescribe)) == 1,
+            180,
+            "the pool's one worker to load its model",
+        )
         yield
     finally:
         kubescribe.install()
@@ -66,20 +71,20 @@ def worker_pods(cluster: Cluster, kubescribe: Kubescribe) -> list[dict[str, Any]
     return pods
 
 
-def worker_pod(cluster: Cluster, kubescribe: Kubescribe) -> dict[str, Any]:
-    [pod] = worker_pods(cluster, kubescribe)
-    return pod
-
-
 def claimed(cluster: Cluster, kubescribe: Kubescribe) -> list[tuple[str, str, int]]:
-    """(namespace, job, attempt) of each assignment the pool's worker logged as claimed, in every run of it."""
-    pod = worker_pod(cluster, kubescribe)["metadata"]["name"]
+    """(namespace, job, attempt) of each assignment the pool's workers logged as claimed, in every run of each."""
     lines = []
-    for previous in (False, True):
-        logs = cluster.kubectl(
-            "logs", pod, "-n", kubescribe.namespace, *(["--previous"] if previous else []), check=False
-        )
-        lines += logs.stdout.splitlines() if logs.returncode == 0 else []
+    for pod in worker_pods(cluster, kubescribe):
+        for previous in (False, True):
+            logs = cluster.kubectl(
+                "logs",
+                pod["metadata"]["name"],
+                "-n",
+                kubescribe.namespace,
+                *(["--previous"] if previous else []),
+                check=False,
+            )
+            lines += logs.stdout.splitlines() if logs.returncode == 0 else []
     records = [json.loads(line) for line in lines if line.startswith("{")]
     return [(r["jobNamespace"], r["job"], r["attempt"]) for r in records if r.get("message") == "claimed"]
 
@@ -133,7 +138,9 @@ def test_a_worker_killed_mid_job_costs_the_job_an_attempt_not_its_result(
         return status.get("reason") == "WorkerRunning"
 
     wait_for(running, 120, "the worker to run the job")
-    pid = running_pid(worker_pod(cluster, kubescribe))
+    assignment = kubescribe.job(namespace, "killed")["status"]["assignment"]  # type: ignore[index]
+    holder = cluster.get("lease", assignment, "-n", kubescribe.namespace)["spec"]["holderIdentity"]
+    pid = running_pid(cluster.get("pod", holder, "-n", kubescribe.namespace))
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
 
