@@ -73,7 +73,7 @@ def pool(kubescribe: Kubescribe, cluster: Cluster, served: str) -> Iterator[dict
     values = pool_values(served, free_port(), replicas=1)
     kubescribe.install(**values)
     try:
-        wait_for(lambda: ready_workers(cluster, kubescribe) == 1, 120, "the pool's worker to be ready")
+        wait_for(lambda: stand_in_ready(cluster, kubescribe), 180, "the pool's one stand-in worker to be ready")
         yield values
     finally:
         kubescribe.install()
@@ -85,6 +85,20 @@ def worker_pods(cluster: Cluster, kubescribe: Kubescribe) -> list[dict[str, Any]
         "items"
     ]
     return pods
+
+
+def stand_in_ready(cluster: Cluster, kubescribe: Kubescribe) -> bool:
+    """Whether the pool runs one worker, ready, and it is the stand-in: the operator the install restarted may first
+    have made the workers with its old settings, a real worker that would claim the tests' assignments."""
+    deployment = cluster.try_get("deployment", WORKERS, "-n", kubescribe.namespace) or {}
+    [container] = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}]
+    status = deployment.get("status", {})
+    return (
+        container.get("command") == stand_in_command()
+        and status.get("observedGeneration") == deployment["metadata"]["generation"]
+        and status.get("updatedReplicas") == status.get("readyReplicas") == 1
+        and len(worker_pods(cluster, kubescribe)) == 1
+    )
 
 
 def ready_workers(cluster: Cluster, kubescribe: Kubescribe) -> int:
