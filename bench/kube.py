@@ -59,17 +59,18 @@ def install_operator(
     # The node agent runs pods on the host's network: the operator's health and metrics ports and the gateway's port
     # are moved off 8080, 9090 and 8000, which another local cluster on this machine may hold.
     ports = {"operator.ports.health": free_port(), "operator.ports.metrics": free_port(), "gateway.port": free_port()}
+    cache_port = free_port()
     values = {
-        # On the host's network a new gateway cannot listen until the old one has gone.
-        "gateway.strategy.rollingUpdate.maxSurge": "0",
-        "gateway.strategy.rollingUpdate.maxUnavailable": "1",
+        "modelCache.port": str(cache_port),
+        "modelCache.url": f"http://127.0.0.1:{cache_port}",
         "s3.endpoint": cluster.s3_url(state),
         **push_images(env),
         **limits,
         **{k: str(v) for k, v in ports.items()},
     }
     sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
-    run(env, "helm", "upgrade", "--install", RELEASE, str(REPO / "charts/kubescribe"), "-n", OPERATOR_NAMESPACE, *sets)
+    chart, local_values = str(REPO / "charts/kubescribe"), str(REPO / "localcluster/chart-values.yaml")
+    run(env, "helm", "upgrade", "--install", RELEASE, chart, "-n", OPERATOR_NAMESPACE, "-f", local_values, *sets)
     deployment = f"deployment/{RELEASE}-operator"
     run(env, "kubectl", "-n", OPERATOR_NAMESPACE, "rollout", "status", deployment, "--timeout=2m")
     return values

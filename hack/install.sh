@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
-# Installs Kubescribe (operator, gateway and one runner pool) into the local cluster with its Helm chart, both the chart and the images
+# Installs Kubescribe (operator, gateway, the node's model cache and one runner pool) into the local cluster with its Helm chart, both the chart and the images
 # `make images` built pushed to the cluster's registry first; creates a development API key once, and adds KUBESCRIBE_GATEWAY_URL and
 # KUBESCRIBE_API_KEY to .local/env. Does nothing when the same chart, images and settings are installed already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .local/env
 
-# The local nodes run pods on the host's network: the operator's and the gateway's ports are chosen once.
+# The local nodes run pods on the host's network: the operator's, the gateway's and the model cache's ports are chosen
+# once.
 ports=.local/kubescribe-ports
-if [[ ! -s $ports || $(wc -w <"$ports") -lt 4 ]]; then
-  .venv/bin/python -c 'from localcluster.cluster import free_port as p; print(p(), p(), p(), p())' >"$ports"
+if [[ ! -s $ports || $(wc -w <"$ports") -lt 5 ]]; then
+  .venv/bin/python -c 'from localcluster.cluster import free_port as p; print(p(), p(), p(), p(), p())' >"$ports"
 fi
-read -r health metrics gateway gateway_metrics <"$ports"
+read -r health metrics gateway gateway_metrics cache <"$ports"
 
 settings=(
+  -f localcluster/chart-values.yaml
   --set "s3.endpoint=$AWS_ENDPOINT_URL" --set "operator.ports.health=$health"
   --set "operator.ports.metrics=$metrics" --set "gateway.port=$gateway" --set "gateway.metricsPort=$gateway_metrics"
-  # On the host's network a new gateway cannot listen until the old one has gone.
-  --set gateway.strategy.rollingUpdate.maxSurge=0 --set gateway.strategy.rollingUpdate.maxUnavailable=1
+  --set "modelCache.port=$cache" --set "modelCache.url=http://127.0.0.1:$cache"
 )
 while read -r image; do settings+=(--set "$image"); done < <(hack/push-images.sh)
 # One small runner pool for the default model, serving the development key's namespace: the demo's jobs and the
@@ -26,7 +27,7 @@ pool=(
   --set pools[0].name=default --set pools[0].model=tiny.en --set "pools[0].namespaces={default}"
   --set pools[0].gpu=1 --set pools[0].concurrency=2 --set pools[0].replicas.min=1 --set pools[0].replicas.max=1
 )
-fingerprint=$( (find charts/kubescribe -type f -print0 | sort -z | xargs -0 sha256sum; echo "${settings[*]} ${pool[*]}") | sha256sum)
+fingerprint=$( (find charts/kubescribe localcluster/chart-values.yaml -type f -print0 | sort -z | xargs -0 sha256sum; echo "${settings[*]} ${pool[*]}") | sha256sum)
 if [[ $(cat .local/kubescribe-installed 2>/dev/null) != "$fingerprint" ]]; then
   kubectl create namespace kubescribe --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   # Helm cannot own the namespace it installs into: its Pod Security label is set here.

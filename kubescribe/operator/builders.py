@@ -29,6 +29,7 @@ from kubescribe.contract import (
     ENV_JOB_NAMESPACE,
     ENV_LIMITS,
     ENV_MODEL_CACHE,
+    ENV_NODE_MODEL_CACHE,
     ENV_SPEC,
     ENV_STORE_GRANTS,
     NOT_RETRIED_EXIT_CODES,
@@ -337,6 +338,11 @@ def writable_places_env(settings: OperatorSettings) -> list[dict[str, str]]:
     ]
 
 
+def node_model_cache_env(settings: OperatorSettings) -> list[dict[str, str]]:
+    """Where the runner finds its node's model cache, when the cluster runs one."""
+    return [{"name": ENV_NODE_MODEL_CACHE, "value": settings.node_model_cache}] if settings.node_model_cache else []
+
+
 def job_variables(
     tj: Mapping[str, Any], spec: TranscriptionJobSpec, settings: OperatorSettings, rules: EgressRules
 ) -> dict[str, str]:
@@ -364,6 +370,7 @@ def _pod_spec(
         "env": [
             *({"name": name, "value": value} for name, value in job_variables(tj, spec, settings, rules).items()),
             {"name": ENV_MODEL_CACHE, "value": settings.model_cache_dir},
+            *node_model_cache_env(settings),
             *writable_places_env(settings),
             *_store_env(tj, spec, settings),
         ],

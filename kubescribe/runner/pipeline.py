@@ -70,7 +70,11 @@ def _run(
         if whisper is not None:
             return whisper
         location = resolve_model(
-            spec.model, config.model_cache, lambda: s3_client(config.s3, config.egress), config.grants
+            spec.model,
+            config.model_cache,
+            lambda: s3_client(config.s3, config.egress),
+            config.grants,
+            node_cache=config.node_model_cache,
         )
         return load_model(location, download_root=str(config.model_cache / "huggingface"))
 

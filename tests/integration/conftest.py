@@ -262,7 +262,7 @@ class Kubescribe:
         self.s3 = cluster.s3()
         # The local node runs pods on the host's network: ports of their own.
         self.health_port, self.metrics_port, self.gateway_port = free_port(), free_port(), free_port()
-        self.gateway_metrics_port = free_port()
+        self.gateway_metrics_port, self.model_cache_port = free_port(), free_port()
         self.host_address = host_address()
         self.values = {
             "s3.endpoint": cluster.local.s3_url(cluster.state),
@@ -272,9 +272,8 @@ class Kubescribe:
             "operator.ports.metrics": str(self.metrics_port),
             "gateway.port": str(self.gateway_port),
             "gateway.metricsPort": str(self.gateway_metrics_port),
-            # On the host's network a new gateway cannot listen until the old one has gone.
-            "gateway.strategy.rollingUpdate.maxSurge": "0",
-            "gateway.strategy.rollingUpdate.maxUnavailable": "1",
+            "modelCache.port": str(self.model_cache_port),
+            "modelCache.url": self.model_cache_url,
             # Every namespace may read models from s3://models/ and use s3://scratch/, a bucket nobody creates.
             "storage.grants[0].name": "models",
             "storage.grants[0].location": "s3://models/",
@@ -286,7 +285,8 @@ class Kubescribe:
             "runner.maxDurationSeconds": str(self.max_duration_seconds),
             **cluster.images,
         }
-        """The chart values of every install; `install` may override some for one install."""
+        """The chart values of every install besides localcluster/chart-values.yaml; `install` may override some for
+        one install."""
 
     def install(self, **overrides: str) -> None:
         settings = {**self.values, **overrides}
@@ -298,6 +298,8 @@ class Kubescribe:
             str(REPO / "charts/kubescribe"),
             "-n",
             self.namespace,
+            "-f",
+            str(REPO / "localcluster/chart-values.yaml"),
             *(arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")),
             "--wait",
             "--timeout",
@@ -306,6 +308,10 @@ class Kubescribe:
             "--rollback-on-failure",
             timeout=300,
         )
+
+    @property
+    def model_cache_url(self) -> str:
+        return f"http://127.0.0.1:{self.model_cache_port}"
 
     def component_pid(self, component: str) -> int:
         """The process of the one running pod of the operator or the gateway."""

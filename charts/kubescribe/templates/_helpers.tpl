@@ -155,3 +155,24 @@ app.kubernetes.io/name: kubescribe
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: worker
 {{- end -}}
+
+{{/* The name of the model cache's DaemonSet and Service. */}}
+{{- define "kubescribe.modelCache.name" -}}
+{{- printf "%s-model-cache" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The labels of the model cache's objects and pods, which also select its pods. */}}
+{{- define "kubescribe.modelCache.labels" -}}
+app.kubernetes.io/name: kubescribe
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: model-cache
+{{- end -}}
+
+{{/* Where runner pods reach the model cache: modelCache.url, else the chart's Service. */}}
+{{- define "kubescribe.modelCache.url" -}}
+{{- if .Values.modelCache.url -}}
+{{- .Values.modelCache.url -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc:%v" (include "kubescribe.modelCache.name" .) .Release.Namespace .Values.modelCache.port -}}
+{{- end -}}
+{{- end -}}

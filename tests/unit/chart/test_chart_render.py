@@ -268,3 +268,47 @@ def test_the_uninstall_hook_acts_where_the_operator_did() -> None:
     [job] = [o for o in hook if o["kind"] == "Job"]
     env = {item["name"]: item.get("value") for item in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert json.loads(env["KUBESCRIBE_NAMESPACES"]) == ["team-a", "team-b"]
+
+
+def test_the_model_cache_is_off_unless_asked_for() -> None:
+    assert of_kind("DaemonSet") == []
+    [operator] = [d for d in of_kind("Deployment") if d["metadata"]["name"] == "kubescribe-operator"]
+    env = {item["name"] for item in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "KUBESCRIBE_NODE_MODEL_CACHE" not in env
+
+
+def test_the_model_cache_runs_one_restricted_pod_per_node_that_runners_of_that_node_reach() -> None:
+    settings = ("modelCache.enabled=true", "tenantNamespaces={team-a}", API_SERVER)
+    [cache] = of_kind("DaemonSet", *settings)
+    pod = cache["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    [container] = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "cache", "emptyDir": {"sizeLimit": 21474836480}} in pod["volumes"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["KUBESCRIBE_MODEL_CACHE_STORE_ENDPOINT"] == "http://minio.storage:9000"  # s3.endpoint
+    assert env["KUBESCRIBE_MODEL_CACHE_MAX_BYTES"] == "21474836480"
+    [service] = [s for s in of_kind("Service", *settings) if s["metadata"]["name"] == "kubescribe-model-cache"]
+    assert service["spec"]["internalTrafficPolicy"] == "Local"
+    [operator] = [d for d in of_kind("Deployment", *settings) if d["metadata"]["name"] == "kubescribe-operator"]
+    operator_env = {
+        item["name"]: item.get("value") for item in operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert operator_env["KUBESCRIBE_NODE_MODEL_CACHE"] == "http://kubescribe-model-cache.kubescribe.svc:8480"
+    [policy] = of_kind("NetworkPolicy", *settings)
+    assert {
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubescribe"}},
+                "podSelector": {"matchLabels": cache["spec"]["selector"]["matchLabels"]},
+            }
+        ],
+        "ports": [{"protocol": "TCP", "port": 8480}],
+    } in policy["spec"]["egress"]
+
+
+def test_the_model_cache_keeps_its_files_in_the_volume_it_is_given() -> None:
+    volume = {"hostPath": {"path": "/var/cache/kubescribe", "type": "DirectoryOrCreate"}}
+    [cache] = of_kind("DaemonSet", values={"modelCache": {"enabled": True, "volume": volume}})
+    assert {"name": "cache", **volume} in cache["spec"]["template"]["spec"]["volumes"]
