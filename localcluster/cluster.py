@@ -42,6 +42,7 @@ CONTROLLERS = (
     "serviceaccount-token-controller",
     "deployment-controller",
     "replicaset-controller",
+    "daemonset-controller",
     "root-ca-certificate-publisher-controller",
     "pod-garbage-collector-controller",
     "node-lifecycle-controller",

