@@ -94,9 +94,7 @@ def install(
         kube.create_namespace(api, NAMESPACE)
     key = create_key(core, kube.OPERATOR_NAMESPACE, KEYS_SECRET, NAMESPACE, "bench")
     values = {"gateway.port": str(free_port()), **chart_values}
-    sets = [arg for name, value in values.items() for arg in ("--set", f"{name}={value}")]
-    chart = str(kube.REPO / "charts/kubescribe")
-    kube.run(env, "helm", "upgrade", kube.RELEASE, chart, "-n", kube.OPERATOR_NAMESPACE, "--reuse-values", *sets)
+    upgrade(env, values)
     deployment = f"deployment/{kube.RELEASE}-gateway"
     kube.run(env, "kubectl", "-n", kube.OPERATOR_NAMESPACE, "rollout", "status", deployment, "--timeout=2m")
     gateway = Gateway(f"http://127.0.0.1:{values['gateway.port']}", key, 0, values)
@@ -105,6 +103,25 @@ def install(
         wait_until(lambda: http.get("/v1/jobs").status_code == 200, "the gateway to accept the key")
     gateway.pid = running_pid(core)
     return gateway
+
+
+def upgrade(env: dict[str, str], chart_values: dict[str, str]) -> None:
+    """The release again, with `chart_values` over those it has."""
+    sets = [arg for name, value in chart_values.items() for arg in ("--set", f"{name}={value}")]
+    chart = str(kube.REPO / "charts/kubescribe")
+    kube.run(env, "helm", "upgrade", kube.RELEASE, chart, "-n", kube.OPERATOR_NAMESPACE, "--reuse-values", *sets)
+
+
+def pool_values(name: str, namespace: str, concurrency: int) -> dict[str, str]:
+    """The chart values of one runner pool, `name`: one warm tiny.en worker for `namespace`."""
+    return {
+        "pools[0].name": name,
+        "pools[0].model": "tiny.en",
+        "pools[0].namespaces[0]": namespace,
+        "pools[0].concurrency": str(concurrency),
+        "pools[0].replicas.min": "1",
+        "pools[0].replicas.max": "1",
+    }
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:

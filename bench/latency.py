@@ -39,15 +39,7 @@ HELM_VALUES = {"gateway.jobGpus": "0"}
 """Jobs that ask for no GPU, so that their runner pods run on the local nodes' CPUs."""
 WATCH_LAG_SECONDS = 10.0
 POOL = "latency"
-POOL_VALUES = {
-    "pools[0].name": POOL,
-    "pools[0].model": "tiny.en",
-    "pools[0].namespaces[0]": gateway.NAMESPACE,
-    "pools[0].concurrency": "1",
-    "pools[0].replicas.min": "1",
-    "pools[0].replicas.max": "1",
-}
-"""One warm worker for the bench's namespace."""
+POOL_VALUES = gateway.pool_values(POOL, gateway.NAMESPACE, concurrency=1)
 
 
 class JobWatch(threading.Thread):

@@ -31,15 +31,7 @@ CLIP_WORDS = (30, 40, 50, 60, 70)
 """The clips' lengths in words: 10 to 25 s of espeak-ng's speech at 150 words a minute."""
 NAMESPACE = "bench-short"
 POOL = "short"
-POOL_VALUES = {
-    "operator.maxRunningJobs": str(RUNNING),
-    "pools[0].name": POOL,
-    "pools[0].model": "tiny.en",
-    "pools[0].namespaces[0]": NAMESPACE,
-    "pools[0].concurrency": str(RUNNING),
-    "pools[0].replicas.min": "1",
-    "pools[0].replicas.max": "1",
-}
+POOL_VALUES = {"operator.maxRunningJobs": str(RUNNING), **gateway.pool_values(POOL, NAMESPACE, RUNNING)}
 CREATE_THREADS = 10
 TIMEOUT_SECONDS = 1800.0
 
@@ -143,9 +135,7 @@ def measure(cluster: LocalCluster, state: ClusterState, work: Path) -> dict[str,
     api = kube.api_client(cluster.admin_kubeconfig)
     kube.create_namespace(api, NAMESPACE)
     uploaded = clips(work, s3)
-    chart = str(kube.REPO / "charts/kubescribe")
-    sets = [arg for name, value in POOL_VALUES.items() for arg in ("--set", f"{name}={value}")]
-    kube.run(env, "helm", "upgrade", kube.RELEASE, chart, "-n", kube.OPERATOR_NAMESPACE, "--reuse-values", *sets)
+    gateway.upgrade(env, POOL_VALUES)
     wait_for_pool(api, POOL)
     pods = side(api, uploaded, "Isolated").summary()
     pooled = side(api, uploaded, "Pooled").summary()

@@ -309,6 +309,19 @@ class Kubescribe:
             timeout=300,
         )
 
+    def worker_pods(self, pool: str) -> list[dict[str, Any]]:
+        """The pods of a runner pool's workers."""
+        pods: list[dict[str, Any]] = self.cluster.get("pods", "-n", self.namespace, "-l", f"kubescribe.io/pool={pool}")[
+            "items"
+        ]
+        return pods
+
+    def ready_workers(self, pool: str) -> int:
+        """The ready replicas of a runner pool's workers' Deployment."""
+        deployment = self.cluster.try_get("deployment", f"{pool}-workers", "-n", self.namespace) or {}
+        ready: int = deployment.get("status", {}).get("readyReplicas") or 0
+        return ready
+
     @property
     def model_cache_url(self) -> str:
         return f"http://127.0.0.1:{self.model_cache_port}"

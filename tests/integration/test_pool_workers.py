@@ -9,7 +9,6 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
@@ -19,7 +18,6 @@ from tests.integration.conftest import Cluster, Gateway, Kubescribe, running_pid
 from tests.integration.speech import PASSAGE, speak, word_error_rate
 
 POOL = "warm"
-WORKERS = f"{POOL}-workers"
 SENTENCE = "The warm worker keeps its model loaded and answers many requests."
 MAX_WER = 0.3
 
@@ -48,33 +46,20 @@ def pool(kubescribe: Kubescribe, cluster: Cluster, served: tuple[str, str]) -> I
     try:
         # The operator restarted by the install may roll the workers out once more: one worker, and only one.
         wait_for(
-            lambda: ready_workers(cluster, kubescribe) == 1 and len(worker_pods(cluster, kubescribe)) == 1,
+            lambda: kubescribe.ready_workers(POOL) == 1 and len(kubescribe.worker_pods(POOL)) == 1,
             180,
             "the pool's one worker to load its model",
         )
         yield
     finally:
         kubescribe.install()
-        wait_for(lambda: not worker_pods(cluster, kubescribe), 120, "the pool's workers to be gone")
-
-
-def ready_workers(cluster: Cluster, kubescribe: Kubescribe) -> int:
-    deployment = cluster.try_get("deployment", WORKERS, "-n", kubescribe.namespace) or {}
-    ready: int = deployment.get("status", {}).get("readyReplicas") or 0
-    return ready
-
-
-def worker_pods(cluster: Cluster, kubescribe: Kubescribe) -> list[dict[str, Any]]:
-    pods: list[dict[str, Any]] = cluster.get("pods", "-n", kubescribe.namespace, "-l", f"kubescribe.io/pool={POOL}")[
-        "items"
-    ]
-    return pods
+        wait_for(lambda: not kubescribe.worker_pods(POOL), 120, "the pool's workers to be gone")
 
 
 def claimed(cluster: Cluster, kubescribe: Kubescribe) -> list[tuple[str, str, int]]:
     """(namespace, job, attempt) of each assignment the pool's workers logged as claimed, in every run of each."""
     lines = []
-    for pod in worker_pods(cluster, kubescribe):
+    for pod in kubescribe.worker_pods(POOL):
         for previous in (False, True):
             logs = cluster.kubectl(
                 "logs",

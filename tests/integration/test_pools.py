@@ -77,14 +77,7 @@ def pool(kubescribe: Kubescribe, cluster: Cluster, served: str) -> Iterator[dict
         yield values
     finally:
         kubescribe.install()
-        wait_for(lambda: not worker_pods(cluster, kubescribe), 120, "the pool's workers to be gone")
-
-
-def worker_pods(cluster: Cluster, kubescribe: Kubescribe) -> list[dict[str, Any]]:
-    pods: list[dict[str, Any]] = cluster.get("pods", "-n", kubescribe.namespace, "-l", f"kubescribe.io/pool={POOL}")[
-        "items"
-    ]
-    return pods
+        wait_for(lambda: not kubescribe.worker_pods(POOL), 120, "the pool's workers to be gone")
 
 
 def stand_in_ready(cluster: Cluster, kubescribe: Kubescribe) -> bool:
@@ -97,14 +90,8 @@ def stand_in_ready(cluster: Cluster, kubescribe: Kubescribe) -> bool:
         container.get("command") == stand_in_command()
         and status.get("observedGeneration") == deployment["metadata"]["generation"]
         and status.get("updatedReplicas") == status.get("readyReplicas") == 1
-        and len(worker_pods(cluster, kubescribe)) == 1
+        and len(kubescribe.worker_pods(POOL)) == 1
     )
-
-
-def ready_workers(cluster: Cluster, kubescribe: Kubescribe) -> int:
-    deployment = cluster.try_get("deployment", WORKERS, "-n", kubescribe.namespace) or {}
-    ready: int = deployment.get("status", {}).get("readyReplicas") or 0
-    return ready
 
 
 def submit(kubescribe: Kubescribe, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
@@ -315,7 +302,7 @@ def test_a_pooled_job_waits_while_the_pool_has_no_workers(
     pool: dict[str, str], kubescribe: Kubescribe, cluster: Cluster, served: str
 ) -> None:
     kubescribe.install(**{**pool, "pools[0].replicas.min": "0", "pools[0].replicas.max": "0"})
-    wait_for(lambda: ready_workers(cluster, kubescribe) == 0, 60, "the pool to have no ready worker")
+    wait_for(lambda: kubescribe.ready_workers(POOL) == 0, 60, "the pool to have no ready worker")
     job = submit(kubescribe, served, "waiting", execution="Pooled")
     wait_status(kubescribe, served, "waiting", "Queued", "NoPoolCapacity")
     time.sleep(5)  # a few more of the operator's passes

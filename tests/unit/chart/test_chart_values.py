@@ -29,11 +29,11 @@ def gpu_pool(*settings: str) -> list[dict[str, Any]]:
 
 
 def pod_specs(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The pod spec of each Deployment and Job, by name."""
+    """The pod spec of each Deployment, DaemonSet and Job, by name."""
     return {
         document["metadata"]["name"]: document["spec"]["template"]["spec"]
         for document in documents
-        if document["kind"] in ("Deployment", "Job")
+        if document["kind"] in ("Deployment", "DaemonSet", "Job")
     }
 
 
@@ -83,7 +83,7 @@ def test_a_value_of_the_wrong_kind_fails_the_render_naming_its_path(setting: str
 
 def test_the_images_default_to_the_charts_app_version() -> None:
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
-    documents = objects()
+    documents = objects("modelCache.enabled=true")
     for name, pod in pod_specs(documents).items():
         assert pod["containers"][0]["image"] == f"kubescribe:{app_version}", name
         assert pod["containers"][0]["imagePullPolicy"] == "IfNotPresent", name
@@ -101,9 +101,10 @@ def test_a_digest_pins_the_images_whatever_their_tag() -> None:
         "runner.image.repository=registry.example/ml/kubescribe-runner",
         f"runner.image.digest={DIGEST}",
         "runner.image.pullPolicy=Never",
+        "modelCache.enabled=true",
     )
     pods = pod_specs(documents)
-    assert set(pods) == {"kubescribe-operator", "kubescribe-gateway", "kubescribe-uninstall"}
+    assert set(pods) == {"kubescribe-operator", "kubescribe-gateway", "kubescribe-uninstall", "kubescribe-model-cache"}
     for pod in pods.values():
         assert pod["containers"][0]["image"] == f"registry.example/ml/kubescribe@{DIGEST}"
         assert pod["containers"][0]["imagePullPolicy"] == "Always"
@@ -114,7 +115,7 @@ def test_a_digest_pins_the_images_whatever_their_tag() -> None:
 
 
 def test_every_pod_requests_cpu_and_memory_and_has_a_memory_limit() -> None:
-    for name, pod in pod_specs(objects()).items():
+    for name, pod in pod_specs(objects("modelCache.enabled=true")).items():
         resources = pod["containers"][0]["resources"]
         assert {"cpu", "memory"} <= set(resources["requests"]), name
         assert "memory" in resources["limits"], name
@@ -124,6 +125,7 @@ def test_the_operator_and_the_gateway_are_placed_by_their_values() -> None:
     pods = pod_specs(gpu_pool())
     for name in ("kubescribe-operator", "kubescribe-gateway", "kubescribe-uninstall"):
         assert pods[name]["nodeSelector"] == {"cloud.example.com/node-pool": "system"}, name
+    assert pods["kubescribe-model-cache"]["nodeSelector"] == {"cloud.example.com/node-pool": "gpu-a100"}
     anti_affinity = pods["kubescribe-gateway"]["affinity"]["podAntiAffinity"]
     assert anti_affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] == 100
     placed = pod_specs(
