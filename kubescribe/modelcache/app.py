@@ -139,7 +139,7 @@ def create_app(settings: CacheSettings, disk: Disk) -> FastAPI:
         outcome = "hit"
         if file is None:
             try:
-                filled = disk.fill(key, lambda out: copy_from_store(request.url, version, timeout, out))
+                filled = disk.fill(key, version.size, lambda out: copy_from_store(request.url, version, timeout, out))
             except HTTPException:
                 answers.labels("error").inc()
                 raise

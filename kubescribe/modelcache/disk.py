@@ -47,13 +47,15 @@ class Disk:
             os.utime(path)
         return file
 
-    def fill(self, key: str, write: Callable[[BinaryIO], None]) -> Filled:
-        """The object `key`, which `write` fills unless it is cached. Callers of one key wait for one fill; a fill
-        that raises leaves nothing behind."""
+    def fill(self, key: str, size: int, write: Callable[[BinaryIO], None]) -> Filled:
+        """The object `key` of `size` bytes, which `write` fills unless it is cached, after the least recently used
+        objects have made room for it. Callers of one key wait for one fill; a fill that raises leaves nothing
+        behind."""
         with self._lock(key):
             file = self.open(key)
             if file is not None:
                 return Filled(file, wrote=False)
+            evicted = self.evict(room=size)
             descriptor, name = tempfile.mkstemp(dir=self.filling)
             os.close(descriptor)
             temp = Path(name)
@@ -66,21 +68,20 @@ class Disk:
                 temp.unlink(missing_ok=True)
                 raise
             temp.rename(self.objects / key)
-            file = (self.objects / key).open("rb")
-        return Filled(file, wrote=True, evicted=self.evict(keep=key))
+            return Filled((self.objects / key).open("rb"), wrote=True, evicted=evicted)
 
-    def evict(self, keep: str) -> int:
-        """Deletes the least recently used objects, never `keep`, until the cache fits its cap; how many it deleted."""
+    def evict(self, room: int) -> int:
+        """Deletes the least recently used objects until `room` more bytes fit under the cap; how many it deleted.
+        Fills of different objects at once may each pass the cap by what the others write."""
         entries = sorted(self._entries(), key=lambda entry: entry[0])
         total = sum(size for _, size, _ in entries)
         evicted = 0
         for _, size, path in entries:
-            if total <= self.max_bytes:
+            if total + room <= self.max_bytes:
                 break
-            if path.name != keep:
-                path.unlink(missing_ok=True)
-                total -= size
-                evicted += 1
+            path.unlink(missing_ok=True)
+            total -= size
+            evicted += 1
         return evicted
 
     def usage(self) -> int:
@@ -94,5 +95,6 @@ class Disk:
                 yield stat.st_mtime, stat.st_size, path
 
     def _lock(self, key: str) -> threading.Lock:
+        """The lock of one object's fill; kept for every object ever filled, a few hundred bytes each."""
         with self._locks_lock:
             return self._locks.setdefault(key, threading.Lock())

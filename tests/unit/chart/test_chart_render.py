@@ -285,7 +285,7 @@ def test_the_model_cache_runs_one_restricted_pod_per_node_that_runners_of_that_n
     assert pod["securityContext"]["runAsNonRoot"] is True
     [container] = pod["containers"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert {"name": "cache", "emptyDir": {"sizeLimit": 21474836480}} in pod["volumes"]
+    assert {"name": "cache", "emptyDir": {"sizeLimit": 2 * 21474836480}} in pod["volumes"]
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["KUBESCRIBE_MODEL_CACHE_STORE_ENDPOINT"] == "http://minio.storage:9000"  # s3.endpoint
     assert env["KUBESCRIBE_MODEL_CACHE_MAX_BYTES"] == "21474836480"

@@ -29,9 +29,9 @@ def age(disk: Disk, key: str, seconds_ago: float) -> None:
 def test_an_object_is_written_once_and_then_read_from_the_disk(tmp_path: Path) -> None:
     disk = Disk(tmp_path, max_bytes=100)
     assert disk.open("a") is None
-    filled = disk.fill("a", writer(b"model bytes"))
+    filled = disk.fill("a", 11, writer(b"model bytes"))
     assert filled.wrote and filled.file.read() == b"model bytes"
-    again = disk.fill("a", writer(b"other bytes"))
+    again = disk.fill("a", 11, writer(b"other bytes"))
     assert not again.wrote and again.file.read() == b"model bytes"
     assert disk.usage() == len(b"model bytes")
 
@@ -44,7 +44,7 @@ def test_a_failed_fill_leaves_nothing_and_a_restart_clears_half_written_files(tm
         raise OSError("the store went away")
 
     with pytest.raises(OSError, match="went away"):
-        disk.fill("a", broken)
+        disk.fill("a", 4, broken)
     assert disk.open("a") is None
     assert list(disk.filling.iterdir()) == []
     (disk.filling / "tmp123").write_bytes(b"left by a killed process")
@@ -65,7 +65,7 @@ def test_callers_of_one_object_wait_for_a_single_fill(tmp_path: Path) -> None:
 
     def caller() -> None:
         started.wait()
-        results.append(disk.fill("a", slow).file.read())
+        results.append(disk.fill("a", 4, slow).file.read())
 
     threads = [threading.Thread(target=caller) for _ in range(8)]
     for thread in threads:
@@ -79,13 +79,13 @@ def test_callers_of_one_object_wait_for_a_single_fill(tmp_path: Path) -> None:
 def test_beyond_its_cap_the_least_recently_used_objects_go(tmp_path: Path) -> None:
     disk = Disk(tmp_path, max_bytes=100)
     for key in ("old", "used", "new"):
-        disk.fill(key, writer(key[0].encode() * 40))
+        disk.fill(key, 40, writer(key[0].encode() * 40))
     # Three 40-byte objects: the cap kept two, and the oldest went.
     assert disk.open("old") is None
     age(disk, "used", 60)
     age(disk, "new", 120)
     assert disk.open("used") is not None  # reading marks it as just used
-    filled = disk.fill("next", writer(b"x" * 40))
+    filled = disk.fill("next", 40, writer(b"x" * 40))
     assert filled.evicted == 1
     assert disk.open("new") is None
     assert disk.open("used") is not None
@@ -94,8 +94,8 @@ def test_beyond_its_cap_the_least_recently_used_objects_go(tmp_path: Path) -> No
 
 def test_an_evicted_object_stays_readable_to_whoever_has_it_open(tmp_path: Path) -> None:
     disk = Disk(tmp_path, max_bytes=50)
-    reading = disk.fill("a", writer(b"a" * 40)).file
-    disk.fill("b", writer(b"b" * 40))
+    reading = disk.fill("a", 40, writer(b"a" * 40)).file
+    disk.fill("b", 40, writer(b"b" * 40))
     assert disk.open("a") is None
     assert reading.read() == b"a" * 40
 
