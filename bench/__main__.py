@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): bring up a local cluster of its own, measure the runner's overhead, the
-operator's admission latency, the gateway, the latency of its synchronous transcriptions and many short jobs in
-runner pods and in a pool, stop the cluster, measure diarization and compare beam sizes (in this process), and write
-bench-results/report.md and report.json."""
+operator's admission latency, the gateway, the latency of its synchronous transcriptions, many short jobs in
+runner pods and in a pool and a shared model through the node's model cache, stop the cluster, measure diarization
+and compare beam sizes (in this process), and write bench-results/report.md and report.json."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from minio import Minio
 
-from bench import admission, beam, diarization, gateway, kube, latency, overhead, report, shortjobs
+from bench import admission, beam, diarization, gateway, kube, latency, modelcache, overhead, report, shortjobs
 from bench.speech import synthesise
 from kubescribe.runner.transcribe import CPU_BATCH_SIZE
 from localcluster.cluster import ClusterState, LocalCluster
@@ -24,8 +24,8 @@ from localcluster.cluster import ClusterState, LocalCluster
 RESULTS = kube.REPO / "bench-results"
 BASELINE_NAMESPACE = "bench-baseline"
 JOBS_NAMESPACE = "bench-jobs"
-PARTS = ("overhead", "admission", "gateway", "latency", "shortjobs", "diarization", "beam")
-CLUSTER_PARTS = {"overhead", "admission", "gateway", "latency", "shortjobs"}
+PARTS = ("overhead", "admission", "gateway", "latency", "shortjobs", "modelcache", "diarization", "beam")
+CLUSTER_PARTS = {"overhead", "admission", "gateway", "latency", "shortjobs", "modelcache"}
 """The parts measured on a local cluster; diarization needs none."""
 
 log = logging.getLogger("bench")
@@ -91,6 +91,11 @@ def measure_short_jobs(cluster: LocalCluster, state: ClusterState, work: Path) -
     return shortjobs.measure(cluster, state, work)
 
 
+def measure_model_cache(cluster: LocalCluster, state: ClusterState, work: Path) -> dict[str, Any]:
+    log.info("model cache: %d fetches of the base model from the store, then through the cache", modelcache.JOBS)
+    return modelcache.measure(cluster, state, work)
+
+
 def measure_diarization(work: Path) -> dict[str, Any]:
     log.info("diarization: %d conversations, %d rounds each", len(diarization.CONVERSATIONS), diarization.ROUNDS)
     return diarization.measure(work)
@@ -145,6 +150,9 @@ def measure_on_a_cluster(results: dict[str, Any], parts: set[str], work: Path, u
         results["load"]["after part 4"] = report.load()
         if "shortjobs" in parts:
             attempt(results, "shortjobs", lambda: measure_short_jobs(cluster, state, work))
+        results["load"]["after part 5"] = report.load()
+        if "modelcache" in parts:
+            attempt(results, "modelcache", lambda: measure_model_cache(cluster, state, work))
     finally:
         log.info("stopping the local cluster")
         cluster.down()
@@ -161,10 +169,10 @@ def main() -> None:
         work = Path(temp)
         if parts & CLUSTER_PARTS:
             measure_on_a_cluster(results, parts, work, args.upload_mib)
-        results["load"]["after part 5"] = report.load()
+        results["load"]["after part 6"] = report.load()
         if "diarization" in parts:
             attempt(results, "diarization", lambda: measure_diarization(work))
-        results["load"]["after part 6"] = report.load()
+        results["load"]["after part 7"] = report.load()
         if "beam" in parts:
             attempt(results, "beam", lambda: measure_beam(work))
     results["load"]["end"] = report.load()

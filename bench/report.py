@@ -82,6 +82,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _gateway_section(results.get("gateway"), results.get("gateway_error"))
     lines += _latency_section(results.get("latency"), results.get("latency_error"))
     lines += _short_jobs_section(results.get("shortjobs"), results.get("shortjobs_error"))
+    lines += _model_cache_section(results.get("modelcache"), results.get("modelcache_error"))
     lines += _diarization_section(results.get("diarization"), results.get("diarization_error"))
     lines += _beam_section(results.get("beam"), results.get("beam_error"))
     return "\n".join(lines) + "\n"
@@ -381,8 +382,39 @@ def _short_jobs_section(short: dict[str, Any] | None, error: str | None) -> list
     return lines
 
 
+def _model_cache_section(cache: dict[str, Any] | None, error: str | None) -> list[str]:
+    lines = ["## 6. A shared model through the node's model cache", ""]
+    if cache is None:
+        return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
+    lines += [
+        f"{cache['jobs']} fetches in turn of the `base` model's files ({cache['model_bytes'] / (1 << 20):.0f} MiB) "
+        "from the local cluster's store with their presigned URLs, as runner pods of one node fetch a shared "
+        "`s3://` model, each into a directory of its own: straight from the store, then through a model cache "
+        "process on the same machine (`kubescribe-model-cache`). The store is on this machine's loopback: where it "
+        "is across a network, the cache saves its time as well as its bytes.",
+        "",
+        "| | first fetch | later fetches (median) | all fetches | bytes the store sent |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for label, side in (
+        ("straight from the store (baseline)", cache["direct"]),
+        ("through the cache", cache["cached"]),
+    ):
+        lines.append(
+            f"| {label} | {_seconds(side['first_seconds'])} | {_seconds(side['later_median_seconds'])} | "
+            f"{_seconds(side['total_seconds'])} | {side['store_bytes'] / (1 << 20):,.0f} MiB |"
+        )
+    lines += [
+        "",
+        f"**Bytes from the store, cached / straight: {cache['ratio_store_bytes_cached_to_direct']:.3f}; a later "
+        f"fetch takes {cache['ratio_later_cached_to_direct']:.2f}x the time of a straight one.**",
+        "",
+    ]
+    return lines
+
+
 def _diarization_section(diarization: dict[str, Any] | None, error: str | None) -> list[str]:
-    lines = ["## 6. Diarization", ""]
+    lines = ["## 7. Diarization", ""]
     if diarization is None:
         return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
     conversations = diarization["conversations"]
@@ -419,7 +451,7 @@ def _diarization_section(diarization: dict[str, Any] | None, error: str | None) 
 
 
 def _beam_section(beam: dict[str, Any] | None, error: str | None) -> list[str]:
-    lines = ["## 7. Beam size", ""]
+    lines = ["## 8. Beam size", ""]
     if beam is None:
         return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
     lines += [

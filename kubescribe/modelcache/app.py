@@ -112,6 +112,9 @@ def create_app(settings: CacheSettings, disk: Disk) -> FastAPI:
         registry=registry,
     )
     cached_bytes = Gauge("kubescribe_model_cache_bytes", "Bytes the cached objects take", registry=registry)
+    store_bytes = Counter(
+        "kubescribe_model_cache_store_bytes", "Bytes of objects read from the store into the cache", registry=registry
+    )
     evictions = Counter(
         "kubescribe_model_cache_evictions", "Objects evicted to keep the cache under its cap", registry=registry
     )
@@ -148,6 +151,7 @@ def create_app(settings: CacheSettings, disk: Disk) -> FastAPI:
                 failure = f"the object could not be read from the store ({type(error).__name__})"
                 raise HTTPException(502, failure) from None
             file, outcome = filled.file, "fill" if filled.wrote else "hit"
+            store_bytes.inc(version.size if filled.wrote else 0)
             evictions.inc(filled.evicted)
         answers.labels(outcome).inc()
         cached_bytes.set(disk.usage())
