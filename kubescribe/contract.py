@@ -16,7 +16,7 @@ ENV_SPEC: Final = "KUBESCRIBE_SPEC"
 ENV_MODEL_CACHE: Final = "KUBESCRIBE_MODEL_CACHE"
 """Directory of downloaded models, shared between runs where the volume allows."""
 ENV_NODE_MODEL_CACHE: Final = "KUBESCRIBE_NODE_MODEL_CACHE"
-"""The URL of the node's model cache (`python -m kubescribe.modelcache`), which the runner asks first for the files
+"""The URL of the node's model cache (`kubescribe-model-cache`), which the runner asks first for the files
 of an s3:// model, showing each file's presigned URL (unset: the runner reads them from the store)."""
 ENV_STORE_GRANTS: Final = "KUBESCRIBE_STORE_GRANTS"
 """`StoreGrants` as JSON, from the job's Secret, when the job uses the operator's store: the runner then holds
