@@ -390,8 +390,8 @@ def _model_cache_section(cache: dict[str, Any] | None, error: str | None) -> lis
         f"{cache['jobs']} fetches in turn of the `base` model's files ({cache['model_bytes'] / (1 << 20):.0f} MiB) "
         "from the local cluster's store with their presigned URLs, as runner pods of one node fetch a shared "
         "`s3://` model, each into a directory of its own: straight from the store, then through a model cache "
-        "process on the same machine (`kubescribe-model-cache`). The store is on this machine's loopback: where it "
-        "is across a network, the cache saves its time as well as its bytes.",
+        "process on the same machine (`kubescribe-model-cache`). The store is on this machine's loopback, as near "
+        "as the cache: what carries over to a cluster, whose store is across a network, is the bytes it sent.",
         "",
         "| | first fetch | later fetches (median) | all fetches | bytes the store sent |",
         "| --- | --- | --- | --- | --- |",
