@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from localcluster.cluster import ClusterState, LocalCluster, free_port
+from localcluster.cluster import ClusterState, LocalCluster, free_ports
 from localcluster.registry import push_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,8 +58,8 @@ def install_operator(
     )
     # The node agent runs pods on the host's network: the operator's health and metrics ports and the gateway's port
     # are moved off 8080, 9090 and 8000, which another local cluster on this machine may hold.
-    ports = {"operator.ports.health": free_port(), "operator.ports.metrics": free_port(), "gateway.port": free_port()}
-    cache_port = free_port()
+    health, metrics, gateway, cache_port = free_ports(4)
+    ports = {"operator.ports.health": health, "operator.ports.metrics": metrics, "gateway.port": gateway}
     values = {
         "modelCache.port": str(cache_port),
         "modelCache.url": f"http://127.0.0.1:{cache_port}",

@@ -10,7 +10,7 @@ source .local/env
 # once.
 ports=.local/kubescribe-ports
 if [[ ! -s $ports || $(wc -w <"$ports") -lt 5 ]]; then
-  .venv/bin/python -c 'from localcluster.cluster import free_port as p; print(p(), p(), p(), p(), p())' >"$ports"
+  .venv/bin/python -c 'from localcluster.cluster import free_ports; print(*free_ports(5))' >"$ports"
 fi
 read -r health metrics gateway gateway_metrics cache <"$ports"
 

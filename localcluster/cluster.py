@@ -3,6 +3,7 @@ registry and the local node agents, each a process on loopback, with their state
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -80,10 +81,18 @@ class ClusterState:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    [port] = free_ports(1)
+    return port
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different loopback ports that are free now: each held until all are chosen, since a port let go may be
+    the next one the kernel hands out."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def host_address() -> str:
@@ -211,9 +220,13 @@ class LocalCluster:
 
     def _keep_or_replace_ports(self, state: ClusterState) -> None:
         names = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kueue-health", "kueue-webhook")
+        taken: set[int] = set()
         for name in (*names, "minio", "minio-console", "registry", *(f"kubelet-{node}" for node in NODES)):
-            if not state.ports.get(name) or not _port_free(state.ports[name]):
-                state.ports[name] = free_port()
+            port = state.ports.get(name)
+            while not port or port in taken or not _port_free(port):
+                port = free_port()
+            state.ports[name] = port
+            taken.add(port)
 
     def _binary(self, name: str) -> str:
         for directory in self.bin_path:

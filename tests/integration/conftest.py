@@ -23,7 +23,7 @@ from kubernetes import client, config
 from minio import Minio
 
 from kubescribe.gateway.access.keys import create_key
-from localcluster.cluster import LocalCluster, free_port, host_address
+from localcluster.cluster import LocalCluster, free_ports, host_address
 from localcluster.registry import push_images
 from tests.integration.leaks import LeakWatch
 
@@ -261,8 +261,8 @@ class Kubescribe:
         self.cluster = cluster
         self.s3 = cluster.s3()
         # The local node runs pods on the host's network: ports of their own.
-        self.health_port, self.metrics_port, self.gateway_port = free_port(), free_port(), free_port()
-        self.gateway_metrics_port, self.model_cache_port = free_port(), free_port()
+        ports = free_ports(5)
+        self.health_port, self.metrics_port, self.gateway_port, self.gateway_metrics_port, self.model_cache_port = ports
         self.host_address = host_address()
         self.values = {
             "s3.endpoint": cluster.local.s3_url(cluster.state),

@@ -42,14 +42,15 @@ def cache(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "KUBESCRIBE_MODEL_CACHE_HOST": "127.0.0.1",
         "KUBESCRIBE_MODEL_CACHE_PORT": str(port),
     }
-    log = (tmp_path_factory.mktemp("model-cache-log") / "log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "kubescribe.modelcache"], env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: answers(f"{url}/healthz"), 30, "the model cache to listen")
-    yield url
-    process.terminate()
-    process.wait(10)
-    log.close()
+    with (tmp_path_factory.mktemp("model-cache-log") / "log").open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "kubescribe.modelcache"], env=env, stdout=log, stderr=log)
+        try:
+            wait_for(lambda: answers(f"{url}/healthz"), 30, "the model cache to listen")
+            yield url
+        finally:
+            process.terminate()
+            process.wait(10)
 
 
 def answers(url: str) -> bool:
