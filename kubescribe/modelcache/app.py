@@ -150,11 +150,13 @@ def create_app(settings: CacheSettings, disk: Disk) -> FastAPI:
                 answers.labels("error").inc()
                 failure = f"the object could not be read from the store ({type(error).__name__})"
                 raise HTTPException(502, failure) from None
-            file, outcome = filled.file, "fill" if filled.wrote else "hit"
-            store_bytes.inc(version.size if filled.wrote else 0)
-            evictions.inc(filled.evicted)
+            file = filled.file
+            if filled.wrote:  # only a fill changes what the cache holds
+                outcome = "fill"
+                store_bytes.inc(version.size)
+                evictions.inc(filled.evicted)
+                cached_bytes.set(disk.usage())
         answers.labels(outcome).inc()
-        cached_bytes.set(disk.usage())
         log.info("object served", extra={"outcome": outcome, "bytes": version.size})
         headers = {"Content-Length": str(version.size), "X-Kubescribe-Cache": outcome}
         return StreamingResponse(_chunks(file), media_type="application/octet-stream", headers=headers)
