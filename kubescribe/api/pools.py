@@ -57,7 +57,8 @@ class RunnerPoolSpec(StrictModel):
         "tiny.en",
         pattern=MODEL_PATTERN,
         max_length=256,
-        description="The Whisper model the workers keep loaded; a job runs in the pool only if it names this model.",
+        description="The Whisper model the workers keep loaded: a name, s3://bucket/prefix/ of a CTranslate2 model "
+        "in the operator's store, or a Hugging Face repository; a job runs in the pool only if it names this model.",
     )
     namespaces: list[Annotated[str, Field(pattern=_NAMESPACE, max_length=63)]] = Field(
         default_factory=list,
@@ -82,6 +83,15 @@ class RunnerPoolSpec(StrictModel):
     )
 
 
+class ModelGrants(StrictModel):
+    """The presigned URLs by which the workers read an s3:// model, in the pool's Secret (`<pool>-model`)."""
+
+    model: str = Field(max_length=256, description="The s3:// model they grant.")
+    granted: str = Field(description="When the operator presigned them (RFC 3339).")
+    expires: str = Field(description="When they expire (RFC 3339); the operator renews them well before.")
+    error: str | None = Field(None, max_length=1024, description="Why the model's files could not be granted.")
+
+
 class RunnerPoolStatus(StrictModel):
     """The pool as the operator last saw it."""
 
@@ -89,6 +99,7 @@ class RunnerPoolStatus(StrictModel):
     ready_replicas: int | None = Field(None, ge=0, description="Workers ready to take jobs (their model loaded).")
     running: int | None = Field(None, ge=0, description="Jobs the workers are running.")
     waiting: int | None = Field(None, ge=0, description="Admitted jobs waiting for room in the pool.")
+    model_grants: ModelGrants | None = Field(None, description="The workers' access to an s3:// model.")
 
 
 class RunnerPool(StrictModel):

@@ -1,6 +1,7 @@
 """What a runner may do in the operator's store, as presigned URLs: GET its source, PUT each transcript, GET each
-file of its s3:// model, all valid until the job's deadline has passed. The runner holds no store credentials.
-Pure: presigning and the listing of a model's files are given."""
+file of its s3:// model, all valid until the job's deadline has passed; and what a pool's workers may: GET each file
+of the pool's s3:// model. Runners and workers hold no store credentials. Pure: presigning and the listing of a
+model's files are given."""
 
 from __future__ import annotations
 
@@ -62,12 +63,26 @@ def store_grants(
         grants.outputs[format_] = Grant(
             url=presign("PUT", output.bucket, key, valid), uri=f"s3://{output.bucket}/{key}"
         )
-    location = model_location(spec.model)
-    if location is not None and model_error is None:
-        files, grants.model_error = model_files(spec.model, model_keys)
-        bucket = location[0]
+    if model_location(spec.model) is not None:
+        model = model_grants(spec.model, presign, now, valid, keys=model_keys, error=model_error)
+        grants.model, grants.model_error = model.model, model.model_error
+    return grants
+
+
+def model_grants(
+    model: str, presign: Presign, now: datetime, valid: timedelta, *, keys: Sequence[str], error: str | None = None
+) -> StoreGrants:
+    """GET of each file of an s3:// model, valid for `valid` from `now`, from the keys listed under its prefix; or
+    why there are none (`error`, when the listing failed)."""
+    location = model_location(model)
+    assert location is not None
+    grants = StoreGrants(expires=format_timestamp(now + valid), model_error=error)
+    if error is None:
+        files, grants.model_error = model_files(model, keys)
+        if not files and grants.model_error is None:
+            grants.model_error = f"{model} holds no objects"
         grants.model = {
-            path: Grant(url=presign("GET", bucket, key, valid), uri=f"s3://{bucket}/{key}")
+            path: Grant(url=presign("GET", location[0], key, valid), uri=f"s3://{location[0]}/{key}")
             for path, key in files.items()
         }
     return grants

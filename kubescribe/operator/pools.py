@@ -1,6 +1,6 @@
 """RunnerPools as pure functions: which pool an admitted job runs in (`assign`), how many workers a pool runs and
-what its status says, and the objects the operator makes for it: the workers' Deployment and a job's
-RunnerAssignment. Pools live in the operator's namespace.
+what its status says, and the objects the operator makes for it: the workers' Deployment, the Secret with the
+presigned URLs of an s3:// model, and a job's RunnerAssignment. Pools live in the operator's namespace.
 
 A job qualifies for a pool when all of these hold (`qualifies`):
 
@@ -24,6 +24,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from kubescribe.api.pools import (
@@ -32,7 +33,8 @@ from kubescribe.api.pools import (
     POOL_LABEL,
     RunnerPool,
 )
-from kubescribe.api.v1alpha1 import API_VERSION, Execution, TranscriptionJobSpec
+from kubescribe.api.timestamps import format_timestamp, parse_timestamp
+from kubescribe.api.v1alpha1 import API_VERSION, Execution, TranscriptionJobSpec, model_location
 from kubescribe.contract import (
     ENV_MODEL_CACHE,
     ENV_POOL,
@@ -66,6 +68,11 @@ SPEC_HASH_ANNOTATION: Final = "kubescribe.io/spec-hash"
 """On a pool's Deployment: a hash of what the operator built, so that a change of the pool or of the operator's
 settings is rolled out, and nothing else is patched."""
 WORKER_PORT_NAME: Final = "http"
+MODEL_GRANTS_VALIDITY: Final = timedelta(days=1)
+"""How long the presigned URLs of a pool's s3:// model live; renewed once half of that has passed, so that a worker
+that starts reads its model with at least half of it left."""
+MODEL_GRANTS_RETRY: Final = timedelta(minutes=1)
+"""How soon the operator tries again to grant an s3:// model it could not (absent, too large, the store failing)."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +198,47 @@ def is_finished(assignment: Mapping[str, Any]) -> bool:
 # -- objects -------------------------------------------------------------------------------------------------------
 
 
+def model_secret_name(pool_name: str) -> str:
+    """`<pool>-model`, shortened with a hash to fit a DNS label."""
+    readable = f"{pool_name}-model"
+    return readable if len(readable) <= 63 else builders.shortened(readable, pool_name)
+
+
+def model_grants_due(pool: RunnerPool, now: datetime) -> bool:
+    """Whether the operator presigns the pool's s3:// model now: never for other models; when it has not for this
+    model, when its URLs have lived half their time, or when it could not a little while ago."""
+    if model_location(pool.spec.model) is None:
+        return False
+    granted = pool.status.model_grants if pool.status else None
+    if granted is None or granted.model != pool.spec.model:
+        return True
+    age = now - parse_timestamp(granted.granted)
+    return age >= (MODEL_GRANTS_RETRY if granted.error else MODEL_GRANTS_VALIDITY / 2)
+
+
+def model_grants_status(model: str, now: datetime, grants: StoreGrants) -> dict[str, Any]:
+    """The pool's status.modelGrants for `grants` of `model`, made at `now`."""
+    status = {"model": model, "granted": format_timestamp(now), "expires": grants.expires}
+    return {**status, "error": grants.model_error} if grants.model_error else status
+
+
+def build_model_secret(pool: Mapping[str, Any], grants: StoreGrants) -> dict[str, Any]:
+    """The presigned URLs of the pool's s3:// model, which its workers take from the Secret as a runner pod takes
+    its job's; owned by the pool."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": model_secret_name(pool["metadata"]["name"]),
+            "namespace": pool["metadata"]["namespace"],
+            "labels": worker_labels(pool),
+            "ownerReferences": [pool_owner_reference(pool)],
+        },
+        "stringData": {ENV_STORE_GRANTS: grants.model_dump_json()},
+    }
+
+
 def deployment_name(pool: Mapping[str, Any]) -> str:
     """`<pool>-workers`, shortened with a hash to fit a DNS label."""
     name: str = pool["metadata"]["name"]
@@ -271,6 +319,14 @@ def _worker_placement(pool: RunnerPool, settings: OperatorSettings) -> dict[str,
     return {key: value for key, value in fields.items() if value}
 
 
+def _model_grants_env(pool: RunnerPool) -> list[dict[str, Any]]:
+    """For an s3:// model: its presigned URLs, from the pool's Secret (`build_model_secret`)."""
+    if model_location(pool.spec.model) is None:
+        return []
+    secret = {"name": model_secret_name(pool.metadata["name"]), "key": ENV_STORE_GRANTS}
+    return [{"name": ENV_STORE_GRANTS, "valueFrom": {"secretKeyRef": secret}}]
+
+
 def _worker_container(pool: RunnerPool, settings: OperatorSettings) -> dict[str, Any]:
     spec = pool.spec
     probe = {
@@ -292,6 +348,8 @@ def _worker_container(pool: RunnerPool, settings: OperatorSettings) -> dict[str,
             {"name": ENV_WORKER, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": ENV_WORKER_PORT, "value": str(settings.worker_port)},
             {"name": ENV_MODEL_CACHE, "value": settings.model_cache_dir},
+            *_model_grants_env(pool),
+            *builders.node_model_cache_env(settings),
             *builders.writable_places_env(settings),
         ],
         "ports": [{"name": WORKER_PORT_NAME, "containerPort": settings.worker_port}],

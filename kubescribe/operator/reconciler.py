@@ -408,7 +408,7 @@ class Reconciler:
         self, tj: dict[str, Any], pool: Mapping[str, Any], attempt: int
     ) -> tuple[dict[str, Any], policy.Refusal | None]:
         """Creates the job's assignment of `attempt` in `pool`, with presigned URLs valid from now."""
-        environment = pools.assignment_environment(tj, self.settings, self.egress, self._grants(tj))
+        environment = pools.assignment_environment(tj, self.settings, self.egress, self._grants(tj, model=False))
         assignment = pools.build_assignment(tj, pool, attempt, environment)
 
         def create(_: str, body: dict[str, Any]) -> None:
@@ -437,6 +437,11 @@ class Reconciler:
         """Sizes the pool's workers to its jobs (running and waiting ones), rolls out what the operator builds for
         them, and writes the pool's status."""
         parsed = RunnerPool.model_validate(pool)
+        status: dict[str, Any] = {}
+        if pools.model_grants_due(parsed, self.now()):
+            status["modelGrants"] = self._grant_pool_model(pool, parsed.spec.model)
+        elif model_location(parsed.spec.model) is None and parsed.status and parsed.status.model_grants:
+            status["modelGrants"] = None
         replicas = pools.worker_replicas(parsed, running + waiting)
         wanted = pools.build_worker_deployment(pool, self.settings, replicas)
         namespace = pool["metadata"]["namespace"]
@@ -450,7 +455,7 @@ class Reconciler:
             self.apps.patch_namespaced_deployment(
                 wanted["metadata"]["name"], namespace, patch, _content_type="application/merge-patch+json"
             )
-        status = pools.pool_status(
+        status |= pools.pool_status(
             replicas=replicas, ready=pools.ready_workers(deployment), running=running, waiting=waiting
         )
         changed = merge_patch(pool.get("status") or {}, status)
@@ -494,28 +499,50 @@ class Reconciler:
                     raise
         return None
 
-    def _grants(self, tj: dict[str, Any]) -> StoreGrants:
+    def _grants(self, tj: dict[str, Any], *, model: bool = True) -> StoreGrants:
+        """The job's presigned URLs; with `model` false, none for an s3:// model (a pool's worker has its own)."""
         spec = builders.runner_spec(tj, self.settings)
-        keys: list[str] = []
-        error = None
-        location = model_location(spec.model)
-        if location is not None:
-            bucket, prefix = location
-            try:
-                listed = self.store.list_objects(bucket, prefix=prefix, recursive=True)
-                items = list(itertools.islice(listed, grants.MAX_MODEL_FILES + 1))
-            except S3Error as failure:
-                error = f"cannot list {spec.model}: {failure.code}"
-            else:
-                keys = [item.object_name for item in items]
-                size = sum(item.size or 0 for item in items)
-                if size > self.settings.max_model_bytes:
-                    error = (
-                        f"{spec.model} holds {size} bytes, more than a model may hold "
-                        f"({self.settings.max_model_bytes} bytes, models.maxBytes)"
-                    )
+        keys, error = self._model_keys(spec.model) if model else ([], None)
         grace = datetime.timedelta(seconds=self.settings.grant_grace_seconds)
         return grants.store_grants(spec, self._presign, self.now(), grace=grace, model_keys=keys, model_error=error)
+
+    def _model_keys(self, model: str | None) -> tuple[list[str], str | None]:
+        """The keys under an s3:// model's prefix (none for other models), or why they may not be granted."""
+        location = model_location(model or "")
+        if location is None:
+            return [], None
+        bucket, prefix = location
+        try:
+            items = list(
+                itertools.islice(
+                    self.store.list_objects(bucket, prefix=prefix, recursive=True), grants.MAX_MODEL_FILES + 1
+                )
+            )
+        except S3Error as failure:
+            return [], f"cannot list {model}: {failure.code}"
+        size = sum(item.size or 0 for item in items)
+        if size > self.settings.max_model_bytes:
+            limit = self.settings.max_model_bytes
+            return [], f"{model} holds {size} bytes, more than a model may hold ({limit} bytes, models.maxBytes)"
+        return [item.object_name for item in items], None
+
+    def _grant_pool_model(self, pool: Mapping[str, Any], model: str) -> dict[str, Any]:
+        """Writes the pool's Secret with fresh presigned URLs of its s3:// model; returns its status.modelGrants."""
+        now = self.now()
+        keys, error = self._model_keys(model)
+        granted = grants.model_grants(model, self._presign, now, pools.MODEL_GRANTS_VALIDITY, keys=keys, error=error)
+        secret = pools.build_model_secret(pool, granted)
+        namespace = pool["metadata"]["namespace"]
+        try:
+            self.core.create_namespaced_secret(namespace, secret)
+        except ApiException as failure:
+            if failure.status != HTTPStatus.CONFLICT:
+                raise
+            patch = {"stringData": secret["stringData"]}
+            self.core.patch_namespaced_secret(secret["metadata"]["name"], namespace, patch)
+        if granted.model_error:
+            log.warning("the model of pool %s cannot be granted: %s", pool["metadata"]["name"], granted.model_error)
+        return pools.model_grants_status(model, now, granted)
 
     def _presign(self, method: str, bucket: str, key: str, valid: datetime.timedelta) -> str:
         url: str = self.store.get_presigned_url(method, bucket, key, expires=valid)

@@ -100,6 +100,9 @@ def _download(
         return
     if grants.model_error:
         raise RunnerFailure(EXIT_BAD_INPUT, "ModelNotFound", grants.model_error)
+    bucket, prefix = _location(uri)
+    if not all(grant.uri.startswith(f"s3://{bucket}/{prefix}") for grant in grants.model.values()):
+        raise RunnerFailure(EXIT_BAD_INPUT, "ModelNotFound", f"the model files granted are not those of {uri}")
     for path, grant in grants.model.items():
         _download_granted(grant.url, _inside(directory, path, uri), grant.uri, node_cache)
 

@@ -28,21 +28,25 @@ from typing import Any
 
 from faster_whisper import WhisperModel
 from kubernetes import client, watch
+from pydantic import ValidationError
 
 from kubescribe import kube
 from kubescribe.api.pools import ASSIGNMENT_PLURAL, LEASE_SECONDS, POOL_LABEL
 from kubescribe.api.v1alpha1 import GROUP, VERSION
 from kubescribe.contract import (
     ENV_MODEL_CACHE,
+    ENV_NODE_MODEL_CACHE,
     ENV_POOL,
     ENV_POOL_CONCURRENCY,
     ENV_POOL_MODEL,
     ENV_POOL_NAMESPACE,
+    ENV_STORE_GRANTS,
     ENV_WORKER,
     ENV_WORKER_PORT,
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
     EXIT_OK,
+    StoreGrants,
 )
 from kubescribe.logs import JsonFormatter
 from kubescribe.runner.assignments import attempt_secrets, candidates, check_model, failure_status, log_fields
@@ -76,6 +80,9 @@ class Settings:
     worker: str
     model_cache: Path
     port: int
+    grants: StoreGrants | None = None
+    """The presigned URLs of an s3:// model."""
+    node_model_cache: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -85,6 +92,10 @@ class Settings:
         concurrency = int(env.get(ENV_POOL_CONCURRENCY) or 1)
         if concurrency < 1:
             raise ValueError(f"{ENV_POOL_CONCURRENCY} must be at least 1")
+        try:
+            grants = StoreGrants.model_validate_json(env[ENV_STORE_GRANTS]) if env.get(ENV_STORE_GRANTS) else None
+        except ValidationError:
+            raise ValueError(f"{ENV_STORE_GRANTS} is not valid") from None
         return cls(
             pool=env[ENV_POOL],
             namespace=env[ENV_POOL_NAMESPACE],
@@ -93,6 +104,8 @@ class Settings:
             worker=env[ENV_WORKER],
             model_cache=Path(env.get(ENV_MODEL_CACHE) or DEFAULT_MODEL_CACHE).expanduser(),
             port=int(env.get(ENV_WORKER_PORT) or DEFAULT_PORT),
+            grants=grants,
+            node_model_cache=env.get(ENV_NODE_MODEL_CACHE) or None,
         )
 
 
@@ -135,12 +148,15 @@ class Secrets:
 
 def load_pool_model(settings: Settings) -> WhisperModel:
     """The pool's model, loaded once, for `concurrency` transcriptions at once. A worker has no store credentials:
-    its model is a name or a Hugging Face repository, or already in its cache."""
+    it reads an s3:// model through the presigned URLs the operator gives the pool, through the node's model cache
+    where there is one."""
 
     def no_store() -> Any:
         raise RunnerFailure(EXIT_BAD_INPUT, "ModelNotFound", "a pool's worker has no store credentials")
 
-    location = resolve_model(settings.model, settings.model_cache, no_store)
+    location = resolve_model(
+        settings.model, settings.model_cache, no_store, settings.grants, node_cache=settings.node_model_cache
+    )
     download_root = str(settings.model_cache / "huggingface")
     return load_model(location, download_root=download_root, num_workers=settings.concurrency)
 
@@ -402,7 +418,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _on_sigterm(lifecycle))
     serve_health(settings.port, lifecycle)
     try:
-        whisper = load_pool_model(settings)
+        with secrets.hiding(attempt_secrets(os.environ)):
+            whisper = load_pool_model(settings)
     except RunnerFailure as failure:
         log.error("the pool's model cannot be loaded: %s", failure.message, extra={"reason": failure.reason})
         return failure.exit_code

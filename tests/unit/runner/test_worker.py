@@ -318,6 +318,26 @@ def test_settings_from_the_environment() -> None:
         Settings.from_env({**env, "KUBESCRIBE_WORKER": ""})
     with pytest.raises(ValueError, match="at least 1"):
         Settings.from_env({**env, "KUBESCRIBE_POOL_CONCURRENCY": "0"})
+    assert (settings.grants, settings.node_model_cache) == (None, None)
+
+
+def test_the_settings_of_a_worker_of_an_s3_model_hold_its_urls_and_never_show_them() -> None:
+    grants = StoreGrants(
+        expires="2030-01-01T00:00:00Z", model={"model.bin": Grant(url=SIGNED, uri="s3://models/m/model.bin")}
+    )
+    env = {
+        "KUBESCRIBE_POOL": "big",
+        "KUBESCRIBE_POOL_NAMESPACE": "pools",
+        "KUBESCRIBE_POOL_MODEL": "s3://models/m/",
+        "KUBESCRIBE_WORKER": "big-abc",
+        "KUBESCRIBE_NODE_MODEL_CACHE": "http://127.0.0.1:8480",
+        ENV_STORE_GRANTS: grants.model_dump_json(),
+    }
+    settings = Settings.from_env(env)
+    assert (settings.grants, settings.node_model_cache) == (grants, "http://127.0.0.1:8480")
+    with pytest.raises(ValueError, match=f"{ENV_STORE_GRANTS} is not valid") as invalid:
+        Settings.from_env({**env, ENV_STORE_GRANTS: env[ENV_STORE_GRANTS].replace("expires", "expiry")})
+    assert SIGNED not in str(invalid.value)
 
 
 class FakeStatusApi:
