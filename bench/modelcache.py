@@ -7,10 +7,7 @@ cache read from it, by its metrics, through the cache)."""
 from __future__ import annotations
 
 import datetime
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,10 +16,10 @@ from typing import Any
 import httpx
 from minio import Minio
 
-from bench.gateway import wait_until
 from kubescribe.contract import Grant, StoreGrants
 from kubescribe.runner.models import resolve_model
-from localcluster.cluster import ClusterState, LocalCluster, free_port
+from localcluster.cluster import ClusterState, LocalCluster
+from localcluster.modelcache import model_cache_process
 
 JOBS = 8
 BUCKET = "bench-models"
@@ -85,24 +82,9 @@ def measure(cluster: LocalCluster, state: ClusterState, work: Path) -> dict[str,
     s3 = Minio(cluster.s3_url(state).removeprefix("http://"), state.minio_user, state.minio_password, secure=False)
     model_bytes = _upload_base(s3, work)
     direct, direct_bytes = _fetches(s3, work, None)
-    port = free_port()
-    env = {
-        **os.environ,
-        "KUBESCRIBE_MODEL_CACHE_STORE_ENDPOINT": cluster.s3_url(state),
-        "KUBESCRIBE_MODEL_CACHE_DIRECTORY": str(work / "node-cache"),
-        "KUBESCRIBE_MODEL_CACHE_HOST": "127.0.0.1",
-        "KUBESCRIBE_MODEL_CACHE_PORT": str(port),
-        "KUBESCRIBE_MODEL_CACHE_LOG_LEVEL": "WARNING",
-    }
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen([sys.executable, "-m", "kubescribe.modelcache"], env=env)
-    try:
-        wait_until(lambda: _answers(f"{url}/healthz"), "the model cache to listen")
+    with model_cache_process(cluster.s3_url(state), work / "node-cache", work / "node-cache.log") as url:
         cached, _ = _fetches(s3, work, url)
         metrics = httpx.get(f"{url}/metrics/").text
-    finally:
-        process.terminate()
-        process.wait(10)
     [store_bytes] = [float(line.split()[1]) for line in metrics.splitlines() if line.startswith(STORE_BYTES + " ")]
     through, straight = _side(cached, store_bytes), _side(direct, direct_bytes)
     return {
@@ -113,10 +95,3 @@ def measure(cluster: LocalCluster, state: ClusterState, work: Path) -> dict[str,
         "ratio_later_cached_to_direct": round(through["later_median_seconds"] / straight["later_median_seconds"], 2),
         "ratio_store_bytes_cached_to_direct": round(store_bytes / straight["store_bytes"], 3),
     }
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url).status_code == 200
-    except httpx.ConnectError:
-        return False

@@ -87,9 +87,13 @@ class ModelGrants(StrictModel):
     """The presigned URLs by which the workers read an s3:// model, in the pool's Secret (`<pool>-model`)."""
 
     model: str = Field(max_length=256, description="The s3:// model they grant.")
-    granted: str = Field(description="When the operator presigned them (RFC 3339).")
-    expires: str = Field(description="When they expire (RFC 3339); the operator renews them well before.")
-    error: str | None = Field(None, max_length=1024, description="Why the model's files could not be granted.")
+    attempted: str = Field(description="When the operator last presigned them, or tried to (RFC 3339).")
+    expires: str | None = Field(
+        None, description="When the URLs in the Secret expire (RFC 3339); the operator renews them well before."
+    )
+    error: str | None = Field(
+        None, max_length=1024, description="Why the last try failed; the URLs that have not expired are kept."
+    )
 
 
 class RunnerPoolStatus(StrictModel):

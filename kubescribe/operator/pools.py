@@ -31,6 +31,7 @@ from kubescribe.api.pools import (
     ASSIGNMENT_KIND,
     POOL_KIND,
     POOL_LABEL,
+    ModelGrants,
     RunnerPool,
 )
 from kubescribe.api.timestamps import format_timestamp, parse_timestamp
@@ -206,20 +207,30 @@ def model_secret_name(pool_name: str) -> str:
 
 def model_grants_due(pool: RunnerPool, now: datetime) -> bool:
     """Whether the operator presigns the pool's s3:// model now: never for other models; when it has not for this
-    model, when its URLs have lived half their time, or when it could not a little while ago."""
+    model, when its URLs have lived half their time, or a while after it last failed to."""
     if model_location(pool.spec.model) is None:
         return False
     granted = pool.status.model_grants if pool.status else None
     if granted is None or granted.model != pool.spec.model:
         return True
-    age = now - parse_timestamp(granted.granted)
-    return age >= (MODEL_GRANTS_RETRY if granted.error else MODEL_GRANTS_VALIDITY / 2)
+    if granted.error or granted.expires is None:
+        return now - parse_timestamp(granted.attempted) >= MODEL_GRANTS_RETRY
+    return parse_timestamp(granted.expires) - now <= MODEL_GRANTS_VALIDITY / 2
 
 
-def model_grants_status(model: str, now: datetime, grants: StoreGrants) -> dict[str, Any]:
-    """The pool's status.modelGrants for `grants` of `model`, made at `now`."""
-    status = {"model": model, "granted": format_timestamp(now), "expires": grants.expires}
-    return {**status, "error": grants.model_error} if grants.model_error else status
+def renewed_model_grants(
+    model: str, now: datetime, grants: StoreGrants, previous: ModelGrants | None
+) -> tuple[dict[str, Any], bool]:
+    """The pool's status.modelGrants once `grants` of `model` were made at `now`, and whether they go into its
+    Secret: not when they failed while the Secret holds URLs of this model that have not expired, which workers
+    starting meanwhile still use."""
+    status = {"model": model, "attempted": format_timestamp(now)}
+    if grants.model_error is None:
+        return {**status, "expires": grants.expires}, True
+    status["error"] = grants.model_error
+    if previous and previous.model == model and previous.expires and parse_timestamp(previous.expires) > now:
+        return {**status, "expires": previous.expires}, False
+    return status, True
 
 
 def build_model_secret(pool: Mapping[str, Any], grants: StoreGrants) -> dict[str, Any]:

@@ -439,7 +439,7 @@ class Reconciler:
         parsed = RunnerPool.model_validate(pool)
         status: dict[str, Any] = {}
         if pools.model_grants_due(parsed, self.now()):
-            status["modelGrants"] = self._grant_pool_model(pool, parsed.spec.model)
+            status["modelGrants"] = self._grant_pool_model(pool, parsed)
         elif model_location(parsed.spec.model) is None and parsed.status and parsed.status.model_grants:
             status["modelGrants"] = None
         replicas = pools.worker_replicas(parsed, running + waiting)
@@ -526,23 +526,28 @@ class Reconciler:
             return [], f"{model} holds {size} bytes, more than a model may hold ({limit} bytes, models.maxBytes)"
         return [item.object_name for item in items], None
 
-    def _grant_pool_model(self, pool: Mapping[str, Any], model: str) -> dict[str, Any]:
-        """Writes the pool's Secret with fresh presigned URLs of its s3:// model; returns its status.modelGrants."""
-        now = self.now()
+    def _grant_pool_model(self, pool: Mapping[str, Any], parsed: RunnerPool) -> dict[str, Any]:
+        """Presigns the files of the pool's s3:// model for its Secret; returns its status.modelGrants."""
+        now, model = self.now(), parsed.spec.model
         keys, error = self._model_keys(model)
         granted = grants.model_grants(model, self._presign, now, pools.MODEL_GRANTS_VALIDITY, keys=keys, error=error)
-        secret = pools.build_model_secret(pool, granted)
-        namespace = pool["metadata"]["namespace"]
+        previous = parsed.status.model_grants if parsed.status else None
+        status, replace = pools.renewed_model_grants(model, now, granted, previous)
+        if granted.model_error:
+            log.warning("the model of pool %s cannot be granted: %s", parsed.metadata["name"], granted.model_error)
+        if replace:
+            self._apply_secret(pools.build_model_secret(pool, granted))
+        return status
+
+    def _apply_secret(self, secret: dict[str, Any]) -> None:
+        metadata = secret["metadata"]
         try:
-            self.core.create_namespaced_secret(namespace, secret)
+            self.core.create_namespaced_secret(metadata["namespace"], secret)
         except ApiException as failure:
             if failure.status != HTTPStatus.CONFLICT:
                 raise
             patch = {"stringData": secret["stringData"]}
-            self.core.patch_namespaced_secret(secret["metadata"]["name"], namespace, patch)
-        if granted.model_error:
-            log.warning("the model of pool %s cannot be granted: %s", pool["metadata"]["name"], granted.model_error)
-        return pools.model_grants_status(model, now, granted)
+            self.core.patch_namespaced_secret(metadata["name"], metadata["namespace"], patch)
 
     def _presign(self, method: str, bucket: str, key: str, valid: datetime.timedelta) -> str:
         url: str = self.store.get_presigned_url(method, bucket, key, expires=valid)

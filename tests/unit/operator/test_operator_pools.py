@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from kubescribe.api.pools import POOL_LABEL, RunnerPool
+from kubescribe.api.pools import POOL_LABEL, ModelGrants, RunnerPool
 from kubescribe.api.timestamps import format_timestamp
 from kubescribe.contract import (
     ENV_EGRESS_RULES,
@@ -322,11 +322,15 @@ def parsed(model: str = S3_MODEL, **status: Any) -> RunnerPool:
     return RunnerPool.model_validate({**pool(model=model), "status": status})
 
 
-def granted(model: str = S3_MODEL, age: timedelta = timedelta(0), error: str | None = None) -> dict[str, Any]:
+def granted(
+    model: str = S3_MODEL, age: timedelta = timedelta(0), error: str | None = None, urls: bool = True
+) -> dict[str, Any]:
+    """status.modelGrants of an attempt `age` ago: its URLs expire a validity after it, unless it made none."""
+    expires = format_timestamp(NOW - age + pools.MODEL_GRANTS_VALIDITY)
     return {
         "model": model,
-        "granted": format_timestamp(NOW - age),
-        "expires": format_timestamp(NOW - age + pools.MODEL_GRANTS_VALIDITY),
+        "attempted": format_timestamp(NOW - age),
+        **({"expires": expires} if urls else {}),
         **({"error": error} if error else {}),
     }
 
@@ -340,7 +344,8 @@ def granted(model: str = S3_MODEL, age: timedelta = timedelta(0), error: str | N
         (parsed(modelGrants=granted(age=pools.MODEL_GRANTS_VALIDITY / 2 - timedelta(minutes=1))), False),
         (parsed(modelGrants=granted(age=pools.MODEL_GRANTS_VALIDITY / 2)), True),
         (parsed(modelGrants=granted(model="s3://models/base/")), True),
-        (parsed(modelGrants=granted(error="s3://models/large-v3/ holds no objects")), False),
+        (parsed(modelGrants=granted(error="s3://models/large-v3/ holds no objects", urls=False)), False),
+        (parsed(modelGrants=granted(age=pools.MODEL_GRANTS_RETRY, error="holds no objects", urls=False)), True),
         (parsed(modelGrants=granted(age=pools.MODEL_GRANTS_RETRY, error="cannot list: NoSuchBucket")), True),
     ],
 )
@@ -373,14 +378,47 @@ def test_a_renewal_leaves_the_workers_deployment_as_it_is() -> None:
     assert pools.deployment_patch(built, renewed) is None
 
 
-def test_the_pools_model_grants_status_says_for_which_model_until_when_and_why_not() -> None:
-    assert pools.model_grants_status(S3_MODEL, NOW, GRANTS) == {
+def test_new_urls_replace_the_secrets_and_say_until_when() -> None:
+    previous = ModelGrants.model_validate(granted(age=pools.MODEL_GRANTS_VALIDITY / 2))
+    assert pools.renewed_model_grants(S3_MODEL, NOW, GRANTS, previous) == (
+        {"model": S3_MODEL, "attempted": "2025-11-03T12:00:00Z", "expires": "2025-11-03T13:00:00Z"},
+        True,
+    )
+
+
+def test_a_failed_renewal_keeps_the_urls_that_have_not_expired() -> None:
+    failed = StoreGrants(expires="2025-11-04T12:00:00Z", model_error="cannot list s3://models/large-v3/: SlowDown")
+    previous = ModelGrants.model_validate(granted(age=pools.MODEL_GRANTS_VALIDITY / 2))
+    status, replace = pools.renewed_model_grants(S3_MODEL, NOW, failed, previous)
+    assert not replace
+    assert status == {
         "model": S3_MODEL,
-        "granted": "2025-11-03T12:00:00Z",
-        "expires": "2025-11-03T13:00:00Z",
+        "attempted": "2025-11-03T12:00:00Z",
+        "expires": previous.expires,
+        "error": "cannot list s3://models/large-v3/: SlowDown",
     }
-    refused = GRANTS.model_copy(update={"model_error": "s3://models/large-v3/ holds no objects"})
-    assert pools.model_grants_status(S3_MODEL, NOW, refused)["error"] == "s3://models/large-v3/ holds no objects"
+
+
+@pytest.mark.parametrize(
+    "previous",
+    [
+        None,
+        granted(age=pools.MODEL_GRANTS_VALIDITY),
+        granted(model="s3://models/base/"),
+        granted(error="holds no objects", urls=False),
+    ],
+)
+def test_a_failure_with_no_urls_left_to_keep_goes_into_the_secret(previous: dict[str, Any] | None) -> None:
+    """The workers then fail with the reason, rather than wait for a Secret or load another model."""
+    failed = StoreGrants(expires="2025-11-04T12:00:00Z", model_error="s3://models/large-v3/ holds no objects")
+    parsed_previous = ModelGrants.model_validate(previous) if previous else None
+    status, replace = pools.renewed_model_grants(S3_MODEL, NOW, failed, parsed_previous)
+    assert replace
+    assert status == {
+        "model": S3_MODEL,
+        "attempted": "2025-11-03T12:00:00Z",
+        "error": "s3://models/large-v3/ holds no objects",
+    }
 
 
 # -- assignments ---------------------------------------------------------------------------------------------------
