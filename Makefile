@@ -20,7 +20,7 @@ LOCAL_IMAGE_ARGS := --build-arg GPU=false --build-arg MODELS="tiny.en base"
 help:
 	@echo "make demo     bring the local cluster up and run the main job"
 	@echo "make test     lint, type-check and run every test (installs what it needs)"
-	@echo "make bench    measure runner overhead and operator admission latency (bench-results/report.md)"
+	@echo "make bench    measure the runner, operator, gateway, pools and model cache against baselines (bench-results/report.md)"
 	@echo "make chaos    run real jobs through injected faults (bench-results/chaos.md)"
 	@echo "make up       start the local cluster (.local/env has its exports)"
 	@echo "make down     stop every process of the local cluster"

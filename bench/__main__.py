@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): bring up a local cluster of its own, measure the runner's overhead, the
 operator's admission latency, the gateway, the latency of its synchronous transcriptions, many short jobs in
-runner pods and in a pool and a shared model through the node's model cache, stop the cluster, measure diarization
-and compare beam sizes (in this process), and write bench-results/report.md and report.json."""
+runner pods and in a pool and a shared model through the node's model cache, stop the cluster, measure diarization,
+compare beam sizes (in this process) and a warm model against a process per job (on the GPU where there is one),
+and write bench-results/report.md and report.json."""
 
 from __future__ import annotations
 
@@ -16,7 +17,19 @@ from typing import Any
 
 from minio import Minio
 
-from bench import admission, beam, diarization, gateway, kube, latency, modelcache, overhead, report, shortjobs
+from bench import (
+    admission,
+    beam,
+    diarization,
+    gateway,
+    kube,
+    latency,
+    modelcache,
+    overhead,
+    report,
+    shortjobs,
+    warmmodel,
+)
 from bench.speech import synthesise
 from kubescribe.runner.transcribe import CPU_BATCH_SIZE
 from localcluster.cluster import ClusterState, LocalCluster
@@ -24,7 +37,17 @@ from localcluster.cluster import ClusterState, LocalCluster
 RESULTS = kube.REPO / "bench-results"
 BASELINE_NAMESPACE = "bench-baseline"
 JOBS_NAMESPACE = "bench-jobs"
-PARTS = ("overhead", "admission", "gateway", "latency", "shortjobs", "modelcache", "diarization", "beam")
+PARTS = (
+    "overhead",
+    "admission",
+    "gateway",
+    "latency",
+    "shortjobs",
+    "modelcache",
+    "diarization",
+    "beam",
+    "warmmodel",
+)
 CLUSTER_PARTS = {"overhead", "admission", "gateway", "latency", "shortjobs", "modelcache"}
 """The parts measured on a local cluster; diarization needs none."""
 
@@ -108,6 +131,13 @@ def measure_beam(work: Path) -> dict[str, Any]:
     return beam.measure(sample, duration).summary()
 
 
+def measure_warm_model(work: Path) -> dict[str, Any]:
+    cores = len(os.sched_getaffinity(0))
+    plan = warmmodel.Plan.for_this_machine(cores)
+    log.info("warm model: %d jobs of %.0f s of %s, in a process each and in one", plan.jobs, plan.seconds, plan.model)
+    return warmmodel.measure(work, cores)
+
+
 def attempt(results: dict[str, Any], name: str, measure: Callable[[], dict[str, Any]]) -> None:
     """Record a part's figures, or why it could not be measured, so that one failure keeps the other."""
     try:
@@ -175,6 +205,9 @@ def main() -> None:
         results["load"]["after part 7"] = report.load()
         if "beam" in parts:
             attempt(results, "beam", lambda: measure_beam(work))
+        results["load"]["after part 8"] = report.load()
+        if "warmmodel" in parts:
+            attempt(results, "warmmodel", lambda: measure_warm_model(work))
     results["load"]["end"] = report.load()
     path = report.write(RESULTS, results)
     print(path.read_text())

@@ -6,7 +6,9 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,17 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(int(meminfo["MemTotal"].split()[0]) / 2**20, 1),
         "cpu": cpuinfo[0].split(":", 1)[1].strip() if cpuinfo else platform.processor(),
         "kernel": platform.release(),
+        "gpu": _gpu_name(),
     }
+
+
+def _gpu_name() -> str | None:
+    """The first NVIDIA GPU that faster-whisper would use, as nvidia-smi names it."""
+    if ctranslate2.get_cuda_device_count() == 0 or shutil.which("nvidia-smi") is None:
+        return None
+    query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+    names = subprocess.run(query, check=False, capture_output=True, text=True).stdout.split("\n")
+    return names[0].strip() or "an NVIDIA GPU"
 
 
 def versions() -> dict[str, str]:
@@ -70,7 +82,12 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"- date: {head['date']}",
         f"- machine: {machine_['nproc']} CPUs ({machine_['cpu']}), {machine_['memory_gib']} GiB memory, "
-        f"Linux {machine_['kernel']}, no GPU used",
+        f"Linux {machine_['kernel']}, "
+        + (
+            f"{machine_['gpu']} (part 9 only: the local cluster's runners use the CPU)"
+            if machine_.get("gpu")
+            else "no GPU"
+        ),
         "- versions: " + ", ".join(f"{name} {version}" for name, version in versions_.items()),
         "- load average (1, 5, 15 min): "
         + "; ".join(f"{moment}: {value}" for moment, value in results["load"].items())
@@ -85,6 +102,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _model_cache_section(results.get("modelcache"), results.get("modelcache_error"))
     lines += _diarization_section(results.get("diarization"), results.get("diarization_error"))
     lines += _beam_section(results.get("beam"), results.get("beam_error"))
+    lines += _warm_model_section(results.get("warmmodel"), results.get("warmmodel_error"))
     return "\n".join(lines) + "\n"
 
 
@@ -470,6 +488,49 @@ def _beam_section(beam: dict[str, Any] | None, error: str | None) -> list[str]:
             f"{beam[f'beam_{size}_word_error_rate']:.3f} |"
         )
     lines += ["", f"**Ratio beam 1 / beam 5 (medians): {beam['ratio_greedy_to_beam']:.3f}**.", ""]
+    return lines
+
+
+def _warm_model_section(warm: dict[str, Any] | None, error: str | None) -> list[str]:
+    lines = ["## 9. A warm model against a process per job", ""]
+    if warm is None:
+        return [*lines, f"Not measured: {error or 'not requested (--parts)'}", ""]
+    per_job, pooled = warm["per_job"], warm["warm"]
+    lines += [
+        f"{warm['jobs']} jobs of {warm['audio_seconds_per_job']:.0f} s of speech each, `{warm['model']}` on "
+        f"{warm['device']}, each transcribed by the runner's `transcribe` (BatchedInferencePipeline, VAD on, beam 5): "
+        f"{warm['jobs']} processes started at once, each importing the runner and loading its own model as a runner "
+        f"pod does (the baseline, timed from the first start to the last exit), against one process that loads the "
+        f"model once with `num_workers={warm['jobs']}` and runs the jobs in as many threads, as a pool's worker does "
+        "(timed from the jobs' start, the model already loaded). Transcripts of both sides "
+        + ("are the same." if warm["same_transcripts"] else "differ."),
+        "",
+        "| | wall time | model load (s) | audio-seconds per second | memory per process (RSS, MiB) | GPU memory per "
+        "process (MiB) | GPU utilisation (mean, max) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, side, rate in (
+        ("a process per job (baseline)", per_job, warm["per_job_audio_seconds_per_second"]),
+        ("one warm model", pooled, warm["warm_audio_seconds_per_second"]),
+    ):
+        wall = side["wall_seconds"] if side is per_job else side["transcribe_seconds"][0]
+        gpu_memory = side.get("gpu_memory_peak_mib_per_process", "n/a")
+        utilisation = (
+            f"{side['gpu_utilisation_mean_percent']:.0f}%, {side['gpu_utilisation_max_percent']:.0f}%"
+            if "gpu_utilisation_mean_percent" in side
+            else "n/a"
+        )
+        lines.append(
+            f"| {name} | {wall:.2f} s | {statistics.median(side['load_seconds']):.2f} | {rate:.1f} | "
+            f"{statistics.median(side['max_rss_mib']):.0f} | {gpu_memory} | {utilisation} |"
+        )
+    lines += [
+        "",
+        f"**Audio-seconds per second, warm model / a process per job: {warm['ratio_warm_to_per_job']:.2f}** "
+        f"({warm['warm_with_start_audio_seconds_per_second']:.1f} for the warm process counted from its start, "
+        "imports and model load included).",
+        "",
+    ]
     return lines
 
 

