@@ -192,6 +192,12 @@ def model_location(model: str) -> tuple[str, str] | None:
     return bucket, prefix.rstrip("/") + "/" if prefix.strip("/") else ""
 
 
+def same_model(first: str, second: str) -> bool:
+    """Whether two model names name one model: the same name, or s3:// URIs of the same directory (with or
+    without the closing /)."""
+    return first == second or (model_location(first) or first) == (model_location(second) or second)
+
+
 def transcript_key(prefix: str, source: Source, format_: str) -> str:
     """The object key of one transcript of `source`, under the output prefix."""
     return f"{prefix}{source.stem}.{format_}"

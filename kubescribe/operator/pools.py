@@ -35,7 +35,7 @@ from kubescribe.api.pools import (
     RunnerPool,
 )
 from kubescribe.api.timestamps import format_timestamp, parse_timestamp
-from kubescribe.api.v1alpha1 import API_VERSION, Execution, TranscriptionJobSpec, model_location
+from kubescribe.api.v1alpha1 import API_VERSION, Execution, TranscriptionJobSpec, model_location, same_model
 from kubescribe.contract import (
     ENV_MODEL_CACHE,
     ENV_POOL,
@@ -129,7 +129,12 @@ def refusal(job: PoolJob) -> tuple[str, str] | None:
 
 def qualifies(job: PoolJob, pool: PoolRoom) -> bool:
     namespace = job.key[0]
-    return job.unpoolable is None and namespace in pool.namespaces and job.model == pool.model and job.gpus <= pool.gpus
+    return (
+        job.unpoolable is None
+        and namespace in pool.namespaces
+        and same_model(job.model, pool.model)
+        and job.gpus <= pool.gpus
+    )
 
 
 def pool_room(pool: RunnerPool, ready_workers: int, running: int) -> PoolRoom:

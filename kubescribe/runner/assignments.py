@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kubescribe.api.v1alpha1 import same_model
 from kubescribe.contract import ENV_STORE_GRANTS, EXIT_BAD_INPUT, StoreGrants
 from kubescribe.runner.errors import RunnerFailure, failure_report
 
@@ -63,7 +64,7 @@ def failure_status(failure: RunnerFailure, secrets: Iterable[str]) -> dict[str, 
 
 def check_model(job_model: str, pool_model: str) -> None:
     """The pool takes only jobs of its own model; the operator sends no other, and a worker runs none."""
-    if job_model != pool_model:
+    if not same_model(job_model, pool_model):
         raise RunnerFailure(
             EXIT_BAD_INPUT, "ModelMismatch", f"the job's model {job_model} is not the pool's model {pool_model}"
         )

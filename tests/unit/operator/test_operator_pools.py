@@ -90,6 +90,13 @@ def test_a_job_does_not_qualify_for_a_pool_that_does_not_serve_it(
     assert not pools.qualifies(pool_job(resource), pool_room)
 
 
+def test_a_job_of_the_pools_s3_model_written_with_or_without_its_closing_slash_qualifies() -> None:
+    s3_room = PoolRoom("large", frozenset({"team-a"}), "s3://models/large-v3/", 0, 2)
+    assert pools.qualifies(pool_job(tj(model="s3://models/large-v3")), s3_room)
+    assert pools.qualifies(pool_job(tj(model="s3://models/large-v3/")), s3_room)
+    assert not pools.qualifies(pool_job(tj(model="s3://models/large-v3-turbo/")), s3_room)
+
+
 def test_a_job_with_fewer_gpus_than_a_worker_qualifies() -> None:
     assert pools.qualifies(pool_job(tj(resources={"gpu": 1})), room(gpus=1))
 

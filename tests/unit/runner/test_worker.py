@@ -91,6 +91,7 @@ def test_an_unexpected_error_fails_as_a_runner_error() -> None:
 
 def test_a_job_of_another_model_fails() -> None:
     check_model("tiny.en", "tiny.en")
+    check_model("s3://models/large-v3", "s3://models/large-v3/")
     with pytest.raises(RunnerFailure) as raised:
         check_model("base", "tiny.en")
     assert (raised.value.exit_code, raised.value.reason) == (EXIT_BAD_INPUT, "ModelMismatch")
