@@ -132,10 +132,9 @@ def measure_beam(work: Path) -> dict[str, Any]:
 
 
 def measure_warm_model(work: Path) -> dict[str, Any]:
-    cores = len(os.sched_getaffinity(0))
-    plan = warmmodel.Plan.for_this_machine(cores)
+    plan = warmmodel.Plan.for_this_machine(cores=len(os.sched_getaffinity(0)))
     log.info("warm model: %d jobs of %.0f s of %s, in a process each and in one", plan.jobs, plan.seconds, plan.model)
-    return warmmodel.measure(work, cores)
+    return warmmodel.measure(work, plan)
 
 
 def attempt(results: dict[str, Any], name: str, measure: Callable[[], dict[str, Any]]) -> None:

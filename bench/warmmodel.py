@@ -123,8 +123,7 @@ def run_side(plan: Plan, wav: Path, processes: int, jobs_each: int) -> dict[str,
     return side
 
 
-def measure(work: Path, cores: int) -> dict[str, Any]:
-    plan = Plan.for_this_machine(cores)
+def measure(work: Path, plan: Plan) -> dict[str, Any]:
     wav = work / "warm-model.wav"
     long_sample(wav, plan.seconds)
     audio = plan.jobs * plan.seconds
