@@ -438,8 +438,9 @@ class Reconciler:
         them, and writes the pool's status."""
         parsed = RunnerPool.model_validate(pool)
         status: dict[str, Any] = {}
-        if pools.model_grants_due(parsed, self.now()):
-            status["modelGrants"] = self._grant_pool_model(pool, parsed)
+        now = self.now()
+        if pools.model_grants_due(parsed, now):
+            status["modelGrants"] = self._grant_pool_model(pool, parsed, now)
         elif model_location(parsed.spec.model) is None and parsed.status and parsed.status.model_grants:
             status["modelGrants"] = None
         replicas = pools.worker_replicas(parsed, running + waiting)
@@ -523,9 +524,9 @@ class Reconciler:
             return [], f"{model} holds {size} bytes, more than a model may hold ({limit} bytes, models.maxBytes)"
         return [item.object_name for item in items], None
 
-    def _grant_pool_model(self, pool: Mapping[str, Any], parsed: RunnerPool) -> dict[str, Any]:
+    def _grant_pool_model(self, pool: Mapping[str, Any], parsed: RunnerPool, now: datetime.datetime) -> dict[str, Any]:
         """Presigns the files of the pool's s3:// model for its Secret; returns its status.modelGrants."""
-        now, model = self.now(), parsed.spec.model
+        model = parsed.spec.model
         keys, error = self._model_keys(model)
         granted = grants.model_grants(model, self._presign, now, pools.MODEL_GRANTS_VALIDITY, keys=keys, error=error)
         previous = parsed.status.model_grants if parsed.status else None
