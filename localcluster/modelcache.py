@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from localcluster import processes
 from localcluster.cluster import free_port
 
 START_SECONDS = 30
@@ -32,16 +33,13 @@ def model_cache_process(store_url: str, directory: Path, log: Path, *, max_bytes
         **({"KUBESCRIBE_MODEL_CACHE_MAX_BYTES": str(max_bytes)} if max_bytes is not None else {}),
     }
     url = f"http://127.0.0.1:{port}"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kubescribe.modelcache"], env=env, stdout=output, stderr=output
-        )
-        try:
-            _wait_healthy(url, process)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(10)
+    process = processes.spawn([sys.executable, "-m", "kubescribe.modelcache"], log, env)
+    try:
+        _wait_healthy(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:

@@ -68,17 +68,6 @@ def running_pid(pod: dict[str, Any] | None) -> int | None:
     return None
 
 
-def process_runs(pid: int) -> bool:
-    """Whether the process `pid` exists and has not ended: an ended process whose parent has not yet collected its
-    exit status (a zombie, state Z) holds nothing but its entry in /proc."""
-    try:
-        # /proc/<pid>/stat: "pid (command) state ...", where the command may hold spaces and parentheses.
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
-
-
 _CAN_I_ROW = re.compile(r"^(?P<resource>\S+)\s+\[\]\s+\[(?P<names>[^]]*)\]\s+\[(?P<verbs>[^]]*)\]\s*$")
 """A resource's row of `kubectl auth can-i --list`: Resources, Non-Resource URLs ([]), Resource Names, Verbs."""
 

@@ -7,8 +7,9 @@ import textwrap
 import urllib.request
 import uuid
 
+from localcluster import processes
 from localcluster.cluster import free_port
-from tests.integration.conftest import Cluster, pinned_versions, process_runs, running_pid, wait_for
+from tests.integration.conftest import Cluster, pinned_versions, running_pid, wait_for
 
 
 def phase(cluster: Cluster, namespace: str, name: str) -> str | None:
@@ -179,7 +180,7 @@ def test_deleting_an_owner_deletes_its_pods_and_stops_their_processes(cluster: C
         return pids if len(pids) == 2 and None not in pids else []
 
     pids = wait_for(running_pids, 60, "two running pods")
-    assert all(process_runs(pid) for pid in pids)
+    assert all(processes.is_alive(pid) for pid in pids)
     cluster.kubectl("delete", "deployment", "sleeper", "-n", namespace, "--wait=false")
     wait_for(
         lambda: not cluster.get("pods", "-n", namespace, "-l", "app=sleeper")["items"],
@@ -187,7 +188,7 @@ def test_deleting_an_owner_deletes_its_pods_and_stops_their_processes(cluster: C
         "the garbage collector to delete the pods",
     )
     assert not cluster.try_get("replicaset", "-n", namespace, "-l", "app=sleeper")["items"]
-    assert not [pid for pid in pids if process_runs(pid)]
+    assert not [pid for pid in pids if processes.is_alive(pid)]
 
 
 def test_a_service_account_acts_with_its_own_rbac(cluster: Cluster, namespace: str) -> None:

